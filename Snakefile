@@ -1,0 +1,22 @@
+# dynamax-bench: one DAG from backbones to paper_tables/.
+#   snakemake --cores all paper_tables/                              # embedded default profile
+#   snakemake paper_tables/ --cores all --configfile config/smoke.yaml   # target before --configfile
+#   snakemake --cores 1 results/default/cells/smollm2/triviaqa/oracle.json   # one cell
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# A profile file is complete on its own: the default is loaded only when none is given.
+if "profile" not in config:
+
+    configfile: "config/default.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/backbones.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/tables.smk"

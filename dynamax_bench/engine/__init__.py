@@ -1,0 +1,18 @@
+"""The early-exit engine: layer stacks, exit rules and the generator that drives them."""
+
+from .generator import EarlyExitGenerator, Generation, Strategy
+from .rules import ConstantRule, ExitPoint, ExitRule
+from .stacks import LayerStack, Mamba2Stack, TransformerStack, layer_stack
+
+__all__ = [
+    "ConstantRule",
+    "EarlyExitGenerator",
+    "ExitPoint",
+    "ExitRule",
+    "Generation",
+    "LayerStack",
+    "Mamba2Stack",
+    "Strategy",
+    "TransformerStack",
+    "layer_stack",
+]

@@ -1,0 +1,205 @@
+"""Early-exit greedy generation, one decoder layer at a time.
+
+The prompt is processed by one full forward (all layers, like `model.generate`), so the first
+generated token comes from the full model (or the pruned one). Every later token is a decode
+step that runs layer by layer; at each exit position the strategy's rule may end the step,
+the token is read from the exited hidden state through the final norm and LM head, and the
+stack's state policy fills the caches of the skipped layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import Cache
+from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+from .rules import ExitPoint, ExitRule
+from .stacks import LayerStack, layer_stack
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How a token may leave the backbone.
+
+    rule: decides at each exit position (None: no early exit).
+    policy: what the skipped layers' caches receive after an exit.
+    keep_layers: static pruning, only the first `keep_layers` layers exist (prompt included).
+    oracle: run every layer, record the first exit whose prediction equals the full model's.
+    """
+
+    rule: ExitRule | None = None
+    policy: str | None = None
+    keep_layers: int | None = None
+    oracle: bool = False
+
+    @classmethod
+    def full(cls) -> Strategy:
+        return cls()
+
+    @classmethod
+    def prune(cls, num_layers: int, dropped: int) -> Strategy:
+        return cls(keep_layers=num_layers - dropped)
+
+    @classmethod
+    def early_exit(cls, rule: ExitRule, policy: str) -> Strategy:
+        return cls(rule=rule, policy=policy)
+
+
+@dataclass
+class Generation:
+    """One sample's output with its per-token trace."""
+
+    prompt_ids: list[int]
+    token_ids: list[int]
+    text: str
+    exit_layers: list[int]  # layers executed to produce each generated token
+    stop_reason: str  # eos | stop_string | max_new_tokens
+    extras: dict = field(default_factory=dict)
+
+
+class EarlyExitGenerator:
+    """Greedy decoding with per-token early exit over a transformers model's own layers."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        exit_layers: Sequence[int],
+        max_new_tokens: int,
+        repetition_penalty: float = 1.0,
+        stop_strings: Sequence[str] = (),
+        eos_token_ids: Sequence[int] | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.stack: LayerStack = layer_stack(model)
+        bad = [e for e in exit_layers if not 1 <= e < self.stack.num_layers]
+        if bad:
+            raise ValueError(f"exit layers {bad} out of range for {self.stack.num_layers} layers")
+        self.points = {
+            layer: ExitPoint(index=i, layer=layer, head=self.stack.head) for i, layer in enumerate(sorted(exit_layers))
+        }
+        self.max_new_tokens = max_new_tokens
+        self.stop_strings = tuple(stop_strings)
+        if eos_token_ids is None:
+            eos = model.generation_config.eos_token_id
+            eos_token_ids = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+        self.eos_token_ids = set(eos_token_ids)
+        self.processors = LogitsProcessorList()
+        if repetition_penalty != 1.0:
+            self.processors.append(RepetitionPenaltyLogitsProcessor(penalty=repetition_penalty))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def check(self, strategy: Strategy) -> None:
+        if strategy.rule is not None:
+            if strategy.policy is None:
+                raise ValueError("an early-exit strategy needs a state policy")
+            self.stack.check_policy(strategy.policy)
+        if strategy.keep_layers is not None and not 1 <= strategy.keep_layers <= self.stack.num_layers:
+            raise ValueError(f"cannot keep {strategy.keep_layers} of {self.stack.num_layers} layers")
+
+    @torch.inference_mode()
+    def generate(self, prompt: str | Sequence[int], strategy: Strategy) -> Generation:
+        self.check(strategy)
+        if isinstance(prompt, str):
+            prompt_ids = self.tokenizer(prompt, return_tensors="pt").input_ids
+        else:
+            prompt_ids = torch.tensor([list(prompt)], dtype=torch.long)
+        input_ids = prompt_ids.to(self.device)
+        cache = self.stack.new_cache()
+        if strategy.rule is not None:
+            strategy.rule.reset()
+
+        hidden, executed, exit_hiddens = self._forward(input_ids, input_ids.shape[1], cache, strategy, prefill=True)
+        tokens: list[int] = []
+        exits: list[int] = []
+        stop_reason = "max_new_tokens"
+        while True:
+            token = self._pick(hidden, input_ids)
+            if strategy.oracle and tokens:
+                executed = self._oracle_exit(token, input_ids, exit_hiddens)
+            tokens.append(token)
+            exits.append(executed)
+            input_ids = torch.cat([input_ids, input_ids.new_tensor([[token]])], dim=1)
+            if token in self.eos_token_ids:
+                stop_reason = "eos"
+                break
+            if self.stop_strings and self._hit_stop(tokens):
+                stop_reason = "stop_string"
+                break
+            if len(tokens) >= self.max_new_tokens:
+                break
+            hidden, executed, exit_hiddens = self._forward(
+                input_ids[:, -1:], input_ids.shape[1], cache, strategy, prefill=False
+            )
+
+        return Generation(
+            prompt_ids=prompt_ids[0].tolist(),
+            token_ids=tokens,
+            text=self.truncate(self.tokenizer.decode(tokens, skip_special_tokens=True)),
+            exit_layers=exits,
+            stop_reason=stop_reason,
+        )
+
+    def _forward(
+        self, input_ids: Tensor, total_len: int, cache: Cache, strategy: Strategy, prefill: bool
+    ) -> tuple[Tensor, int, list[Tensor]]:
+        """One forward step: the hidden state to read the token from, the layers executed, and
+        (for the oracle) the hidden states seen at every exit."""
+        stack = self.stack
+        attention_mask = torch.ones(1, total_len, dtype=torch.long, device=self.device)
+        hidden = stack.embed(input_ids)
+        inputs = stack.step_inputs(hidden, cache, attention_mask)
+        num_layers = strategy.keep_layers or stack.num_layers
+        rule = strategy.rule
+        exit_hiddens: list[Tensor] = []
+        for index in range(num_layers):
+            hidden = stack.layer(index, hidden, cache, inputs)
+            point = self.points.get(index + 1)
+            if point is None:
+                continue
+            if strategy.oracle and not prefill:
+                exit_hiddens.append(hidden)
+            if rule is None:
+                continue
+            if prefill:
+                rule.prefill(point, hidden)
+            elif rule.should_exit(point, hidden):
+                for later in self.points.values():
+                    if later.layer > point.layer:
+                        rule.advance(later, hidden)
+                stack.fill_skipped(strategy.policy, point.layer, hidden, cache, inputs)
+                return hidden, point.layer, exit_hiddens
+        return hidden, num_layers, exit_hiddens
+
+    def _scores(self, hidden: Tensor, input_ids: Tensor) -> Tensor:
+        return self.processors(input_ids, self.stack.head(hidden[:, -1:, :]))
+
+    def _pick(self, hidden: Tensor, input_ids: Tensor) -> int:
+        return int(self._scores(hidden, input_ids).argmax(dim=-1).item())
+
+    def _oracle_exit(self, token: int, input_ids: Tensor, exit_hiddens: list[Tensor]) -> int:
+        """First exit whose greedy token equals the full model's; L when none does."""
+        for point, hidden in zip(self.points.values(), exit_hiddens):
+            if self._pick(hidden, input_ids) == token:
+                return point.layer
+        return self.stack.num_layers
+
+    def _hit_stop(self, tokens: list[int]) -> bool:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return any(stop in text for stop in self.stop_strings)
+
+    def truncate(self, text: str) -> str:
+        """Cut at the first stop string, as lm-eval's `until` does."""
+        for stop in self.stop_strings:
+            text = text.split(stop)[0]
+        return text

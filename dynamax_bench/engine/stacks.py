@@ -1,0 +1,200 @@
+"""Layer stacks: drive a transformers causal LM one decoder layer at a time.
+
+Each stack calls the library's own modules (embedding, decoder layers or Mamba-2 blocks,
+final norm, LM head) and cache objects in the same order as the model's `forward`, so the
+full path reproduces `model.generate` bit for bit. What a stack adds is `fill_skipped`: the
+state policy that decides what the caches of skipped layers receive after an early exit.
+
+Shapes: hidden states are (batch=1, seq, hidden); logits are float32 (1, vocab).
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.masking_utils import (
+    create_causal_mask,
+    create_recurrent_attention_mask,
+    create_sliding_window_causal_mask,
+)
+
+TRANSFORMER_TYPES = ("llama", "mistral")
+MAMBA2_TYPES = ("mamba2",)
+
+
+class LayerStack(ABC):
+    """One backbone seen as: embed -> layer 0 .. layer L-1 -> final norm + head."""
+
+    family: ClassVar[str]
+    policies: ClassVar[tuple[str, ...]]
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+        self.config = model.config
+        self.num_layers: int = model.config.num_hidden_layers
+
+    def new_cache(self) -> Cache:
+        return DynamicCache(config=self.config)
+
+    @abstractmethod
+    def embed(self, input_ids: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def step_inputs(self, hidden: Tensor, cache: Cache, attention_mask: Tensor) -> dict[str, Any]:
+        """What every layer of one forward step needs (masks, positions), built once per step."""
+
+    @abstractmethod
+    def layer(self, index: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> Tensor: ...
+
+    @abstractmethod
+    def final_hidden(self, hidden: Tensor) -> Tensor:
+        """The final norm, applied to the exited (or last) hidden state."""
+
+    @abstractmethod
+    def logits(self, normed: Tensor) -> Tensor:
+        """LM head on the last position of a normed hidden state, as float32 (1, vocab)."""
+
+    def head(self, hidden: Tensor) -> Tensor:
+        return self.logits(self.final_hidden(hidden))
+
+    @abstractmethod
+    def fill_skipped(self, policy: str, executed: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
+        """Give layers executed..L-1 their cache entries for this position after an exit."""
+
+    def check_policy(self, policy: str) -> None:
+        if policy not in self.policies:
+            raise ValueError(f"state policy {policy!r} does not apply to a {self.family} backbone; use {list(self.policies)}")
+
+
+class TransformerStack(LayerStack):
+    """Llama and Mistral decoder stacks (RoPE, optional sliding window, DynamicCache K/V)."""
+
+    family = "transformer"
+    policies = ("copy", "partial")
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__(model)
+        self.inner = model.model
+        self.layers = self.inner.layers
+        sliding = getattr(self.config, "sliding_window", None)
+        self._mask_fn = create_sliding_window_causal_mask if sliding else create_causal_mask
+        # The model's own rotary helper, from its modeling module (no re-implemented RoPE).
+        self._apply_rope = sys.modules[type(self.layers[0].self_attn).__module__].apply_rotary_pos_emb
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        return self.inner.embed_tokens(input_ids)
+
+    def step_inputs(self, hidden: Tensor, cache: Cache, attention_mask: Tensor) -> dict[str, Any]:
+        past = cache.get_seq_length()
+        position_ids = torch.arange(past, past + hidden.shape[1], device=hidden.device).unsqueeze(0)
+        mask = self._mask_fn(
+            config=self.config,
+            inputs_embeds=hidden,
+            attention_mask=attention_mask,
+            past_key_values=cache,
+            position_ids=position_ids,
+        )
+        return {
+            "attention_mask": mask,
+            "position_ids": position_ids,
+            "position_embeddings": self.inner.rotary_emb(hidden, position_ids=position_ids),
+        }
+
+    def layer(self, index: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> Tensor:
+        return self.layers[index](hidden, past_key_values=cache, use_cache=True, **inputs)
+
+    def final_hidden(self, hidden: Tensor) -> Tensor:
+        return self.inner.norm(hidden)
+
+    def logits(self, normed: Tensor) -> Tensor:
+        return self.model.lm_head(normed[:, -1, :]).float()
+
+    def fill_skipped(self, policy: str, executed: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
+        if policy == "copy":
+            # K/V of the last executed layer at this position, reused by every skipped layer.
+            source = cache.layers[executed - 1]
+            keys, values = source.keys[:, :, -1:, :], source.values[:, :, -1:, :]
+            for index in range(executed, self.num_layers):
+                cache.update(keys, values, index)
+        elif policy == "partial":
+            cos, sin = inputs["position_embeddings"]
+            for index in range(executed, self.num_layers):
+                keys, values = self.partial_kv(index, hidden, cos, sin)
+                cache.update(keys, values, index)
+        else:
+            self.check_policy(policy)
+
+    def partial_kv(self, index: int, hidden: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+        """K/V that layer `index` computes for `hidden`: its input norm, K/V projections and RoPE only."""
+        layer = self.layers[index]
+        attn = layer.self_attn
+        normed = layer.input_layernorm(hidden)
+        shape = (*hidden.shape[:-1], -1, attn.head_dim)  # (1, seq, kv_heads, head_dim)
+        keys = attn.k_proj(normed).view(shape).transpose(1, 2)
+        values = attn.v_proj(normed).view(shape).transpose(1, 2)
+        _, keys = self._apply_rope(keys, keys, cos, sin)
+        return keys, values
+
+
+class Mamba2Stack(LayerStack):
+    """Mamba-2 blocks with the library's conv + SSM state cache."""
+
+    family = "mamba2"
+    policies = ("skip", "partial")
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__(model)
+        self.inner = model.backbone
+        self.layers = self.inner.layers
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        return self.inner.embeddings(input_ids)
+
+    def step_inputs(self, hidden: Tensor, cache: Cache, attention_mask: Tensor) -> dict[str, Any]:
+        mask = create_recurrent_attention_mask(
+            config=self.config, inputs_embeds=hidden, attention_mask=attention_mask, past_key_values=cache
+        )
+        return {"attention_mask": mask}
+
+    def layer(self, index: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> Tensor:
+        return self.layers[index](hidden, cache_params=cache, **inputs)
+
+    def final_hidden(self, hidden: Tensor) -> Tensor:
+        return self.inner.norm_f(hidden)
+
+    def logits(self, normed: Tensor) -> Tensor:
+        head = self.model.lm_head
+        return head(normed[:, -1, :].to(head.weight.dtype)).float()
+
+    def fill_skipped(self, policy: str, executed: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
+        if policy == "skip":
+            return  # conv and SSM states of skipped layers stay as they were
+        if policy == "partial":
+            for index in range(executed, self.num_layers):
+                self.partial_step(index, hidden, cache)
+            return
+        self.check_policy(policy)
+
+    def partial_step(self, index: int, hidden: Tensor, cache: Cache) -> None:
+        """Run layer `index`'s mixer on `hidden` to advance its conv and SSM states; discard the output."""
+        block = self.layers[index]
+        block.mixer(block.norm(hidden.to(block.norm.weight.dtype)), cache_params=cache)
+
+
+def layer_stack(model: PreTrainedModel) -> LayerStack:
+    """The stack for a model, or an error listing the supported architectures."""
+    model_type = model.config.model_type
+    if model_type in TRANSFORMER_TYPES:
+        return TransformerStack(model)
+    if model_type in MAMBA2_TYPES:
+        return Mamba2Stack(model)
+    raise ValueError(
+        f"model type {model_type!r} is not supported by the early-exit engine; "
+        f"supported: {list(TRANSFORMER_TYPES + MAMBA2_TYPES)}"
+    )

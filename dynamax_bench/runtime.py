@@ -1,0 +1,37 @@
+"""Per-job set-up shared by every rule: logging to the rule's log, seeds, threads, offline mode."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def set_up(config: dict, log_file: str | Path | None = None) -> None:
+    """Make a job deterministic and quiet about the network before any model code runs."""
+    runtime = config["runtime"]
+    if runtime.get("offline", True):
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    torch.set_num_threads(runtime.get("threads", 2))
+    seed = config["seed"]
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=handlers, force=True)
+
+    def log_uncaught(kind, value, traceback):  # the rule's log keeps the reason it failed
+        logging.getLogger("dynamax_bench").error("job failed", exc_info=(kind, value, traceback))
+
+    sys.excepthook = log_uncaught

@@ -1,0 +1,38 @@
+# Shared names: the profile's results folder, the cell list, wildcard constraints.
+import os
+
+from dynamax_bench.config import ConfigError, backbone_names, check_semantics, task_names
+from dynamax_bench.methods import baseline_methods
+
+try:
+    check_semantics(config)
+except ConfigError as err:
+    raise WorkflowError(str(err))
+
+PROFILE = config["profile"]
+RESULTS = f"results/{PROFILE}"
+LOGS = f"logs/{PROFILE}"
+THREADS = config["runtime"]["threads"]
+
+if config["runtime"]["offline"]:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+
+wildcard_constraints:
+    backbone="|".join(backbone_names(config)),
+    task="|".join(task_names(config)),
+    method=r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-t[0-9.]+",
+
+
+def methods_of(backbone):
+    return baseline_methods(config["backbones"][backbone], config["methods"]["oracle"])
+
+
+def all_cells():
+    return [
+        f"{RESULTS}/cells/{backbone}/{task}/{method}.json"
+        for backbone in backbone_names(config)
+        for task in task_names(config)
+        for method in methods_of(backbone)
+    ]

@@ -1,0 +1,16 @@
+rule generate:
+    """Early-exit generation of one method on one task: one JSONL line per sample."""
+    input:
+        backbone="resources/backbones/{backbone}",
+    output:
+        f"{RESULTS}/generations/{{backbone}}/{{task}}/{{method}}.jsonl",
+    params:
+        # listed so that a change to any of them reruns the cell
+        spec=lambda w: config["backbones"][w.backbone],
+        task=lambda w: config["tasks"][w.task],
+        generation=config["generation"],
+    log:
+        f"{LOGS}/generate/{{backbone}}/{{task}}/{{method}}.log",
+    threads: THREADS
+    script:
+        "../scripts/generate.py"

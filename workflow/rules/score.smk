@@ -1,0 +1,12 @@
+rule score:
+    """One cell of Table 3: task metrics, consistency with full, layers executed."""
+    input:
+        generations=f"{RESULTS}/generations/{{backbone}}/{{task}}/{{method}}.jsonl",
+        full=f"{RESULTS}/generations/{{backbone}}/{{task}}/full.jsonl",
+        backbone="resources/backbones/{backbone}",
+    output:
+        f"{RESULTS}/cells/{{backbone}}/{{task}}/{{method}}.json",
+    log:
+        f"{LOGS}/score/{{backbone}}/{{task}}/{{method}}.log",
+    script:
+        "../scripts/score.py"

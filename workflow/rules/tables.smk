@@ -1,0 +1,10 @@
+rule paper_tables:
+    """Every table and figure of the study, from the cell files."""
+    input:
+        cells=all_cells(),
+    output:
+        directory("paper_tables"),
+    log:
+        f"{LOGS}/paper_tables.log",
+    script:
+        "../scripts/paper_tables.py"
