@@ -9,10 +9,18 @@ min_version("9.0")
 # A profile file is complete on its own: the default is loaded only when none is given.
 if "profile" not in config:
 
-    configfile: "config/default.yaml"
+    configfile: f"{workflow.basedir}/config/default.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+
+
+rule all:
+    """Default target: everything in paper_tables/."""
+    input:
+        "paper_tables",
+    default_target: True
+    localrule: True
 
 
 include: "workflow/rules/common.smk"

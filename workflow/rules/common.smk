@@ -14,6 +14,9 @@ RESULTS = f"results/{PROFILE}"
 LOGS = f"logs/{PROFILE}"
 THREADS = config["runtime"]["threads"]
 
+# Jobs import this checkout's dynamax_bench, whatever copy is installed in the environment.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+
 if config["runtime"]["offline"]:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"

@@ -1,0 +1,75 @@
+"""Shared fixtures: the smoke profile's tiny models, and SmolLM2 prepared once per session."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from dynamax_bench.backbones import Backbone, load_backbone, prepare_backbone  # noqa: E402
+from dynamax_bench.config import REPO_ROOT, load_config  # noqa: E402
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def smoke_config() -> dict:
+    return load_config(REPO_ROOT / "config" / "smoke.yaml")
+
+
+@pytest.fixture(scope="session")
+def default_config() -> dict:
+    return load_config(REPO_ROOT / "config" / "default.yaml")
+
+
+def _prepared(config: dict, name: str, root: Path) -> Backbone:
+    out = root / name
+    if not out.exists():
+        prepare_backbone(name, config["backbones"][name], out, seed=config["seed"], offline=True)
+    return load_backbone(out)
+
+
+@pytest.fixture(scope="session")
+def backbone_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("backbones")
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral(smoke_config: dict, backbone_root: Path) -> Backbone:
+    return _prepared(smoke_config, "tiny_mistral", backbone_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_mamba2(smoke_config: dict, backbone_root: Path) -> Backbone:
+    return _prepared(smoke_config, "tiny_mamba2", backbone_root)
+
+
+@pytest.fixture(scope="session")
+def smollm2(default_config: dict, backbone_root: Path) -> Backbone:
+    """SmolLM2-135M-Instruct, real pretrained weights (GGUF dequantised, about 25 s once)."""
+    return _prepared(default_config, "smollm2", backbone_root)
+
+
+@pytest.fixture
+def config_copy(smoke_config: dict) -> dict:
+    return copy.deepcopy(smoke_config)
+
+
+def shared_data(name: str) -> Path:
+    """A real dataset sample beside the checkout, or a skip saying why it is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} not present (the real dataset samples live in ../shared/data beside the checkout)")
+    return path

@@ -1,0 +1,67 @@
+"""Profiles validate; a bad key or value stops the run with a message that names it."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from dynamax_bench.config import REPO_ROOT, ConfigError, exit_positions, load_config, validate_config
+
+
+@pytest.mark.parametrize("profile", ["default", "smoke", "paper"])
+def test_profiles_validate(profile: str) -> None:
+    config = load_config(REPO_ROOT / "config" / f"{profile}.yaml")
+    assert config["profile"] == profile
+    assert config["generation"]["repetition_penalty"] >= 1.0
+
+
+def test_unknown_key_is_named(smoke_config: dict) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["generation"]["max_new_tokenz"] = 3
+    with pytest.raises(ConfigError, match=r"generation.*max_new_tokenz"):
+        validate_config(config)
+
+
+def test_bad_value_is_named(smoke_config: dict) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["generation"]["repetition_penalty"] = 0.5
+    with pytest.raises(ConfigError, match="generation.repetition_penalty"):
+        validate_config(config)
+
+
+def test_policy_must_fit_family(smoke_config: dict) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["backbones"]["tiny_mistral"]["policies"] = ["skip"]
+    with pytest.raises(ConfigError, match="backbones.tiny_mistral.policies"):
+        validate_config(config)
+
+
+def test_snakemake_refuses_a_bad_config(tmp_path) -> None:
+    config = yaml.safe_load((REPO_ROOT / "config" / "smoke.yaml").read_text())
+    config["backbones"]["tiny_mamba2"]["exits"]["cnt"] = 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad)],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    assert "cnt" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [(30, [15, 20, 24, 29]), (32, [16, 21, 26, 31]), (64, [32, 42, 53, 63]), (8, [4, 5, 6, 7])],
+)
+def test_default_exit_positions(layers: int, expected: list[int]) -> None:
+    assert exit_positions({"exits": {"count": 4}}, layers) == expected
+
+
+def test_explicit_exit_positions_are_checked() -> None:
+    assert exit_positions({"exits": {"positions": [20, 10]}}, 30) == [10, 20]
+    with pytest.raises(ConfigError, match="out of range"):
+        exit_positions({"exits": {"positions": [30]}}, 30)

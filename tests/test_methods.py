@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+
+from dynamax_bench.methods import baseline_methods, check_method_for, ee_name, parse_method
+
+
+def test_parse_every_form() -> None:
+    assert parse_method("full").kind == "full"
+    assert parse_method("oracle").kind == "oracle"
+    assert parse_method("prune6").prune == 6
+    ee = parse_method("ee-mamba-copy-t0.9")
+    assert (ee.kind, ee.exit_kind, ee.policy, ee.threshold) == ("ee", "mamba", "copy", 0.9)
+    assert ee_name("calm", "skip", 0.8) == "ee-calm-skip-t0.8"
+
+
+@pytest.mark.parametrize("name", ["fast", "prune", "ee-mamba-copy", "ee-mamba-copy-t1.5", "prune-1"])
+def test_unknown_method_lists_the_forms(name: str) -> None:
+    with pytest.raises(ValueError, match="prune<N>|threshold"):
+        parse_method(name)
+
+
+def test_policy_and_depth_must_fit_the_backbone() -> None:
+    with pytest.raises(ValueError, match="does not apply to a transformer"):
+        check_method_for(parse_method("ee-calm-skip-t0.5"), "transformer")
+    with pytest.raises(ValueError, match="cannot drop 30 of 30"):
+        check_method_for(parse_method("prune30"), "transformer", 30)
+
+
+def test_baselines_are_ordered() -> None:
+    assert baseline_methods({"prune": [6, 1]}) == ["full", "prune1", "prune6", "oracle"]

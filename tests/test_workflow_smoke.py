@@ -1,0 +1,64 @@
+"""The smoke profile end to end through Snakemake, in a temporary working directory."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dynamax_bench.config import REPO_ROOT
+from dynamax_bench.io import read_json
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("smoke")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "paper_tables/", "--cores", "2",
+         "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(REPO_ROOT / "config" / "smoke.yaml")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_tables_equal_their_cells(smoke_run: Path) -> None:
+    rows = list(csv.DictReader(open(smoke_run / "paper_tables" / "table3_main_results.csv")))
+    cells = sorted((smoke_run / "results" / "smoke" / "cells").rglob("*.json"))
+    assert len(rows) == len(cells) == 10
+    by_key = {(r["backbone"], r["task"], r["method"]): r for r in rows}
+    for path in cells:
+        cell = read_json(path)
+        row = by_key[(cell["backbone"], cell["task"], cell["method"])]
+        assert float(row["EM"]) == pytest.approx(cell["metrics"]["em"], abs=1e-6)
+        assert float(row["consistency"]) == pytest.approx(cell["consistency"]["output_match"], abs=1e-6)
+        assert float(row["mean layers"]) == pytest.approx(cell["layers"]["mean_executed"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_invariants_hold_in_the_cells(smoke_run: Path) -> None:
+    for backbone in ("tiny_mistral", "tiny_mamba2"):
+        cells = smoke_run / "results" / "smoke" / "cells" / backbone / "triviaqa"
+        full, prune0, oracle = (read_json(cells / f"{m}.json") for m in ("full", "prune0", "oracle"))
+        assert prune0["metrics"] == full["metrics"] and prune0["consistency"]["output_match"] == 1.0
+        assert oracle["consistency"]["output_match"] == 1.0
+        assert oracle["layers"]["mean_executed"] <= full["layers"]["mean_executed"]
+
+
+@pytest.mark.slow
+def test_rerun_gives_identical_cells(smoke_run: Path) -> None:
+    cell = Path("results/smoke/cells/tiny_mistral/triviaqa/oracle.json")
+    before = (smoke_run / cell).read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", str(cell), "--cores", "2", "--forcerun", "generate",
+         "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(smoke_run),
+         "--configfile", str(REPO_ROOT / "config" / "smoke.yaml")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (smoke_run / cell).read_bytes() == before
