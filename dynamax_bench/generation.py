@@ -17,8 +17,9 @@ from .tasks import get_task
 log = logging.getLogger(__name__)
 
 
-def build_strategy(method: Method, backbone: Backbone) -> Strategy:
-    """The engine strategy of a method."""
+def build_strategy(method: Method, backbone: Backbone, classifiers: str | Path | None = None) -> Strategy:
+    """The engine strategy of a method; `ee-*` methods read their trained exit classifiers
+    from `classifiers` (the distill rule's output for this backbone)."""
     check_method_for(method, backbone.family, backbone.num_layers)
     if method.kind == "full":
         return Strategy.full()
