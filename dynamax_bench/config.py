@@ -51,7 +51,7 @@ def validate_config(config: dict) -> dict:
 
 
 def check_semantics(config: dict) -> None:
-    """Cross-field rules: policies must fit the backbone family."""
+    """Cross-field rules: policies must fit the backbone family; corpus generators must exist."""
     for name, spec in config["backbones"].items():
         allowed = FAMILY_POLICIES[spec["family"]]
         bad = [p for p in spec["policies"] if p not in allowed]
@@ -59,6 +59,15 @@ def check_semantics(config: dict) -> None:
             raise ConfigError(
                 f"backbones.{name}.policies: {bad} do not apply to a {spec['family']} backbone; "
                 f"use {list(allowed)}"
+            )
+    for i, source in enumerate(config["corpus"]["sources"]):
+        if source["kind"] != "generated":
+            continue
+        spec = config["backbones"].get(source["backbone"])
+        if spec is None or spec["family"] != "transformer":
+            raise ConfigError(
+                f"corpus.sources[{i}].backbone: {source['backbone']!r} must name a transformer backbone of this "
+                f"profile ({[n for n, s in config['backbones'].items() if s['family'] == 'transformer']})"
             )
 
 
