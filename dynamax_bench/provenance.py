@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 from functools import cache
+from pathlib import Path
 from importlib import metadata
 
 from .config import REPO_ROOT, config_hash
@@ -35,6 +38,24 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head + ("+dirty" if dirty else "")
+
+
+@cache
+def machine_description() -> str:
+    """CPU model and core count, plus the GPU when torch sees one (for reported timings)."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    text = f"{cpu}, {os.cpu_count()} cores"
+    import torch
+
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
 
 
 def provenance(config: dict) -> dict:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import pandas as pd
 
 from .io import atomic_path, dumps, read_json
-from .provenance import provenance
+from .provenance import machine_description, provenance
 
 
 def write_table(df: pd.DataFrame, out_dir: Path, stem: str, caption: str) -> list[str]:
@@ -60,8 +59,8 @@ def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]]) ->
         "",
         f"- config hash: `{prov['config_hash']}`",
         f"- git commit: `{prov['git_commit']}`",
-        f"- hardware: {platform.machine()}, {platform.processor() or 'unknown CPU'}, "
-        f"device `{config['runtime']['device']}`, dtype `{config['runtime']['dtype']}`",
+        f"- hardware: {machine_description()}; device `{config['runtime']['device']}`, "
+        f"dtype `{config['runtime']['dtype']}`, {config['runtime']['threads']} torch threads per job",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
         "",
         "## Backbones",
