@@ -26,6 +26,7 @@ rule all:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/backbones.smk"
 include: "workflow/rules/corpus.smk"
+include: "workflow/rules/classifiers.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/tables.smk"

@@ -51,7 +51,15 @@ def validate_config(config: dict) -> dict:
 
 
 def check_semantics(config: dict) -> None:
-    """Cross-field rules: policies must fit the backbone family; corpus generators must exist."""
+    """Cross-field rules: policies fit the family; corpus generators exist; classifier kinds are registered."""
+    from .classifiers import known_kinds  # torch import, deferred until a config is checked
+
+    unknown = [k for k in config["classifiers"]["kinds"] if k not in known_kinds()]
+    if unknown:
+        raise ConfigError(f"classifiers.kinds: unknown kind(s) {unknown}; known kinds: {known_kinds()}")
+    stray = sorted(set(config["classifiers"]["options"]) - set(config["classifiers"]["kinds"]))
+    if stray:
+        raise ConfigError(f"classifiers.options: {stray} are not in classifiers.kinds {config['classifiers']['kinds']}")
     for name, spec in config["backbones"].items():
         allowed = FAMILY_POLICIES[spec["family"]]
         bad = [p for p in spec["policies"] if p not in allowed]

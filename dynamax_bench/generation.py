@@ -9,7 +9,8 @@ from tqdm import tqdm
 
 from .backbones import Backbone, load_backbone
 from .config import exit_positions
-from .engine import EarlyExitGenerator, Strategy
+from .classifiers import load_classifiers
+from .engine import ClassifierRule, EarlyExitGenerator, Strategy
 from .io import write_jsonl
 from .methods import Method, check_method_for, parse_method
 from .tasks import get_task
@@ -27,10 +28,12 @@ def build_strategy(method: Method, backbone: Backbone, classifiers: str | Path |
         return Strategy.prune(backbone.num_layers, method.prune)
     if method.kind == "oracle":
         return Strategy(oracle=True)
-    raise ValueError(
-        f"method {method.name!r}: early-exit classifiers are not available yet; "
-        "the methods that run now are full, prune<N> and oracle"
-    )
+    if classifiers is None:
+        raise ValueError(f"method {method.name!r} needs the trained {method.exit_kind!r} classifiers (distill rule)")
+    trained, _ = load_classifiers(classifiers, method.exit_kind, backbone.model.device)
+    dtype = backbone.model.dtype
+    return Strategy.early_exit(ClassifierRule({e: c.to(dtype) for e, c in trained.items()}, method.threshold),
+                               method.policy)
 
 
 def make_generator(config: dict, backbone: Backbone, task_name: str) -> EarlyExitGenerator:
@@ -47,13 +50,23 @@ def make_generator(config: dict, backbone: Backbone, task_name: str) -> EarlyExi
 
 
 def generate_cell(
-    config: dict, backbone_dir: str | Path, task_name: str, method_name: str, out_path: str | Path
+    config: dict,
+    backbone_dir: str | Path,
+    task_name: str,
+    method_name: str,
+    out_path: str | Path,
+    classifiers: str | Path | None = None,
 ) -> None:
     """Generate every sample of a task with one method and write the per-sample records."""
     method = parse_method(method_name)
     backbone = load_backbone(backbone_dir, config["runtime"]["device"], config["runtime"]["dtype"])
-    strategy = build_strategy(method, backbone)
+    strategy = build_strategy(method, backbone, classifiers)
     generator = make_generator(config, backbone, task_name)
+    if isinstance(strategy.rule, ClassifierRule) and sorted(strategy.rule.classifiers) != sorted(generator.points):
+        raise ValueError(
+            f"{classifiers}: classifiers sit at layers {sorted(strategy.rule.classifiers)} but the config places "
+            f"exits at {sorted(generator.points)}; retrain them (the distill rule reruns when the exits change)"
+        )
     task_cfg = config["tasks"][task_name]
     samples = get_task(task_name).load(
         task_cfg["source"], task_cfg.get("limit"), task_cfg.get("num_fewshot", 0), task_cfg.get("fewshot_source")

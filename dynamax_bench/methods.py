@@ -63,3 +63,16 @@ def baseline_methods(backbone: dict, oracle: bool = True) -> list[str]:
     if oracle:
         names.append("oracle")
     return names
+
+
+def ee_methods(config: dict, backbone: str) -> list[str]:
+    """Early-exit rows of a backbone: every classifier kind x its policies x every threshold."""
+    if not config["methods"]["early_exit"]:
+        return []
+    spec, classifiers = config["backbones"][backbone], config["classifiers"]
+    return [
+        ee_name(kind, policy, threshold)
+        for kind in classifiers["kinds"]
+        for policy in spec["policies"]
+        for threshold in classifiers["thresholds"]
+    ]

@@ -68,6 +68,7 @@ def score_cell(
             "num_layers": meta["num_layers"],
             "exit_positions": exit_positions(config["backbones"][meta["name"]], meta["num_layers"]),
             "mean_executed": fmean(exits),
+            "histogram": {str(layer): exits.count(layer) for layer in sorted(set(exits))},
         },
         "n_samples": len(records),
         "n_tokens": len(exits),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .figures import exit_histograms
 from .io import atomic_path, dumps, read_json
 from .provenance import machine_description, provenance
 
@@ -49,6 +50,27 @@ def main_results(cells: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def distillation_table(classifiers: list[dict]) -> pd.DataFrame:
+    """Table 2: per backbone, kind and exit, the held-out label statistics of the trained classifier."""
+    rows = []
+    for meta in sorted(classifiers, key=lambda m: (m["backbone"], m["kind"])):
+        for layer in meta["exit_layers"]:
+            ex = meta["heldout"]["exits"][str(layer)]
+            rows.append({
+                "backbone": meta["backbone"],
+                "kind": meta["kind"],
+                "exit layer": layer,
+                "positive rate": ex["positive_rate"],
+                "accuracy": ex["accuracy"],
+                "precision": ex["precision"],
+                "recall": ex["recall"],
+                "F1": ex["f1"],
+                "held-out tokens": ex["tokens"],
+                "top-k": meta["training"]["top_k"],
+            })
+    return pd.DataFrame(rows)
+
+
 def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]]) -> str:
     prov = provenance(config)
     labels = {c["backbone"]: c["backbone_label"] for c in cells}
@@ -67,7 +89,7 @@ def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]]) ->
         "",
         *[f"- `{name}`: {label}" for name, label in sorted(labels.items())],
         "",
-        "## Tables",
+        "## Tables and figures",
         "",
         *[f"- {caption}: " + ", ".join(f"[{n}]({n})" for n in names) for caption, names in tables.items()],
         "",
@@ -80,15 +102,22 @@ def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]]) ->
     return "\n".join(lines)
 
 
-def build_paper_tables(config: dict, cell_paths: list[str | Path], out_dir: str | Path) -> None:
-    """Write every table and the index into `out_dir` (Snakemake's directory output)."""
+def build_paper_tables(
+    config: dict, cell_paths: list[str | Path], out_dir: str | Path, classifier_paths: list[str | Path] = ()
+) -> None:
+    """Write every table, figure and the index into `out_dir` (Snakemake's directory output)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cells = [read_json(p) for p in cell_paths]
+    classifiers = [read_json(p) for p in classifier_paths]
     tables = {
+        "Table 2: distillation": write_table(
+            distillation_table(classifiers), out_dir, "table2_distillation",
+            "Distillation: held-out label statistics per backbone, classifier kind and exit (confidence >= 0.5)"),
         "Table 3: main results": write_table(main_results(cells), out_dir, "table3_main_results",
                                              "Main results: task metrics, consistency with full, layers executed"),
     }
+    tables["Figure 2: exit-layer histograms"] = exit_histograms(cells, out_dir)
     with atomic_path(out_dir / "index.md") as tmp:
         tmp.write_text(index_page(config, cells, tables), encoding="utf-8")
     with atomic_path(out_dir / "provenance.json") as tmp:

@@ -30,7 +30,8 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tables_equal_their_cells(smoke_run: Path) -> None:
     rows = list(csv.DictReader(open(smoke_run / "paper_tables" / "table3_main_results.csv")))
     cells = sorted((smoke_run / "results" / "smoke" / "cells").rglob("*.json"))
-    assert len(rows) == len(cells) == 10
+    # 2 backbones x (full, prune0/2/4, oracle + 3 kinds x 2 policies x 1 threshold)
+    assert len(rows) == len(cells) == 22
     by_key = {(r["backbone"], r["task"], r["method"]): r for r in rows}
     for path in cells:
         cell = read_json(path)
@@ -38,6 +39,21 @@ def test_tables_equal_their_cells(smoke_run: Path) -> None:
         assert float(row["EM"]) == pytest.approx(cell["metrics"]["em"], abs=1e-6)
         assert float(row["consistency"]) == pytest.approx(cell["consistency"]["output_match"], abs=1e-6)
         assert float(row["mean layers"]) == pytest.approx(cell["layers"]["mean_executed"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_distillation_table_equals_the_classifier_files(smoke_run: Path) -> None:
+    rows = list(csv.DictReader(open(smoke_run / "paper_tables" / "table2_distillation.csv")))
+    metas = sorted((smoke_run / "results" / "smoke" / "classifiers").rglob("*.json"))
+    assert len(metas) == 6 and len(rows) == 6 * 4
+    for path in metas:
+        meta = read_json(path)
+        for layer in meta["exit_layers"]:
+            row = next(r for r in rows if (r["backbone"], r["kind"], int(r["exit layer"])) ==
+                       (meta["backbone"], meta["kind"], layer))
+            assert float(row["F1"]) == pytest.approx(meta["heldout"]["exits"][str(layer)]["f1"], abs=1e-6)
+    for name in ("figure2_exit_histograms.png", "figure2_exit_histograms.pdf"):
+        assert (smoke_run / "paper_tables" / name).stat().st_size > 1000
 
 
 @pytest.mark.slow
@@ -51,11 +67,13 @@ def test_invariants_hold_in_the_cells(smoke_run: Path) -> None:
 
 
 @pytest.mark.slow
-def test_rerun_gives_identical_cells(smoke_run: Path) -> None:
-    cell = Path("results/smoke/cells/tiny_mistral/triviaqa/oracle.json")
+@pytest.mark.parametrize("cell", ["tiny_mistral/triviaqa/oracle.json", "tiny_mamba2/triviaqa/ee-mamba-skip-t0.5.json"])
+def test_rerun_gives_identical_cells(smoke_run: Path, cell: str) -> None:
+    """Retraining the classifiers and regenerating gives the same bytes (seeded, CPU)."""
+    cell = Path("results/smoke/cells") / cell
     before = (smoke_run / cell).read_bytes()
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", str(cell), "--cores", "2", "--forcerun", "generate",
+        [sys.executable, "-m", "snakemake", str(cell), "--cores", "2", "--forcerun", "distill", "generate",
          "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(smoke_run),
          "--configfile", str(REPO_ROOT / "config" / "smoke.yaml")],
         capture_output=True, text=True,

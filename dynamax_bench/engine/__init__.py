@@ -1,10 +1,11 @@
 """The early-exit engine: layer stacks, exit rules and the generator that drives them."""
 
 from .generator import EarlyExitGenerator, Generation, Strategy
-from .rules import ConstantRule, ExitPoint, ExitRule
+from .rules import ClassifierRule, ConstantRule, ExitPoint, ExitRule
 from .stacks import LayerStack, Mamba2Stack, TransformerStack, layer_stack
 
 __all__ = [
+    "ClassifierRule",
     "ConstantRule",
     "EarlyExitGenerator",
     "ExitPoint",

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import Tensor
+from torch.nn import Module
 
 
 @dataclass
@@ -57,3 +58,34 @@ class ConstantRule(ExitRule):
 
     def confidence(self, point: ExitPoint, hidden: Tensor) -> float:
         return self.value
+
+
+class ClassifierRule(ExitRule):
+    """Trained exit classifiers, one per exit layer: confidence = softmax(logits)[exit].
+
+    A stateful classifier (`stateful = True`, e.g. the `mamba` kind) keeps one recurrent state
+    per exit for the current sample: the prompt builds it, every generated position steps it,
+    through `confidence` where the token reached the exit and `advance` where it left earlier.
+    """
+
+    def __init__(self, classifiers: dict[int, Module], threshold: float) -> None:
+        self.classifiers = classifiers
+        self.threshold = threshold
+        self.states: dict[int, object] = {}
+
+    def reset(self) -> None:
+        self.states = {layer: clf.new_state() for layer, clf in self.classifiers.items() if clf.stateful}
+
+    def _logits(self, point: ExitPoint, hidden: Tensor) -> Tensor:
+        return self.classifiers[point.layer](hidden, self.states.get(point.layer))
+
+    def prefill(self, point: ExitPoint, hidden: Tensor) -> None:
+        if point.layer in self.states:
+            self._logits(point, hidden)
+
+    def confidence(self, point: ExitPoint, hidden: Tensor) -> float:
+        return float(self._logits(point, hidden)[0, -1].float().softmax(-1)[1])
+
+    def advance(self, point: ExitPoint, hidden: Tensor) -> None:
+        if point.layer in self.states:
+            self._logits(point, hidden)

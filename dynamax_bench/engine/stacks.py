@@ -63,6 +63,11 @@ class LayerStack(ABC):
     def head(self, hidden: Tensor) -> Tensor:
         return self.logits(self.final_hidden(hidden))
 
+    def head_all(self, hidden: Tensor) -> Tensor:
+        """Final norm + LM head at every position: float32 logits (B, T, vocab)."""
+        lm_head = self.model.lm_head
+        return lm_head(self.final_hidden(hidden).to(lm_head.weight.dtype)).float()
+
     @abstractmethod
     def fill_skipped(self, policy: str, executed: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
         """Give layers executed..L-1 their cache entries for this position after an exit."""

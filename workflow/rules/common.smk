@@ -2,7 +2,7 @@
 import os
 
 from dynamax_bench.config import ConfigError, backbone_names, check_semantics, task_names
-from dynamax_bench.methods import baseline_methods
+from dynamax_bench.methods import baseline_methods, ee_methods, parse_method
 
 try:
     check_semantics(config)
@@ -26,10 +26,11 @@ wildcard_constraints:
     backbone="|".join(backbone_names(config)),
     task="|".join(task_names(config)),
     method=r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-t[0-9.]+",
+    kind="|".join(config["classifiers"]["kinds"]) or "(?!)",
 
 
 def methods_of(backbone):
-    return baseline_methods(config["backbones"][backbone], config["methods"]["oracle"])
+    return baseline_methods(config["backbones"][backbone], config["methods"]["oracle"]) + ee_methods(config, backbone)
 
 
 def all_cells():
@@ -38,4 +39,14 @@ def all_cells():
         for backbone in backbone_names(config)
         for task in task_names(config)
         for method in methods_of(backbone)
+    ]
+
+
+def all_classifier_metrics():
+    if not config["methods"]["early_exit"]:
+        return []
+    return [
+        f"{RESULTS}/classifiers/{backbone}/{kind}.json"
+        for backbone in backbone_names(config)
+        for kind in config["classifiers"]["kinds"]
     ]

@@ -1,7 +1,16 @@
+def generate_inputs(wildcards):
+    """The backbone, and for an ee method the trained classifiers of its kind."""
+    inputs = {"backbone": f"resources/backbones/{wildcards.backbone}"}
+    method = parse_method(wildcards.method)
+    if method.kind == "ee":
+        inputs["classifiers"] = f"{RESULTS}/classifiers/{wildcards.backbone}/{method.exit_kind}.safetensors"
+    return inputs
+
+
 rule generate:
     """Early-exit generation of one method on one task: one JSONL line per sample."""
     input:
-        backbone="resources/backbones/{backbone}",
+        unpack(generate_inputs),
     output:
         f"{RESULTS}/generations/{{backbone}}/{{task}}/{{method}}.jsonl",
     params:

@@ -2,6 +2,7 @@ rule paper_tables:
     """Every table and figure of the study, from the cell files."""
     input:
         cells=all_cells(),
+        classifiers=all_classifier_metrics(),
     output:
         directory("paper_tables"),
     log:

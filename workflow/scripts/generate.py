@@ -9,4 +9,5 @@ generate_cell(
     snakemake.wildcards.task,
     snakemake.wildcards.method,
     snakemake.output[0],
+    snakemake.input.get("classifiers"),
 )

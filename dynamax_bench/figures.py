@@ -1,0 +1,70 @@
+"""Figures of paper_tables/ (PNG and PDF), drawn from cell files only."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+from .methods import parse_method  # noqa: E402
+
+
+def save_figure(fig: plt.Figure, out_dir: Path, stem: str) -> list[str]:
+    """Write PNG and PDF atomically (fixed metadata so reruns give the same bytes where possible)."""
+    names = []
+    for ext, metadata in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
+        name = f"{stem}.{ext}"
+        with atomic_path(out_dir / name) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=metadata)
+        names.append(name)
+    plt.close(fig)
+    return names
+
+
+def exit_histograms(cells: list[dict], out_dir: Path) -> list[str]:
+    """Figure 2: share of generated tokens per exit layer, per backbone (rows) and classifier kind
+    (columns); one bar series per state policy and threshold, the `full` layer count on the right."""
+    by_panel: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for cell in cells:
+        method = parse_method(cell["method"])
+        if method.kind == "ee":
+            by_panel[(cell["backbone"], method.exit_kind)].append(cell)
+    backbones = sorted({b for b, _ in by_panel})
+    kinds = sorted({k for _, k in by_panel})
+    if not by_panel:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.text(0.5, 0.5, "no early-exit cells in this run", ha="center", va="center")
+        ax.axis("off")
+        return save_figure(fig, out_dir, "figure2_exit_histograms")
+    fig, axes = plt.subplots(len(backbones), len(kinds), figsize=(3.6 * len(kinds), 2.8 * len(backbones)),
+                             squeeze=False)
+    for r, backbone in enumerate(backbones):
+        for c, kind in enumerate(kinds):
+            ax = axes[r][c]
+            series = defaultdict(lambda: defaultdict(int))
+            for cell in by_panel.get((backbone, kind), []):
+                method = parse_method(cell["method"])
+                label = f"{method.policy} t={method.threshold:g}"
+                for layer, count in cell["layers"]["histogram"].items():
+                    series[label][int(layer)] += count
+            layers = sorted({layer for counts in series.values() for layer in counts})
+            width = 0.8 / max(len(series), 1)
+            for i, (label, counts) in enumerate(sorted(series.items())):
+                total = sum(counts.values())
+                xs = [j + i * width for j in range(len(layers))]
+                ax.bar(xs, [counts.get(layer, 0) / total for layer in layers], width=width, label=label)
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], [str(x) for x in layers])
+            ax.set_title(f"{backbone}: {kind}", fontsize=9)
+            ax.set_xlabel("layers executed")
+            if c == 0:
+                ax.set_ylabel("share of tokens")
+            ax.legend(fontsize=6)
+    fig.suptitle("Exit-layer histograms per classifier kind (the first token of each sample runs every layer)",
+                 fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, "figure2_exit_histograms")

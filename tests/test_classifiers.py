@@ -1,0 +1,106 @@
+"""Classifier kinds: registry, checkpoints, the stateful kind's step/sequence equality, and the
+two degenerate classifiers that pin the engine's behaviour (never exit = full, always exit =
+first exit position)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dynamax_bench.backbones import Backbone
+from dynamax_bench.classifiers import (
+    CalmClassifier,
+    build_classifier,
+    known_kinds,
+    load_classifiers,
+    save_classifiers,
+)
+from dynamax_bench.engine import ClassifierRule, EarlyExitGenerator, Strategy, layer_stack
+
+PROMPT = "Question: What is the capital of France?\nAnswer:"
+
+
+def test_registry_lists_the_three_kinds_and_rejects_an_unknown_one() -> None:
+    assert {"calm", "ffn", "mamba"} <= set(known_kinds())
+    with pytest.raises(ValueError, match=r"unknown classifier kind 'lstm'; known kinds: \['calm', 'ffn', 'mamba'"):
+        build_classifier("lstm", 16)
+
+
+@pytest.mark.parametrize("kind", ["calm", "ffn", "mamba"])
+def test_every_kind_maps_hidden_states_to_two_logits(kind: str) -> None:
+    clf = build_classifier(kind, 64).eval()
+    with torch.no_grad():
+        assert clf(torch.randn(2, 7, 64)).shape == (2, 7, 2)
+
+
+def test_mamba_classifier_steps_equal_its_full_sequence_pass() -> None:
+    torch.manual_seed(0)
+    clf = build_classifier("mamba", 64, {"head_dim": 16, "chunk_size": 8}).eval()
+    clf.mean.normal_()
+    x = torch.randn(1, 21, 64)
+    with torch.no_grad():
+        whole = clf(x)
+        state = clf.new_state()
+        parts = [clf(x[:, :5], state)] + [clf(x[:, t : t + 1], state) for t in range(5, 21)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), whole, atol=1e-5, rtol=1e-4)
+
+
+def test_mamba_classifier_decision_depends_on_the_text_so_far() -> None:
+    """Same hidden state, different history: the stateful kind answers differently."""
+    torch.manual_seed(0)
+    clf = build_classifier("mamba", 64, {"head_dim": 16}).eval()
+    x, other = torch.randn(1, 6, 64), torch.randn(1, 6, 64)
+    last = torch.randn(1, 1, 64)
+    with torch.no_grad():
+        a, b = clf.new_state(), clf.new_state()
+        clf(x, a), clf(other, b)
+        assert not torch.allclose(clf(last, a), clf(last, b))
+
+
+@pytest.mark.parametrize("kind", ["calm", "ffn", "mamba"])
+def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path, kind: str) -> None:
+    torch.manual_seed(0)
+    classifiers = [build_classifier(kind, 64).eval() for _ in range(2)]
+    save_classifiers(tmp_path / f"{kind}.safetensors", classifiers, [4, 6], {"note": "test"})
+    loaded, meta = load_classifiers(tmp_path, kind)
+    assert sorted(loaded) == [4, 6] and meta["note"] == "test"
+    x = torch.randn(1, 5, 64)
+    with torch.no_grad():
+        for clf, layer in zip(classifiers, [4, 6]):
+            torch.testing.assert_close(loaded[layer](x), clf(x))
+
+
+def test_missing_checkpoint_says_which_rule_builds_it(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="distill rule"):
+        load_classifiers(tmp_path, "calm")
+
+
+def constant_classifiers(hidden_size: int, layers: list[int], exit_logit: float) -> dict[int, CalmClassifier]:
+    """CALM classifiers with zero weights: confidence = sigmoid(exit_logit), whatever the input."""
+    out = {}
+    for layer in layers:
+        clf = build_classifier("calm", hidden_size).eval()
+        with torch.no_grad():
+            clf.linear.weight.zero_()
+            clf.linear.bias.copy_(torch.tensor([0.0, exit_logit]))
+        out[layer] = clf
+    return out
+
+
+@pytest.mark.parametrize("backbone_name", ["tiny_mistral", "tiny_mamba2"])
+def test_never_exit_classifier_reproduces_full_and_always_exit_leaves_at_the_first_exit(
+    request: pytest.FixtureRequest, backbone_name: str
+) -> None:
+    backbone: Backbone = request.getfixturevalue(backbone_name)
+    exits = [4, 5, 6, 7]
+    generator = EarlyExitGenerator(backbone.model, backbone.tokenizer, exit_layers=exits, max_new_tokens=10)
+    hidden = backbone.model.config.hidden_size
+    full = generator.generate(PROMPT, Strategy.full())
+    for policy in layer_stack(backbone.model).policies:
+        never = Strategy.early_exit(ClassifierRule(constant_classifiers(hidden, exits, -20.0), 0.9), policy)
+        out = generator.generate(PROMPT, never)
+        assert out.token_ids == full.token_ids and out.exit_layers == full.exit_layers
+        always = Strategy.early_exit(ClassifierRule(constant_classifiers(hidden, exits, 20.0), 0.9), policy)
+        out = generator.generate(PROMPT, always)
+        assert out.exit_layers[0] == backbone.num_layers  # the prompt's full forward
+        assert out.exit_layers[1:] and set(out.exit_layers[1:]) == {exits[0]}

@@ -1,0 +1,32 @@
+rule extract_oracle:
+    """One backbone pass over the corpus: exit hidden states and top-k label ranks for every kind."""
+    input:
+        backbone="resources/backbones/{backbone}",
+        corpus=f"{RESULTS}/corpus.jsonl",
+    output:
+        directory(f"{RESULTS}/oracle/{{backbone}}"),
+    params:
+        exits=lambda w: config["backbones"][w.backbone].get("exits"),
+        settings={k: config["distill"][k] for k in ("max_length", "heldout_fraction")},
+    log:
+        f"{LOGS}/extract_oracle/{{backbone}}.log",
+    threads: THREADS
+    script:
+        "../scripts/extract_oracle.py"
+
+
+rule distill:
+    """Train one classifier kind at every exit of a frozen backbone against the oracle labels."""
+    input:
+        oracle=f"{RESULTS}/oracle/{{backbone}}",
+    output:
+        weights=f"{RESULTS}/classifiers/{{backbone}}/{{kind}}.safetensors",
+        metrics=f"{RESULTS}/classifiers/{{backbone}}/{{kind}}.json",
+    params:
+        options=lambda w: config["classifiers"]["options"].get(w.kind, {}),
+        settings=config["distill"],
+    log:
+        f"{LOGS}/distill/{{backbone}}/{{kind}}.log",
+    threads: THREADS
+    script:
+        "../scripts/distill.py"
