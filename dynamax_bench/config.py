@@ -52,7 +52,7 @@ def validate_config(config: dict) -> dict:
 
 def check_semantics(config: dict) -> None:
     """Cross-field rules: policies fit the family; corpus generators exist; classifier kinds are registered."""
-    from .classifiers import known_kinds  # torch import, deferred until a config is checked
+    from .exit_methods import known_kinds  # torch import, deferred until a config is checked
 
     unknown = [k for k in config["classifiers"]["kinds"] if k not in known_kinds()]
     if unknown:

@@ -8,9 +8,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .backbones import Backbone, load_backbone
-from .config import exit_positions
 from .classifiers import load_classifiers
+from .config import exit_positions
 from .engine import ClassifierRule, EarlyExitGenerator, Strategy
+from .exit_methods import is_trained, training_free_rule
 from .io import write_jsonl
 from .methods import Method, check_method_for, parse_method
 from .tasks import get_task
@@ -28,6 +29,8 @@ def build_strategy(method: Method, backbone: Backbone, classifiers: str | Path |
         return Strategy.prune(backbone.num_layers, method.prune)
     if method.kind == "oracle":
         return Strategy(oracle=True)
+    if not is_trained(method.exit_kind):
+        return Strategy.early_exit(training_free_rule(method.exit_kind, method.threshold), method.policy)
     if classifiers is None:
         raise ValueError(f"method {method.name!r} needs the trained {method.exit_kind!r} classifiers (distill rule)")
     trained, _ = load_classifiers(classifiers, method.exit_kind, backbone.model.device)

@@ -30,8 +30,8 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tables_equal_their_cells(smoke_run: Path) -> None:
     rows = list(csv.DictReader(open(smoke_run / "paper_tables" / "table3_main_results.csv")))
     cells = sorted((smoke_run / "results" / "smoke" / "cells").rglob("*.json"))
-    # 2 backbones x (full, prune0/2/4, oracle + 3 kinds x 2 policies x 1 threshold)
-    assert len(rows) == len(cells) == 22
+    # 2 backbones x (full, prune0/2/4, oracle + 5 kinds x 2 policies x 1 threshold)
+    assert len(rows) == len(cells) == 30
     by_key = {(r["backbone"], r["task"], r["method"]): r for r in rows}
     for path in cells:
         cell = read_json(path)

@@ -2,6 +2,7 @@
 import os
 
 from dynamax_bench.config import ConfigError, backbone_names, check_semantics, task_names
+from dynamax_bench.exit_methods import is_trained
 from dynamax_bench.methods import baseline_methods, ee_methods, parse_method
 
 try:
@@ -26,7 +27,7 @@ wildcard_constraints:
     backbone="|".join(backbone_names(config)),
     task="|".join(task_names(config)),
     method=r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-t[0-9.]+",
-    kind="|".join(config["classifiers"]["kinds"]) or "(?!)",
+    kind="|".join(k for k in config["classifiers"]["kinds"] if is_trained(k)) or "(?!)",
 
 
 def methods_of(backbone):
@@ -49,4 +50,5 @@ def all_classifier_metrics():
         f"{RESULTS}/classifiers/{backbone}/{kind}.json"
         for backbone in backbone_names(config)
         for kind in config["classifiers"]["kinds"]
+        if is_trained(kind)
     ]

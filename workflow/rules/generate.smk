@@ -2,7 +2,7 @@ def generate_inputs(wildcards):
     """The backbone, and for an ee method the trained classifiers of its kind."""
     inputs = {"backbone": f"resources/backbones/{wildcards.backbone}"}
     method = parse_method(wildcards.method)
-    if method.kind == "ee":
+    if method.kind == "ee" and is_trained(method.exit_kind):
         inputs["classifiers"] = f"{RESULTS}/classifiers/{wildcards.backbone}/{method.exit_kind}.safetensors"
     return inputs
 

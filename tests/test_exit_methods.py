@@ -1,0 +1,86 @@
+"""Training-free exit rules, and a new exit method plugged in through an entry point."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from dynamax_bench.backbones import Backbone
+from dynamax_bench.engine import EarlyExitGenerator, ExitPoint, Strategy
+from dynamax_bench.exit_methods import (
+    RULES,
+    MaxSoftmaxRule,
+    SaturationRule,
+    is_trained,
+    known_kinds,
+    load_plugins,
+)
+from dynamax_bench.generation import build_strategy
+from dynamax_bench.methods import parse_method
+
+PROMPT = "Question: Which planet is known as the Red Planet?\nAnswer:"
+
+
+def test_max_softmax_confidence_is_the_heads_top_probability() -> None:
+    head = torch.nn.Linear(8, 5).requires_grad_(False)
+    point = ExitPoint(index=0, layer=4, head=lambda h: head(h[:, -1]))
+    hidden = torch.randn(1, 1, 8)
+    expected = head(hidden[:, -1]).softmax(-1).max().item()
+    assert MaxSoftmaxRule(0.5).confidence(point, hidden) == pytest.approx(expected)
+
+
+def test_saturation_compares_consecutive_exits_and_never_leaves_at_the_first() -> None:
+    rule = SaturationRule(0.99)
+    first, second = (ExitPoint(index=i, layer=4 + i, head=lambda h: h) for i in range(2))
+    h = torch.randn(1, 1, 8)
+    rule.reset()
+    assert rule.confidence(first, h) == 0.0
+    assert rule.confidence(second, h) == pytest.approx(1.0)  # the same state twice: saturated
+    assert rule.confidence(second, -h) == pytest.approx(-1.0)
+
+
+def test_max_softmax_at_threshold_zero_leaves_at_the_first_exit(tiny_mistral: Backbone) -> None:
+    generator = EarlyExitGenerator(tiny_mistral.model, tiny_mistral.tokenizer, exit_layers=[4, 6], max_new_tokens=6)
+    out = generator.generate(PROMPT, build_strategy(parse_method("ee-maxsoftmax-copy-t0"), tiny_mistral))
+    assert set(out.exit_layers[1:]) == {4}
+
+
+def test_unknown_kind_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown exit method kind 'lstm'; known kinds: \[.*'maxsoftmax'"):
+        is_trained("lstm")
+
+
+def test_a_package_adds_an_exit_method_through_its_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_mamba2: Backbone
+) -> None:
+    """An installed distribution (a .dist-info on sys.path) declares a rule; the suite runs it."""
+    (tmp_path / "my_exit_rule.py").write_text(textwrap.dedent("""
+        from dynamax_bench.engine import ExitRule
+
+        class HalfwayRule(ExitRule):
+            '''Leaves at every exit after the first: a rule the suite has never seen.'''
+            def __init__(self, threshold):
+                self.threshold = threshold
+            def confidence(self, point, hidden):
+                return 1.0 if point.index >= 1 else 0.0
+    """))
+    dist = tmp_path / "my_exit_rule-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-exit-rule\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[dynamax_bench.exit_methods]\nhalfway = my_exit_rule:HalfwayRule\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_plugins.cache_clear()
+    try:
+        assert "halfway" in load_plugins() and "halfway" in known_kinds() and not is_trained("halfway")
+        generator = EarlyExitGenerator(tiny_mamba2.model, tiny_mamba2.tokenizer, exit_layers=[4, 5, 6],
+                                       max_new_tokens=5)
+        out = generator.generate(PROMPT, build_strategy(parse_method("ee-halfway-skip-t0.5"), tiny_mamba2))
+        assert set(out.exit_layers[1:]) == {5}
+    finally:
+        RULES.pop("halfway", None)
+        sys.modules.pop("my_exit_rule", None)
+        load_plugins.cache_clear()
