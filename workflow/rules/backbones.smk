@@ -7,5 +7,7 @@ rule prepare_backbone:
     log:
         "logs/prepare_backbone/{backbone}.log",
     threads: THREADS
+    conda:
+        CONDA_ENV
     script:
         "../scripts/prepare_backbone.py"

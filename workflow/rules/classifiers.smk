@@ -11,6 +11,10 @@ rule extract_oracle:
     log:
         f"{LOGS}/extract_oracle/{{backbone}}.log",
     threads: THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/extract_oracle.py"
 
@@ -28,5 +32,9 @@ rule distill:
     log:
         f"{LOGS}/distill/{{backbone}}/{{kind}}.log",
     threads: THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/distill.py"

@@ -14,13 +14,15 @@ PROFILE = config["profile"]
 RESULTS = f"results/{PROFILE}"
 LOGS = f"logs/{PROFILE}"
 THREADS = config["runtime"]["threads"]
+# Rules that run a model on the profile's device hold one `gpu` resource on CUDA profiles, so
+# `--resources gpu=1` (the GPU profile in profiles/gpu) keeps them from sharing the card.
+GPU = 1 if config["runtime"]["device"] == "cuda" else 0
+# Every rule's software environment (`--sdm conda`); the CPU profiles need no CUDA packages.
+CONDA_ENV = f"{workflow.basedir}/envs/{'cuda' if config['runtime']['device'] == 'cuda' else 'cpu'}.yaml"
 
 # Jobs import this checkout's dynamax_bench, whatever copy is installed in the environment.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
-
-if config["runtime"]["offline"]:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
+# (Each job sets HF_HUB_OFFLINE / HF_DATASETS_OFFLINE itself: dynamax_bench.runtime.set_up.)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 
 wildcard_constraints:
@@ -52,3 +54,20 @@ def all_classifier_metrics():
         for kind in config["classifiers"]["kinds"]
         if is_trained(kind)
     ]
+
+
+def corpus_backbones(wildcards=None):
+    return {
+        source["backbone"]: f"resources/backbones/{source['backbone']}"
+        for source in config["corpus"]["sources"]
+        if source["kind"] == "generated"
+    }
+
+
+def generate_inputs(wildcards):
+    """The backbone, and for an ee method the trained classifiers of its kind."""
+    inputs = {"backbone": f"resources/backbones/{wildcards.backbone}"}
+    method = parse_method(wildcards.method)
+    if method.kind == "ee" and is_trained(method.exit_kind):
+        inputs["classifiers"] = f"{RESULTS}/classifiers/{wildcards.backbone}/{method.exit_kind}.safetensors"
+    return inputs

@@ -1,11 +1,3 @@
-def corpus_backbones(wildcards=None):
-    return {
-        source["backbone"]: f"resources/backbones/{source['backbone']}"
-        for source in config["corpus"]["sources"]
-        if source["kind"] == "generated"
-    }
-
-
 rule prepare_corpus:
     """Distillation text: FineWeb-Edu (paper), local JSONL, or text the backbone writes (offline)."""
     input:
@@ -17,5 +9,9 @@ rule prepare_corpus:
     log:
         f"{LOGS}/prepare_corpus.log",
     threads: THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/prepare_corpus.py"

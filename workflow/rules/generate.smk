@@ -1,12 +1,3 @@
-def generate_inputs(wildcards):
-    """The backbone, and for an ee method the trained classifiers of its kind."""
-    inputs = {"backbone": f"resources/backbones/{wildcards.backbone}"}
-    method = parse_method(wildcards.method)
-    if method.kind == "ee" and is_trained(method.exit_kind):
-        inputs["classifiers"] = f"{RESULTS}/classifiers/{wildcards.backbone}/{method.exit_kind}.safetensors"
-    return inputs
-
-
 rule generate:
     """Early-exit generation of one method on one task: one JSONL line per sample."""
     input:
@@ -21,5 +12,9 @@ rule generate:
     log:
         f"{LOGS}/generate/{{backbone}}/{{task}}/{{method}}.log",
     threads: THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/generate.py"

@@ -8,5 +8,7 @@ rule score:
         f"{RESULTS}/cells/{{backbone}}/{{task}}/{{method}}.json",
     log:
         f"{LOGS}/score/{{backbone}}/{{task}}/{{method}}.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/score.py"

@@ -7,5 +7,7 @@ rule paper_tables:
         directory("paper_tables"),
     log:
         f"{LOGS}/paper_tables.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/paper_tables.py"
