@@ -15,6 +15,7 @@ import argparse
 import datetime as _dt
 import fnmatch
 import getpass
+import logging
 import math
 import socket
 import sys
@@ -164,6 +165,16 @@ def regenerate(results_dir: str | Path, reference_path: str | Path, reason: str)
     }
     write_json(reference_path, reference)
     return reference
+
+
+def check_run(results_dir: str | Path, reference_path: str | Path, report_path: str | Path) -> bool:
+    """The `check` rule: print and write the comparison table; True when every field passes."""
+    rows = compare(read_cells(results_dir), load_reference(reference_path))
+    table = format_table(rows)
+    logging.getLogger(__name__).info("comparison with %s:\n%s", reference_path, table)
+    with atomic_path(report_path) as tmp:
+        tmp.write_text(table + "\n", encoding="utf-8")
+    return all(r.passed for r in rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,10 @@
+from dynamax_bench.runtime import set_up
+
+set_up(snakemake.config, snakemake.log[0])
+from pathlib import Path  # noqa: E402
+
+from dynamax_bench.check import check_run  # noqa: E402
+
+results = Path(snakemake.output[0]).parent
+if not check_run(results, snakemake.input.reference, snakemake.output[0]):
+    raise SystemExit(f"check failed: values outside tolerance against {snakemake.input.reference} (table in {snakemake.log[0]})")
