@@ -15,6 +15,9 @@ if "profile" not in config:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 rule all:
     """Default target: everything in paper_tables/."""
     input:

@@ -80,3 +80,17 @@ def test_rerun_gives_identical_cells(smoke_run: Path, cell: str) -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert (smoke_run / cell).read_bytes() == before
+
+
+@pytest.mark.slow
+def test_html_report_carries_the_tables_and_figures(smoke_run: Path) -> None:
+    report = smoke_run / "report.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "paper_tables/", "--report", str(report),
+         "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(smoke_run),
+         "--configfile", str(REPO_ROOT / "config" / "smoke.yaml")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    html = report.read_text(errors="replace")
+    assert "table3_main_results" in html and "figure2_exit_histograms" in html

@@ -4,7 +4,12 @@ rule paper_tables:
         cells=all_cells(),
         classifiers=all_classifier_metrics(),
     output:
-        directory("paper_tables"),
+        report(
+            directory("paper_tables"),
+            patterns=["{name}.png", "{name}.md"],
+            caption="../report/paper_tables.rst",
+            category="Tables and figures",
+        ),
     log:
         f"{LOGS}/paper_tables.log",
     conda:
