@@ -68,3 +68,46 @@ def exit_histograms(cells: list[dict], out_dir: Path) -> list[str]:
                  fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out_dir, "figure2_exit_histograms")
+
+
+def quality_vs_savings(cells: list[dict], out_dir: Path) -> list[str]:
+    """Figure 1: consistency with full (top row) and the task's first metric (bottom row) against
+    FLOPs savings, one column per backbone and task: each exit kind and policy across thresholds,
+    static pruning levels, the oracle point."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for cell in cells:
+        groups[(cell["backbone"], cell["task"])].append(cell)
+    keys = sorted(groups)
+    fig, axes = plt.subplots(2, max(len(keys), 1), figsize=(4.2 * max(len(keys), 1), 6.4), squeeze=False)
+    for col, key in enumerate(keys):
+        group_cells = groups[key]
+        metric = next(iter(group_cells[0]["metrics"]))
+        for row, (label, value) in enumerate(
+            (("consistency with full", lambda c: c["consistency"]["output_match"]),
+             (metric, lambda c: c["metrics"][metric]))
+        ):
+            ax = axes[row][col]
+            series: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+            for cell in group_cells:
+                m = parse_method(cell["method"])
+                point = (cell["flops"]["savings"], value(cell))
+                if m.kind == "ee":
+                    series[f"{m.exit_kind}-{m.policy}"].append((m.threshold, *point))
+                elif m.kind == "prune":
+                    series["static pruning"].append((-m.prune, *point))
+                elif m.kind == "oracle":
+                    ax.scatter(*point, marker="*", s=120, color="black", label="oracle", zorder=3)
+                elif m.kind == "full":
+                    ax.scatter(*point, marker="s", color="grey", label="full", zorder=3)
+            for name, points in sorted(series.items()):
+                points.sort()
+                style = {"color": "black", "linestyle": "--"} if name == "static pruning" else {}
+                ax.plot([p[1] for p in points], [p[2] for p in points], marker="o", markersize=3, label=name, **style)
+            ax.set_xlabel("FLOPs savings")
+            ax.set_ylabel(label)
+            ax.set_title(f"{key[0]} / {key[1]}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if col == 0 and row == 0:
+                ax.legend(fontsize=6)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, "figure1_quality_vs_savings")

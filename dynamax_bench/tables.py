@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import claims
 from .figures import exit_histograms
+from .methods import parse_method
 from .io import atomic_path, dumps, read_json
 from .provenance import machine_description, provenance
 
@@ -69,6 +71,55 @@ def distillation_table(classifiers: list[dict]) -> pd.DataFrame:
                 "top-k": meta["training"]["top_k"],
             })
     return pd.DataFrame(rows)
+
+
+def primary_metric(cell: dict) -> str:
+    """The task metric a comparison table shows: the first one the task declares."""
+    return next(iter(cell["metrics"]))
+
+
+def pruning_comparison(cells: list[dict]) -> pd.DataFrame:
+    """Table 4: each static pruning level against the EE cell of each kind whose savings are
+    closest to it (ties: the more consistent), per backbone and task."""
+    rows = []
+    for (backbone, task), group_cells in sorted(claims.group(cells).items()):
+        for prune in sorted((c for c in group_cells if parse_method(c["method"]).kind == "prune"),
+                            key=lambda c: parse_method(c["method"]).prune):
+            if parse_method(prune["method"]).prune == 0:
+                continue
+            target = prune["flops"]["savings"]
+            metric = primary_metric(prune)
+            row = {"backbone": backbone, "task": task, "pruning": prune["method"], "savings": target,
+                   f"pruning {metric}": prune["metrics"][metric],
+                   "pruning consistency": prune["consistency"]["output_match"]}
+            for kind in sorted({parse_method(c["method"]).exit_kind for c in claims.ee_cells(group_cells)}):
+                best = min(claims.ee_cells(group_cells, kind),
+                           key=lambda c: (abs(c["flops"]["savings"] - target), -c["consistency"]["output_match"]))
+                row[f"{kind} method"] = best["method"]
+                row[f"{kind} savings"] = best["flops"]["savings"]
+                row[f"{kind} consistency"] = best["consistency"]["output_match"]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def policy_ablation(cells: list[dict]) -> pd.DataFrame:
+    """Table 5: the same kind and threshold under each state policy of the backbone."""
+    rows = []
+    for cell in claims.ee_cells(cells):
+        m = parse_method(cell["method"])
+        metric = primary_metric(cell)
+        rows.append({"backbone": cell["backbone"], "task": cell["task"], "kind": m.exit_kind,
+                     "threshold": m.threshold, "policy": m.policy, metric: cell["metrics"][metric],
+                     "consistency": cell["consistency"]["output_match"], "savings": cell["flops"]["savings"],
+                     "mean layers": cell["layers"]["mean_executed"]})
+    if not rows:
+        return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values(["backbone", "task", "kind", "threshold", "policy"], kind="stable")
+
+
+def claims_table(cells: list[dict]) -> pd.DataFrame:
+    """Table 6: the claims scorecard (dynamax_bench/claims.py)."""
+    return pd.DataFrame(claims.claims_scorecard(cells))
 
 
 def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]]) -> str:
