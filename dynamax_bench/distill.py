@@ -5,11 +5,15 @@ per exit and corpus token, the hidden state the classifier reads and whether the
 greedy token is among the full model's top-k. The loss is the sum over exits of
 w_e * cross-entropy(classifier_e, label), w_e decaying linearly with the exit's position
 (or uniform), with per-exit class weights against the label imbalance. Documents stay whole and
-in token order, so the stateful `mamba` kind learns over real sequences.
+in token order, so the stateful `mamba` kind learns over real sequences. The weights kept are
+those of the epoch with the lowest held-out loss (`training.selected_epoch`; 0 = untrained), so
+a kind that overfits the small offline corpus is not penalised for the epochs after its best;
+the held-out metrics are therefore on the selection split.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -138,6 +142,8 @@ def distill(config: dict, oracle_dir: str | Path, kind: str, out_path: str | Pat
     order = torch.Generator().manual_seed(config["seed"])
     steps_per_epoch = -(-len(train_docs) // batch_size)
     curve = []
+    best_loss, best_epoch = initial["loss"], 0
+    best_state = {e: copy.deepcopy(clf.state_dict()) for e, clf in classifiers.items()}
     started = time.perf_counter()
     with tqdm(total=settings["epochs"] * steps_per_epoch, desc=f"distill {kind}", unit="step") as bar:
         for epoch in range(settings["epochs"]):
@@ -156,7 +162,12 @@ def distill(config: dict, oracle_dir: str | Path, kind: str, out_path: str | Pat
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             heldout = evaluate(classifiers, *evaluate_args)
             curve.append({"epoch": epoch + 1, "train_loss": running / steps_per_epoch, "heldout_loss": heldout["loss"]})
+            if heldout["loss"] < best_loss:
+                best_loss, best_epoch = heldout["loss"], epoch + 1
+                best_state = {e: copy.deepcopy(clf.state_dict()) for e, clf in classifiers.items()}
     seconds = time.perf_counter() - started
+    for e, clf in classifiers.items():
+        clf.load_state_dict(best_state[e])
     final = evaluate(classifiers, *evaluate_args)
     info = {
         "backbone": store.meta["backbone"],
@@ -171,6 +182,7 @@ def distill(config: dict, oracle_dir: str | Path, kind: str, out_path: str | Pat
             "train_tokens": sum(store.offsets[d + 1] - store.offsets[d] for d in train_docs),
             "parameters_per_exit": sum(p.numel() for p in classifiers[store.exits[0]].parameters()),
             "seconds": round(seconds, 1),
+            "selected_epoch": best_epoch,
         },
         "curve": curve,
         "heldout_initial": initial,
