@@ -89,6 +89,11 @@ def load_reference(path: str | Path) -> dict:
     if errors:
         where = ".".join(map(str, errors[0].absolute_path)) or "<top>"
         raise ReferenceError(f"{path}: invalid reference at '{where}': {errors[0].message}")
+    if "sources" in reference:
+        unsourced = [f"{cell}:{field}" for cell, fields in reference["cells"].items() for field in fields
+                     if f"{cell}:{field}" not in reference["sources"]]
+        if unsourced:
+            raise ReferenceError(f"{path}: values without a source (table and row of the paper): {unsourced[:5]}")
     return reference
 
 

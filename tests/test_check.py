@@ -81,3 +81,23 @@ def test_malformed_reference_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ReferenceError, match=r"invalid reference at 'tolerances.0.kind'"):
         load_reference(ref)
     assert main([str(tmp_path / "a"), str(ref)]) == 2
+
+
+def test_paper_reported_values_file_is_valid_and_every_value_has_a_source() -> None:
+    from dynamax_bench.config import REPO_ROOT
+
+    reference = load_reference(REPO_ROOT / "reference" / "paper_reported.json")
+    assert reference["profile"] == "paper"
+    for cell, fields in reference["cells"].items():
+        for field in fields:
+            assert reference["sources"][f"{cell}:{field}"]
+
+
+def test_a_value_without_its_source_is_rejected(tmp_path: Path) -> None:
+    from dynamax_bench.config import REPO_ROOT
+
+    reference = json.loads((REPO_ROOT / "reference" / "paper_reported.json").read_text())
+    reference["cells"] = {"b/t/full": {"metrics.em": 0.5}}
+    write_json(tmp_path / "ref.json", reference)
+    with pytest.raises(ReferenceError, match="without a source"):
+        load_reference(tmp_path / "ref.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,47 @@ def test_html_report_carries_the_tables_and_figures(smoke_run: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     html = report.read_text(errors="replace")
     assert "table3_main_results" in html and "figure2_exit_histograms" in html
+
+
+@pytest.mark.slow
+def test_ci_gate_passes_against_the_committed_reference(smoke_run: Path) -> None:
+    """The `check` rule: this run against reference/smoke.json, within its tolerances."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "results/smoke/check.txt", "--cores", "1",
+         "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(smoke_run),
+         "--configfile", str(REPO_ROOT / "config" / "smoke.yaml")],
+        capture_output=True, text=True,
+    )
+    report = smoke_run / "results" / "smoke" / "check.txt"
+    log = (smoke_run / "logs" / "smoke" / "check.log").read_text()
+    assert result.returncode == 0 and report.exists(), log[-6000:]
+    assert " 0 outside" in report.read_text()
+
+
+@pytest.mark.slow
+def test_ci_gate_catches_an_off_by_one_engine(smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deliberately broken engine (pruning keeps one layer too many) makes the check fail,
+    and the table names the cell and the field that moved."""
+    from dynamax_bench.check import compare, format_table, read_cells, load_reference
+    from dynamax_bench.config import load_config
+    from dynamax_bench.engine import Strategy
+    from dynamax_bench.generation import generate_cell
+    from dynamax_bench.scoring import score_cell
+
+    results = tmp_path / "results"
+    shutil.copytree(smoke_run / "results" / "smoke", results)
+    monkeypatch.setattr(Strategy, "prune", classmethod(lambda cls, n, dropped: cls(keep_layers=n - dropped + 1)))
+    config = load_config(REPO_ROOT / "config" / "smoke.yaml")
+    backbone = smoke_run / "resources" / "backbones" / "tiny_mistral"
+    cell = "tiny_mistral/triviaqa/prune4"
+    generations = results / "generations" / f"{cell}.jsonl"
+    generate_cell(config, backbone, "triviaqa", "prune4", generations)
+    extra = {"flops": results / "flops" / "tiny_mistral.json"} if (results / "flops").exists() else {}
+    score_cell(config, backbone, "triviaqa", "prune4", generations,
+               results / "generations" / "tiny_mistral" / "triviaqa" / "full.jsonl",
+               results / "cells" / f"{cell}.json", **extra)
+    rows = compare(read_cells(results), load_reference(REPO_ROOT / "reference" / "smoke.json"))
+    failed = [r for r in rows if not r.passed]
+    assert failed and {r.cell for r in failed} == {cell}
+    assert "layers.mean_executed" in {r.path for r in failed}
+    assert "FAIL" in format_table(rows)
