@@ -11,6 +11,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .tasks import TASKS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 FAMILY_POLICIES = {"transformer": ("copy", "partial"), "mamba2": ("skip", "partial")}
@@ -51,7 +53,8 @@ def validate_config(config: dict) -> dict:
 
 
 def check_semantics(config: dict) -> None:
-    """Cross-field rules: policies fit the family; corpus generators exist; classifier kinds are registered."""
+    """Cross-field rules: policies fit the family; corpus generators exist; classifier kinds are registered;
+    few-shot only where a task has a pool."""
     from .exit_methods import known_kinds  # torch import, deferred until a config is checked
 
     unknown = [k for k in config["classifiers"]["kinds"] if k not in known_kinds()]
@@ -76,6 +79,12 @@ def check_semantics(config: dict) -> None:
             raise ConfigError(
                 f"corpus.sources[{i}].backbone: {source['backbone']!r} must name a transformer backbone of this "
                 f"profile ({[n for n, s in config['backbones'].items() if s['family'] == 'transformer']})"
+            )
+    for name, task in config["tasks"].items():
+        if task.get("num_fewshot", 0) and TASKS[name].embedded_fewshot_file is None:
+            raise ConfigError(
+                f"tasks.{name}.num_fewshot: {name} takes no few-shot examples (lm-eval's prompt for it is "
+                "fixed: TruthfulQA carries its own QA primer, CoQA the story); set it to 0"
             )
 
 

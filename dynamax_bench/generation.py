@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tqdm import tqdm
-
-from .backbones import Backbone, load_backbone
+from .backbones import Backbone
 from .classifiers import load_classifiers
-from .config import exit_positions
-from .engine import ClassifierRule, EarlyExitGenerator, Strategy
+from .engine import ClassifierRule, Strategy
 from .exit_methods import is_trained, training_free_rule
+from .harness import DynamaxLM, build_requests, trace_record
 from .io import write_jsonl
-from .methods import Method, check_method_for, parse_method
-from .tasks import get_task
+from .methods import Method, check_method_for
+from .tasks import load_samples
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +37,10 @@ def build_strategy(method: Method, backbone: Backbone, classifiers: str | Path |
                                method.policy)
 
 
-def make_generator(config: dict, backbone: Backbone, task_name: str) -> EarlyExitGenerator:
-    spec = config["backbones"][backbone.meta["name"]]
-    generation = config["generation"]
-    return EarlyExitGenerator(
-        backbone.model,
-        backbone.tokenizer,
-        exit_layers=exit_positions(spec, backbone.num_layers),
-        max_new_tokens=generation["max_new_tokens"],
-        repetition_penalty=generation.get("repetition_penalty", 1.0),
-        stop_strings=get_task(task_name).stop_strings,
-    )
+def max_new_tokens(config: dict, task_name: str) -> int:
+    """A task's own `max_new_tokens`, else the profile-wide `generation.max_new_tokens`."""
+    own = config["tasks"][task_name].get("max_new_tokens")
+    return own if own is not None else config["generation"]["max_new_tokens"]
 
 
 def generate_cell(
@@ -60,33 +51,12 @@ def generate_cell(
     out_path: str | Path,
     classifiers: str | Path | None = None,
 ) -> None:
-    """Generate every sample of a task with one method and write the per-sample records."""
-    method = parse_method(method_name)
-    backbone = load_backbone(backbone_dir, config["runtime"]["device"], config["runtime"]["dtype"])
-    strategy = build_strategy(method, backbone, classifiers)
-    generator = make_generator(config, backbone, task_name)
-    if isinstance(strategy.rule, ClassifierRule) and sorted(strategy.rule.classifiers) != sorted(generator.points):
-        raise ValueError(
-            f"{classifiers}: classifiers sit at layers {sorted(strategy.rule.classifiers)} but the config places "
-            f"exits at {sorted(generator.points)}; retrain them (the distill rule reruns when the exits change)"
-        )
-    task_cfg = config["tasks"][task_name]
-    samples = get_task(task_name).load(
-        task_cfg["source"], task_cfg.get("limit"), task_cfg.get("num_fewshot", 0), task_cfg.get("fewshot_source")
-    )
-    log.info("%s / %s / %s: %d samples, exits at %s", backbone.meta["name"], task_name, method.name,
-             len(samples), sorted(generator.points))
-    records = []
-    for sample in tqdm(samples, desc=f"{backbone.meta['name']}/{task_name}/{method.name}", unit="sample"):
-        out = generator.generate(sample.prompt, strategy)
-        records.append(
-            {
-                "id": sample.id,
-                "prompt": sample.prompt,
-                "output": out.text,
-                "token_ids": out.token_ids,
-                "exit_layers": out.exit_layers,
-                "stop_reason": out.stop_reason,
-            }
-        )
-    write_jsonl(out_path, records)
+    """Generate every sample of a task with one method through the `dynamax` lm-eval model and
+    write the per-sample records (id, prompt, output, token_ids, exit_layers, stop_reason)."""
+    lm = DynamaxLM.from_profile(config, backbone_dir, method_name, classifiers)
+    task, samples = load_samples(config, task_name)
+    requests = build_requests(task, samples, max_new_tokens(config, task_name))
+    log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens", lm.backbone.meta["name"], task_name,
+             method_name, len(samples), lm.exit_layers, max_new_tokens(config, task_name))
+    generations = lm.generate_traced(requests)
+    write_jsonl(out_path, [{"id": s.id, **trace_record(s.prompt, g)} for s, g in zip(samples, generations)])

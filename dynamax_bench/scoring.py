@@ -9,7 +9,11 @@ from .config import exit_positions
 from .io import read_jsonl, write_json
 from .meta import read_backbone_meta
 from .provenance import provenance
-from .tasks import get_task
+from .tasks import load_samples
+
+# An output loops when one token n-gram occurs at least LOOP_MIN_COUNT times in it.
+LOOP_NGRAM = 4
+LOOP_MIN_COUNT = 3
 
 
 def prefix_agreement(tokens: list[int], reference: list[int]) -> float:
@@ -32,6 +36,27 @@ def consistency(records: list[dict], full: list[dict]) -> dict[str, float]:
     }
 
 
+def loops(tokens: list[int], n: int = LOOP_NGRAM, min_count: int = LOOP_MIN_COUNT) -> bool:
+    """Whether a generation repeats one token n-gram `min_count` times: the loop that greedy decoding
+    falls into, which low exit thresholds are known to cause."""
+    counts: dict[tuple[int, ...], int] = {}
+    for i in range(len(tokens) - n + 1):
+        gram = tuple(tokens[i:i + n])
+        counts[gram] = counts.get(gram, 0) + 1
+        if counts[gram] >= min_count:
+            return True
+    return False
+
+
+def degeneration(records: list[dict]) -> dict[str, float | int]:
+    """Share of outputs that loop, with the definition recorded beside it."""
+    return {
+        "loop_rate": fmean(float(loops(r["token_ids"])) for r in records),
+        "ngram": LOOP_NGRAM,
+        "min_count": LOOP_MIN_COUNT,
+    }
+
+
 def check_aligned(records: list[dict], full: list[dict], what: str) -> None:
     ids, full_ids = [r["id"] for r in records], [f["id"] for f in full]
     if ids != full_ids:
@@ -50,10 +75,7 @@ def score_cell(
     meta = read_backbone_meta(backbone_dir)
     records, full = read_jsonl(generations), read_jsonl(full_generations)
     check_aligned(records, full, str(generations))
-    task = get_task(task_name)
-    task_cfg = config["tasks"][task_name]
-    samples = task.load(task_cfg["source"], task_cfg.get("limit"), task_cfg.get("num_fewshot", 0),
-                        task_cfg.get("fewshot_source"))
+    task, samples = load_samples(config, task_name)
     check_aligned(records, [{"id": s.id} for s in samples], str(generations))
     per_sample = [task.score_one(sample, record["output"]) for sample, record in zip(samples, records)]
     exits = [layer for record in records for layer in record["exit_layers"]]
@@ -64,6 +86,7 @@ def score_cell(
         "method": method_name,
         "metrics": {name: fmean(s[name] for s in per_sample) for name in task.metrics},
         "consistency": consistency(records, full),
+        "degeneration": degeneration(records),
         "layers": {
             "num_layers": meta["num_layers"],
             "exit_positions": exit_positions(config["backbones"][meta["name"]], meta["num_layers"]),

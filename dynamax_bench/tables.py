@@ -37,19 +37,34 @@ def method_order(method: str) -> tuple:
     return (3, 0, method)
 
 
+def metric_column(metric: str) -> str:
+    return metric.upper() if len(metric) <= 3 else metric
+
+
 def main_results(cells: list[dict]) -> pd.DataFrame:
-    """Table 3: per backbone, task and method: task metrics, consistency, mean layers executed."""
+    """Table 3: per backbone, task and method: task metrics (every task's, empty where they do not
+    apply), consistency, degeneration, mean layers executed."""
     rows = []
+    metric_columns: dict[str, None] = {}  # ordered union over the tasks
     for cell in sorted(cells, key=lambda c: (c["backbone"], c["task"], method_order(c["method"]))):
         row = {"backbone": cell["backbone"], "task": cell["task"], "method": cell["method"]}
-        row.update({metric.upper() if len(metric) <= 3 else metric: v for metric, v in cell["metrics"].items()})
+        row.update({metric_column(metric): v for metric, v in cell["metrics"].items()})
+        metric_columns.update(dict.fromkeys(metric_column(m) for m in cell["metrics"]))
         row["consistency"] = cell["consistency"]["output_match"]
         row["prefix agreement"] = cell["consistency"]["token_prefix_agreement"]
+        row["loops"] = cell["degeneration"]["loop_rate"]
         row["mean layers"] = cell["layers"]["mean_executed"]
         row["of L"] = cell["layers"]["num_layers"]
         row["n"] = cell["n_samples"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    head = ["backbone", "task", "method", *metric_columns]
+    return df[head + [c for c in df.columns if c not in head]]
+
+
+def task_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Table 3 split by task, each with only its own metric columns."""
+    return {task: part.dropna(axis=1, how="all") for task, part in df.groupby("task", sort=True)}
 
 
 def distillation_table(classifiers: list[dict]) -> pd.DataFrame:
@@ -145,9 +160,12 @@ def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]]) ->
         *[f"- {caption}: " + ", ".join(f"[{n}]({n})" for n in names) for caption, names in tables.items()],
         "",
         "Consistency is the share of outputs identical to the `full` method's; prefix agreement is the",
-        "share of the full model's tokens reproduced before the first divergence; mean layers counts",
-        "the decoder layers executed per generated token (the first token comes from the prompt's",
-        "full forward pass).",
+        "share of the full model's tokens reproduced before the first divergence; loops is the share of",
+        "outputs in which one token 4-gram occurs at least 3 times; mean layers counts the decoder layers",
+        "executed per generated token (the first token comes from the prompt's full forward pass).",
+        "Task metrics follow lm-eval: EM/F1 in [0, 1] (TriviaQA, CoQA); TruthfulQA BLEU and ROUGE on a",
+        "0-100 scale, each as max (best correct reference), acc (best correct beats best incorrect)",
+        "and diff (best correct minus best incorrect).",
         "",
     ]
     return "\n".join(lines)
@@ -161,13 +179,16 @@ def build_paper_tables(
     out_dir.mkdir(parents=True, exist_ok=True)
     cells = [read_json(p) for p in cell_paths]
     classifiers = [read_json(p) for p in classifier_paths]
+    main = main_results(cells)
     tables = {
         "Table 2: distillation": write_table(
             distillation_table(classifiers), out_dir, "table2_distillation",
             "Distillation: held-out label statistics per backbone, classifier kind and exit (confidence >= 0.5)"),
-        "Table 3: main results": write_table(main_results(cells), out_dir, "table3_main_results",
+        "Table 3: main results": write_table(main, out_dir, "table3_main_results",
                                              "Main results: task metrics, consistency with full, layers executed"),
     }
+    for task, part in task_tables(main).items():
+        tables[f"Table 3 ({task})"] = write_table(part, out_dir, f"table3_{task}", f"Main results on {task}")
     tables["Figure 2: exit-layer histograms"] = exit_histograms(cells, out_dir)
     with atomic_path(out_dir / "index.md") as tmp:
         tmp.write_text(index_page(config, cells, tables), encoding="utf-8")

@@ -49,7 +49,25 @@ def test_malformed_record_names_file_line_and_field(tmp_path: Path) -> None:
 
 def test_metrics_on_fixed_strings() -> None:
     assert normalize_answer("The Campbell-Bannerman!") == "campbell bannerman"
-    assert exact_match(" Paris.", ["paris"]) == 1.0
+    assert exact_match("Paris.", ["paris"]) == 1.0
     assert exact_match("Paris, France", ["Paris"]) == 0.0
     assert token_f1("Leonardo da Vinci", "da Vinci") == pytest.approx(0.8)
     assert token_f1("nothing", "Paris") == 0.0
+
+
+@pytest.mark.parametrize("output", [" Paris.", "Paris", " paris ", "Paris .", "Paris, France", " The Paris"])
+def test_exact_match_equals_lm_evals_own_metric(output: str) -> None:
+    """lm-eval's triviaqa: remove_whitespace filter, then exact_match(ignore_case, ignore_punctuation)."""
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+    from lm_eval.filters.extraction import WhitespaceFilter
+
+    aliases = ["Paris", "paris", "Paris (France)"]
+    (filtered,), = WhitespaceFilter().apply([[output]], [{}])
+    reference = max(
+        exact_match_hf_evaluate([filtered], [alias], ignore_case=True, ignore_punctuation=True)["exact_match"]
+        for alias in aliases
+    )
+    task = get_task("triviaqa")
+    sample = task.load({"kind": "embedded"}, limit=1)[0]
+    sample.target["aliases"] = aliases
+    assert task.score_one(sample, output)["em"] == reference

@@ -31,13 +31,15 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tables_equal_their_cells(smoke_run: Path) -> None:
     rows = list(csv.DictReader(open(smoke_run / "paper_tables" / "table3_main_results.csv")))
     cells = sorted((smoke_run / "results" / "smoke" / "cells").rglob("*.json"))
-    # 2 backbones x (full, prune0/2/4, oracle + 5 kinds x 2 policies x 1 threshold)
-    assert len(rows) == len(cells) == 30
+    # 2 backbones x 3 tasks x (full, prune0/2/4, oracle + 5 kinds x 2 policies x 1 threshold)
+    assert len(rows) == len(cells) == 90
     by_key = {(r["backbone"], r["task"], r["method"]): r for r in rows}
     for path in cells:
         cell = read_json(path)
         row = by_key[(cell["backbone"], cell["task"], cell["method"])]
-        assert float(row["EM"]) == pytest.approx(cell["metrics"]["em"], abs=1e-6)
+        for metric, value in cell["metrics"].items():
+            column = metric.upper() if len(metric) <= 3 else metric
+            assert float(row[column]) == pytest.approx(value, abs=1e-6), (path, metric)
         assert float(row["consistency"]) == pytest.approx(cell["consistency"]["output_match"], abs=1e-6)
         assert float(row["mean layers"]) == pytest.approx(cell["layers"]["mean_executed"], abs=1e-5)
 

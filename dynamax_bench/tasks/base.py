@@ -19,15 +19,16 @@ class Sample:
     target: dict[str, Any]
 
 
-def require(record: dict, key: str, kind: type, where: str, field: str | None = None) -> Any:
-    """A required field of the given type, or an error naming file, line and field."""
+def require(record: dict, key: str, kind: type | tuple[type, ...], where: str, field: str | None = None) -> Any:
+    """A required field of the given type(s), or an error naming file, line and field."""
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
     if key not in record:
         raise ValueError(f"{where}: missing field '{field or key}'")
     value = record[key]
     if not isinstance(value, kind):
-        raise ValueError(f"{where}: field '{field or key}' must be {kind.__name__}, got {type(value).__name__}")
+        expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ValueError(f"{where}: field '{field or key}' must be {expected}, got {type(value).__name__}")
     return value
 
 
@@ -38,9 +39,11 @@ class Task(ABC):
     name: ClassVar[str]
     hub_default: ClassVar[dict[str, str]]
     embedded_file: ClassVar[str]
-    embedded_fewshot_file: ClassVar[str]
-    stop_strings: ClassVar[tuple[str, ...]]
+    # None: the task has no few-shot pool (its lm-eval prompt is fixed, e.g. TruthfulQA's QA primer)
+    embedded_fewshot_file: ClassVar[str | None] = None
+    stop_strings: ClassVar[tuple[str, ...]]  # lm-eval's generation_kwargs.until
     metrics: ClassVar[tuple[str, ...]]
+    options: ClassVar[tuple[str, ...]] = ()  # task-specific config keys passed to the constructor
     target_delimiter: ClassVar[str] = " "
     fewshot_delimiter: ClassVar[str] = "\n\n"
 
@@ -56,7 +59,12 @@ class Task(ABC):
         """The answer text shown after a few-shot example."""
 
     @abstractmethod
-    def score_one(self, sample: Sample, output: str) -> dict[str, float]: ...
+    def score_one(self, sample: Sample, output: str) -> dict[str, float]:
+        """Metrics of one raw generation (already cut at the stop strings), as lm-eval computes them."""
+
+    def expand(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The samples one record yields (one by default; a CoQA story yields one per turn scored)."""
+        return [doc]
 
     def load(
         self,
@@ -66,7 +74,7 @@ class Task(ABC):
         fewshot_source: dict | None = None,
     ) -> list[Sample]:
         """Samples from the project's embedded set, a local JSON/JSONL file, or the hub."""
-        docs = self.read(source)
+        docs = [sample for doc in self.read(source) for sample in self.expand(doc)]
         if limit is not None:
             docs = docs[:limit]
         context = self.fewshot_context(num_fewshot, fewshot_source or self.default_fewshot_source(source))
@@ -75,6 +83,11 @@ class Task(ABC):
     def fewshot_context(self, num_fewshot: int, source: dict) -> str:
         if num_fewshot == 0:
             return ""
+        if self.embedded_fewshot_file is None:
+            raise ValueError(
+                f"task {self.name} takes no few-shot examples (lm-eval's prompt for it is fixed); "
+                f"set tasks.{self.name}.num_fewshot to 0"
+            )
         pool = self.read(source)
         if len(pool) < num_fewshot:
             raise ValueError(f"task {self.name}: {num_fewshot} few-shot examples asked, the pool has {len(pool)}")

@@ -31,11 +31,14 @@ def token_f1(prediction: str, truth: str) -> float:
 
 
 def exact_match(prediction: str, aliases: list[str]) -> float:
-    """lm-eval's exact_match with ignore_case and ignore_punctuation, best over the aliases."""
+    """lm-eval's exact_match with ignore_case and ignore_punctuation, 1 when any alias matches.
+
+    Like lm-eval, nothing is stripped after punctuation is removed: 'Paris .' does not match.
+    """
     table = str.maketrans("", "", string.punctuation)
 
     def clean(text: str) -> str:
-        return text.lower().translate(table).strip()
+        return text.lower().translate(table)
 
     pred = clean(prediction)
     return float(any(pred == clean(alias) for alias in aliases))
@@ -65,7 +68,7 @@ class TriviaQA(Task):
         return doc["aliases"][0]
 
     def score_one(self, sample: Sample, output: str) -> dict[str, float]:
-        answer = output.lstrip()  # lm-eval's remove_whitespace filter
+        answer = output.strip()  # lm-eval's remove_whitespace filter (str.strip in lm-eval 0.4.13)
         aliases = sample.target["aliases"]
         return {
             "em": exact_match(answer, aliases),

@@ -1,5 +1,5 @@
 rule generate:
-    """Early-exit generation of one method on one task: one JSONL line per sample."""
+    """Early-exit generation of one method on one task through the `dynamax` lm-eval model: one JSONL line per sample."""
     input:
         unpack(generate_inputs),
     output:
@@ -8,6 +8,7 @@ rule generate:
         # listed so that a change to any of them reruns the cell
         spec=lambda w: config["backbones"][w.backbone],
         task=lambda w: config["tasks"][w.task],
+        limit=config.get("limit"),
         generation=config["generation"],
     log:
         f"{LOGS}/generate/{{backbone}}/{{task}}/{{method}}.log",

@@ -1,0 +1,78 @@
+"""CoQA: lm-eval's prompt and scoring protocol, SQuAD normalisation, every accepted layout."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from dynamax_bench.tasks import get_task
+from dynamax_bench.tasks.coqa import compute_exact, compute_f1, compute_scores
+
+from .conftest import shared_data
+
+STORY = {
+    "source": "test", "story": "Ann has a red bike. She rides it to school.",
+    "questions": ["What does Ann have?", "What colour is it?", "Where does she ride it?", "Who rides it?",
+                  "Is it blue?"],
+    "answers": {"input_text": ["a bike", "red", "to school", "Ann", "no"], "answer_start": [0, 0, 0, 0, 0],
+                "answer_end": [1, 1, 1, 1, 1]},
+}
+
+
+def test_squad_normalisation_on_hand_computed_cases() -> None:
+    assert compute_exact("The Bike!", "bike") == 1
+    assert compute_exact("a red bike", "red bike.") == 1
+    # "she rides to the school" -> 4 tokens after dropping "the"; 2 shared: P = 1/2, R = 1, F1 = 2/3
+    assert compute_f1("to school", "she rides to the school") == pytest.approx(2 / 3)
+    assert compute_f1("", "") == 1.0 and compute_f1("red", "") == 0.0
+
+
+def test_leave_one_out_protocol_equals_lm_evals_compute_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lm-eval's coqa/utils.py imports transformers' squad_metrics, which transformers 5 dropped;
+    given the same SQuAD functions, its multi-gold protocol must give our numbers."""
+    shim = types.ModuleType("transformers.data.metrics.squad_metrics")
+    shim.compute_exact, shim.compute_f1 = compute_exact, compute_f1
+    for name in ("transformers.data", "transformers.data.metrics"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "transformers.data.metrics.squad_metrics", shim)
+    monkeypatch.delitem(sys.modules, "lm_eval.tasks.coqa.utils", raising=False)
+    lm_eval_coqa = importlib.import_module("lm_eval.tasks.coqa.utils")
+    for golds, pred in [(["red"], "red"), (["a bike", "bike", "a red bike"], "the bike"), (["Ann", "Ann Smith"], "Smith")]:
+        assert compute_scores(golds, pred) == pytest.approx(lm_eval_coqa.compute_scores(golds, pred))
+
+
+def test_prompt_is_the_story_then_the_conversation(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps(STORY) + "\n")
+    last = get_task("coqa").load({"kind": "local", "path": str(path)})
+    assert len(last) == 1
+    assert last[0].prompt.endswith("Q: Who rides it?\n\nA: Ann\n\nQ: Is it blue?\n\nA:")
+    every = get_task("coqa", turns="all").load({"kind": "local", "path": str(path)})
+    assert len(every) == 5 and every[0].prompt == STORY["story"] + "\n\nQ: What does Ann have?\n\nA:"
+    assert get_task("coqa").score_one(every[1], " Red\nQ: more")["em"] == 1.0  # first line only
+
+
+def test_embedded_set_has_ten_stories_of_five_turns_or_more() -> None:
+    task = get_task("coqa")
+    docs = task.read({"kind": "embedded"})
+    assert len(docs) >= 10 and all(len(d["questions"]) >= 5 for d in docs)
+
+
+def test_reads_the_real_samples_in_both_layouts() -> None:
+    hf = get_task("coqa").load({"kind": "local", "path": str(shared_data("coqa.validation.jsonl"))})
+    original = get_task("coqa").load({"kind": "local", "path": str(shared_data("coqa-dev-v1.0.first_story.json"))})
+    assert hf and original
+    assert original[0].prompt.endswith("A:")
+
+
+def test_malformed_record_names_file_line_and_field(tmp_path: Path) -> None:
+    bad = {**STORY, "answers": {"input_text": ["a bike"]}}
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps(STORY) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match=r"c\.jsonl:2: field 'answers' has 1 turns for 5 questions"):
+        get_task("coqa").load({"kind": "local", "path": str(path)})
