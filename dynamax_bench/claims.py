@@ -109,9 +109,9 @@ def claim_low_thresholds_repeat(cells: list[dict]) -> dict:
         if full is None or not early:
             continue
         lowest = min(parse_method(c["method"]).threshold for c in early)
-        low = [c["degeneration"]["looping_rate"] for c in early if parse_method(c["method"]).threshold == lowest]
+        low = [c["degeneration"]["loop_rate"] for c in early if parse_method(c["method"]).threshold == lowest]
         checked += 1
-        held += fmean(low) > full["degeneration"]["looping_rate"] + DEGENERATION_MARGIN
+        held += fmean(low) > full["degeneration"]["loop_rate"] + DEGENERATION_MARGIN
         numbers.append(f"{backbone}/{task}: looping rate full {full['degeneration']['looping_rate']:.3f}, "
                        f"EE at t={lowest:g} {fmean(low):.3f}")
     return verdict(

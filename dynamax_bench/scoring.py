@@ -6,7 +6,8 @@ from pathlib import Path
 from statistics import fmean
 
 from .config import exit_positions
-from .io import read_jsonl, write_json
+from .costs import cell_flops
+from .io import read_json, read_jsonl, write_json
 from .meta import read_backbone_meta
 from .provenance import provenance
 from .tasks import load_samples
@@ -71,7 +72,9 @@ def score_cell(
     generations: str | Path,
     full_generations: str | Path,
     out_path: str | Path,
+    flops: str | Path,
 ) -> dict:
+    """Score one cell; `flops` is the backbone's block table (rule flops) for the savings."""
     meta = read_backbone_meta(backbone_dir)
     records, full = read_jsonl(generations), read_jsonl(full_generations)
     check_aligned(records, full, str(generations))
@@ -93,6 +96,7 @@ def score_cell(
             "mean_executed": fmean(exits),
             "histogram": {str(layer): exits.count(layer) for layer in sorted(set(exits))},
         },
+        "flops": cell_flops(records, method_name, read_json(flops)),
         "n_samples": len(records),
         "n_tokens": len(exits),
         "provenance": provenance(config),

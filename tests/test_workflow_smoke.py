@@ -132,10 +132,9 @@ def test_ci_gate_catches_an_off_by_one_engine(smoke_run: Path, tmp_path: Path, m
     cell = "tiny_mistral/triviaqa/prune4"
     generations = results / "generations" / f"{cell}.jsonl"
     generate_cell(config, backbone, "triviaqa", "prune4", generations)
-    extra = {"flops": results / "flops" / "tiny_mistral.json"} if (results / "flops").exists() else {}
     score_cell(config, backbone, "triviaqa", "prune4", generations,
                results / "generations" / "tiny_mistral" / "triviaqa" / "full.jsonl",
-               results / "cells" / f"{cell}.json", **extra)
+               results / "cells" / f"{cell}.json", results / "flops" / "tiny_mistral.json")
     rows = compare(read_cells(results), load_reference(REPO_ROOT / "reference" / "smoke.json"))
     failed = [r for r in rows if not r.passed]
     assert failed and {r.cell for r in failed} == {cell}

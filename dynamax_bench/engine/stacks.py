@@ -186,10 +186,11 @@ class Mamba2Stack(LayerStack):
             return
         self.check_policy(policy)
 
-    def partial_step(self, index: int, hidden: Tensor, cache: Cache) -> None:
-        """Run layer `index`'s mixer on `hidden` to advance its conv and SSM states; discard the output."""
+    def partial_step(self, index: int, hidden: Tensor, cache: Cache) -> Tensor:
+        """Run layer `index`'s mixer on `hidden` to advance its conv and SSM states. The engine
+        discards the output; it is returned for the FLOPs count of this work."""
         block = self.layers[index]
-        block.mixer(block.norm(hidden.to(block.norm.weight.dtype)), cache_params=cache)
+        return block.mixer(block.norm(hidden.to(block.norm.weight.dtype)), cache_params=cache)
 
 
 def layer_stack(model: PreTrainedModel) -> LayerStack:

@@ -4,6 +4,7 @@ rule score:
         generations=f"{RESULTS}/generations/{{backbone}}/{{task}}/{{method}}.jsonl",
         full=f"{RESULTS}/generations/{{backbone}}/{{task}}/full.jsonl",
         backbone="resources/backbones/{backbone}",
+        flops=f"{RESULTS}/flops/{{backbone}}.json",
     output:
         f"{RESULTS}/cells/{{backbone}}/{{task}}/{{method}}.json",
     log:

@@ -11,4 +11,5 @@ score_cell(
     snakemake.input.generations,
     snakemake.input.full,
     snakemake.output[0],
+    snakemake.input.flops,
 )

@@ -1,0 +1,86 @@
+"""FLOPs per block with fvcore: the blocks add up to the whole model, and a layer matches its shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, Mamba2Config, Mamba2ForCausalLM
+
+from dynamax_bench.backbones import Backbone
+from dynamax_bench.engine import layer_stack
+from dynamax_bench.flops import backbone_blocks, exit_method_step, whole_model_count
+
+T = 32  # tokens of the counted prefill
+
+
+@pytest.fixture(scope="module")
+def smol_shaped() -> torch.nn.Module:
+    """SmolLM2-135M's layer shapes (width 576, 9 heads, 3 KV heads, MLP 1536), 2 layers, small vocab."""
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3,
+                         num_hidden_layers=2, vocab_size=512, tie_word_embeddings=True)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def mamba_shaped() -> torch.nn.Module:
+    """The default profile's Mamba-2 layer shapes (width 256, 16 heads of 32, state 64), 2 layers."""
+    torch.manual_seed(0)
+    config = Mamba2Config(hidden_size=256, num_hidden_layers=2, num_heads=16, head_dim=32, expand=2, state_size=64,
+                          n_groups=1, conv_kernel=4, chunk_size=64, vocab_size=512, tie_word_embeddings=True)
+    return Mamba2ForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("name", ["tiny_mistral", "tiny_mamba2", "smol_shaped", "mamba_shaped"])
+def test_blocks_sum_to_the_whole_model_count(request: pytest.FixtureRequest, name: str) -> None:
+    model = request.getfixturevalue(name)
+    model = model.model if isinstance(model, Backbone) else model
+    stack = layer_stack(model)
+    blocks = backbone_blocks(stack, T)
+    ids = torch.randint(0, model.config.vocab_size, (1, T))
+    whole = whole_model_count(model, ids)["flops"]
+    summed = stack.num_layers * blocks["layer_prefill"]["flops"] + blocks["head_prefill"]["flops"]
+    assert summed == pytest.approx(whole, rel=0.01)
+
+
+def test_transformer_layer_matches_its_shapes(smol_shaped: torch.nn.Module) -> None:
+    c = smol_shaped.config
+    d, hd = c.hidden_size, c.hidden_size // c.num_attention_heads
+    kv = c.num_key_value_heads * hd
+    context = T
+    blocks = backbone_blocks(layer_stack(smol_shaped), context)
+    projections = d * d * 2 + d * kv * 2 + 3 * d * c.intermediate_size  # q, o, k, v, gate/up/down (MACs)
+    attention = 2 * c.num_attention_heads * (context + 1) * hd  # one query against the cache and itself
+    assert blocks["layer_decode"]["flops"] == pytest.approx(projections + attention, rel=0.05)
+    assert blocks["head"]["flops"] == pytest.approx(d * c.vocab_size, rel=0.05)
+    assert blocks["fill_partial"]["flops"] == pytest.approx(d * kv * 2, rel=0.05)  # K/V projections only
+    assert "aten::scaled_dot_product_attention" not in blocks["layer_decode"]["uncounted"]
+
+
+def test_mamba2_layer_matches_its_shapes(mamba_shaped: torch.nn.Module) -> None:
+    c = mamba_shaped.config
+    inner = c.expand * c.hidden_size
+    conv_dim = inner + 2 * c.n_groups * c.state_size
+    blocks = backbone_blocks(layer_stack(mamba_shaped), T)
+    in_proj = c.hidden_size * (2 * inner + 2 * c.n_groups * c.state_size + c.num_heads)
+    out_proj = inner * c.hidden_size
+    conv = conv_dim * c.conv_kernel
+    # the library's recurrent step, each over (heads, head_dim, state): dt*A, exp, dt*B, (dt*B)*x,
+    # state*dA, then C.state
+    ssm = 6 * c.num_heads * c.head_dim * c.state_size
+    assert blocks["layer_decode"]["flops"] == pytest.approx(in_proj + out_proj + conv + ssm, rel=0.05)
+    assert blocks["fill_partial"]["flops"] == pytest.approx(blocks["layer_decode"]["flops"], rel=0.05)
+    assert blocks["fill_skip"]["flops"] == 0
+
+
+def test_classifier_and_rule_steps(tiny_mistral: Backbone) -> None:
+    stack = layer_stack(tiny_mistral.model)
+    d = stack.config.hidden_size
+    blocks = backbone_blocks(stack, 8)
+    calm = exit_method_step("calm", {}, stack, blocks, 8)
+    # the linear layer (d x 2) after the input standardisation (one multiply per feature)
+    assert calm["flops"] == pytest.approx(d * 2 + d, rel=0.05) and calm["parameters"] == 2 * d + 2
+    ffn = exit_method_step("ffn", {}, stack, blocks, 8)
+    assert ffn["flops"] == pytest.approx(d * 4 * d + 4 * d * 2, rel=0.05)
+    softmax = exit_method_step("maxsoftmax", {}, stack, blocks, 8)
+    assert softmax["flops"] > blocks["head"]["flops"]  # reads the whole LM head at every exit
