@@ -112,7 +112,7 @@ def claim_low_thresholds_repeat(cells: list[dict]) -> dict:
         low = [c["degeneration"]["loop_rate"] for c in early if parse_method(c["method"]).threshold == lowest]
         checked += 1
         held += fmean(low) > full["degeneration"]["loop_rate"] + DEGENERATION_MARGIN
-        numbers.append(f"{backbone}/{task}: looping rate full {full['degeneration']['looping_rate']:.3f}, "
+        numbers.append(f"{backbone}/{task}: looping rate full {full['degeneration']['loop_rate']:.3f}, "
                        f"EE at t={lowest:g} {fmean(low):.3f}")
     return verdict(
         "Low thresholds cause repetition",

@@ -111,3 +111,35 @@ def quality_vs_savings(cells: list[dict], out_dir: Path) -> list[str]:
                 ax.legend(fontsize=6)
     fig.tight_layout()
     return save_figure(fig, out_dir, "figure1_quality_vs_savings")
+
+
+def latency_vs_threshold(latency: list[dict], out_dir: Path) -> list[str]:
+    """Figure 3: median time per generated token (with its 25-75% range) against the threshold, per
+    backbone, one line per exit method and policy; `full` as a horizontal line."""
+    backbones = sorted({l["backbone"] for l in latency})
+    fig, axes = plt.subplots(1, max(len(backbones), 1), figsize=(4.5 * max(len(backbones), 1), 3.4), squeeze=False)
+    for ax, backbone in zip(axes[0], backbones):
+        series: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+        for entry in latency:
+            if entry["backbone"] != backbone:
+                continue
+            m = parse_method(entry["method"])
+            per_token = {k: 1000 * v for k, v in entry["seconds_per_token"].items()}
+            if m.kind == "full":
+                ax.axhline(per_token["median"], color="grey", linestyle="--", label="full")
+            elif m.kind == "ee":
+                series[f"{m.exit_kind}-{m.policy}"].append((m.threshold, per_token))
+        for name, points in sorted(series.items()):
+            points.sort(key=lambda p: p[0])
+            xs = [p[0] for p in points]
+            ax.errorbar(xs, [p[1]["median"] for p in points],
+                        yerr=[[p[1]["median"] - p[1]["p25"] for p in points],
+                              [p[1]["p75"] - p[1]["median"] for p in points]],
+                        marker="o", markersize=3, capsize=2, label=name)
+        ax.set_xlabel("exit threshold")
+        ax.set_ylabel("ms per generated token (median)")
+        ax.set_title(backbone, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, "figure3_latency_vs_threshold")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import claims
-from .figures import exit_histograms
+from .figures import exit_histograms, latency_vs_threshold, quality_vs_savings
 from .methods import parse_method
 from .io import atomic_path, dumps, read_json
 from .provenance import machine_description, provenance
@@ -41,9 +41,17 @@ def metric_column(metric: str) -> str:
     return metric.upper() if len(metric) <= 3 else metric
 
 
-def main_results(cells: list[dict]) -> pd.DataFrame:
+def speedups(latency: list[dict]) -> dict[tuple[str, str], float]:
+    """(backbone, method) -> median time per token of `full` / that of the method (same run)."""
+    full = {l["backbone"]: l["seconds_per_token"]["median"] for l in latency if l["method"] == "full"}
+    return {(l["backbone"], l["method"]): full[l["backbone"]] / l["seconds_per_token"]["median"]
+            for l in latency if l["backbone"] in full}
+
+
+def main_results(cells: list[dict], latency: list[dict] = ()) -> pd.DataFrame:
     """Table 3: per backbone, task and method: task metrics (every task's, empty where they do not
-    apply), consistency, degeneration, mean layers executed."""
+    apply), consistency, degeneration, FLOPs savings, mean layers executed, latency speedup."""
+    speedup = speedups(list(latency))
     rows = []
     metric_columns: dict[str, None] = {}  # ordered union over the tasks
     for cell in sorted(cells, key=lambda c: (c["backbone"], c["task"], method_order(c["method"]))):
@@ -53,8 +61,10 @@ def main_results(cells: list[dict]) -> pd.DataFrame:
         row["consistency"] = cell["consistency"]["output_match"]
         row["prefix agreement"] = cell["consistency"]["token_prefix_agreement"]
         row["loops"] = cell["degeneration"]["loop_rate"]
+        row["savings"] = cell["flops"]["savings"]
         row["mean layers"] = cell["layers"]["mean_executed"]
         row["of L"] = cell["layers"]["num_layers"]
+        row["speedup"] = speedup.get((cell["backbone"], cell["method"]))
         row["n"] = cell["n_samples"]
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -65,6 +75,27 @@ def main_results(cells: list[dict]) -> pd.DataFrame:
 def task_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Table 3 split by task, each with only its own metric columns."""
     return {task: part.dropna(axis=1, how="all") for task, part in df.groupby("task", sort=True)}
+
+
+def setup_table(flops: list[dict]) -> pd.DataFrame:
+    """Table 1: backbones (layers, parameters, exits, FLOPs per token of a layer and the head) and
+    exit methods (parameters, FLOPs per decision per exit), on each backbone's width."""
+    rows = []
+    for table in sorted(flops, key=lambda t: t["backbone"]):
+        blocks = table["blocks"]
+        rows.append({"backbone": table["backbone"], "block": f"decoder layer x {table['num_layers']}",
+                     "parameters": table["parameters"]["layer"], "FLOPs per token": blocks["layer_decode"]["flops"],
+                     "exit positions": " ".join(map(str, table["exit_positions"])),
+                     "backbone parameters": table["parameters"]["total"]})
+        rows.append({"backbone": table["backbone"], "block": "final norm + LM head",
+                     "parameters": table["parameters"]["head"], "FLOPs per token": blocks["head"]["flops"]})
+        if "fill_partial" in blocks:
+            rows.append({"backbone": table["backbone"], "block": "partial-forward fill, one skipped layer",
+                         "parameters": 0, "FLOPs per token": blocks["fill_partial"]["flops"]})
+        for kind, step in sorted(table["exit_methods"].items()):
+            rows.append({"backbone": table["backbone"], "block": f"exit method {kind} (one exit)",
+                         "parameters": step["parameters"], "FLOPs per token": step["flops"]})
+    return pd.DataFrame(rows)
 
 
 def distillation_table(classifiers: list[dict]) -> pd.DataFrame:
@@ -172,15 +203,26 @@ def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]]) ->
 
 
 def build_paper_tables(
-    config: dict, cell_paths: list[str | Path], out_dir: str | Path, classifier_paths: list[str | Path] = ()
+    config: dict,
+    cell_paths: list[str | Path],
+    out_dir: str | Path,
+    classifier_paths: list[str | Path] = (),
+    latency_paths: list[str | Path] = (),
+    flops_paths: list[str | Path] = (),
 ) -> None:
     """Write every table, figure and the index into `out_dir` (Snakemake's directory output)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cells = [read_json(p) for p in cell_paths]
     classifiers = [read_json(p) for p in classifier_paths]
-    main = main_results(cells)
+    latency = [read_json(p) for p in latency_paths]
+    flops = [read_json(p) for p in flops_paths]
+    main = main_results(cells, latency)
+    unit = flops[0]["unit"] if flops else "fvcore flops"
     tables = {
+        "Table 1: setup": write_table(
+            setup_table(flops), out_dir, "table1_setup",
+            f"Setup: parameters and FLOPs per token of each block (decode step; {unit})"),
         "Table 2: distillation": write_table(
             distillation_table(classifiers), out_dir, "table2_distillation",
             "Distillation: held-out label statistics per backbone, classifier kind and exit (confidence >= 0.5)"),
@@ -189,7 +231,17 @@ def build_paper_tables(
     }
     for task, part in task_tables(main).items():
         tables[f"Table 3 ({task})"] = write_table(part, out_dir, f"table3_{task}", f"Main results on {task}")
+    tables["Table 4: early exit vs static pruning"] = write_table(
+        pruning_comparison(cells), out_dir, "table4_ee_vs_pruning",
+        "Early exit against static layer pruning at matched FLOPs savings (closest EE cell per kind)")
+    tables["Table 5: state-policy ablation"] = write_table(
+        policy_ablation(cells), out_dir, "table5_policy_ablation",
+        "State policies: copy vs partial (Transformer), skip vs partial (Mamba-2)")
+    tables["Table 6: claims scorecard"] = write_table(
+        claims_table(cells), out_dir, "table6_claims", "Claims of the paper, checked on this run")
+    tables["Figure 1: quality vs savings"] = quality_vs_savings(cells, out_dir)
     tables["Figure 2: exit-layer histograms"] = exit_histograms(cells, out_dir)
+    tables["Figure 3: latency vs threshold"] = latency_vs_threshold(latency, out_dir)
     with atomic_path(out_dir / "index.md") as tmp:
         tmp.write_text(index_page(config, cells, tables), encoding="utf-8")
     with atomic_path(out_dir / "provenance.json") as tmp:

@@ -71,3 +71,25 @@ def generate_inputs(wildcards):
     if method.kind == "ee" and is_trained(method.exit_kind):
         inputs["classifiers"] = f"{RESULTS}/classifiers/{wildcards.backbone}/{method.exit_kind}.safetensors"
     return inputs
+
+
+def latency_methods(backbone):
+    """`full`, the pruning levels, and the ee methods (under the first policy unless latency.policies is all)."""
+    spec = config["backbones"][backbone]
+    names = [m for m in baseline_methods(spec, oracle=False)]
+    for method in ee_methods(config, backbone):
+        if config["latency"]["policies"] == "all" or parse_method(method).policy == spec["policies"][0]:
+            names.append(method)
+    return names
+
+
+def all_latency():
+    return [
+        f"{RESULTS}/latency/{backbone}/{method}.json"
+        for backbone in backbone_names(config)
+        for method in latency_methods(backbone)
+    ]
+
+
+def all_flops():
+    return [f"{RESULTS}/flops/{backbone}.json" for backbone in backbone_names(config)]

@@ -3,6 +3,8 @@ rule paper_tables:
     input:
         cells=all_cells(),
         classifiers=all_classifier_metrics(),
+        latency=all_latency(),
+        flops=all_flops(),
     output:
         report(
             directory("paper_tables"),

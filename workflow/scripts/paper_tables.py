@@ -3,4 +3,11 @@ from dynamax_bench.runtime import set_up
 set_up(snakemake.config, snakemake.log[0])
 from dynamax_bench.tables import build_paper_tables  # noqa: E402
 
-build_paper_tables(snakemake.config, snakemake.input.cells, snakemake.output[0], snakemake.input.classifiers)
+build_paper_tables(
+    snakemake.config,
+    snakemake.input.cells,
+    snakemake.output[0],
+    classifier_paths=snakemake.input.classifiers,
+    latency_paths=snakemake.input.latency,
+    flops_paths=snakemake.input.flops,
+)

@@ -1,0 +1,21 @@
+rule latency:
+    """Wall-clock time per token and per sample of one method, after warm-up (Figure 3, speedups)."""
+    input:
+        unpack(generate_inputs),
+    output:
+        f"{RESULTS}/latency/{{backbone}}/{{method}}.json",
+    params:
+        latency=config["latency"],
+        generation=config["generation"],
+    log:
+        f"{LOGS}/latency/{{backbone}}/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/latency/{{backbone}}/{{method}}.tsv"
+    # every core of the run: no other job shares the processor while this one is timed
+    threads: workflow.cores
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/latency.py"
