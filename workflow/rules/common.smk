@@ -32,8 +32,9 @@ wildcard_constraints:
     kind="|".join(k for k in config["classifiers"]["kinds"] if is_trained(k)) or "(?!)",
 
 
-def methods_of(backbone):
-    return baseline_methods(config["backbones"][backbone], config["methods"]["oracle"]) + ee_methods(config, backbone)
+def methods_of(backbone, task):
+    baselines = baseline_methods(config["backbones"][backbone], config["methods"]["oracle"])
+    return baselines + (ee_methods(config, backbone) if config["tasks"][task]["early_exit"] else [])
 
 
 def all_cells():
@@ -41,7 +42,7 @@ def all_cells():
         f"{RESULTS}/cells/{backbone}/{task}/{method}.json"
         for backbone in backbone_names(config)
         for task in task_names(config)
-        for method in methods_of(backbone)
+        for method in methods_of(backbone, task)
     ]
 
 
@@ -74,9 +75,9 @@ def generate_inputs(wildcards):
 
 
 def latency_methods(backbone):
-    """`full`, the pruning levels, and the ee methods (under the first policy unless latency.policies is all)."""
+    """`full` and the ee methods (under the first policy unless latency.policies is all)."""
     spec = config["backbones"][backbone]
-    names = [m for m in baseline_methods(spec, oracle=False)]
+    names = ["full"]
     for method in ee_methods(config, backbone):
         if config["latency"]["policies"] == "all" or parse_method(method).policy == spec["policies"][0]:
             names.append(method)
