@@ -6,7 +6,7 @@ the rank of the exit's greedy token among the full model's logits at t. A label 
 relaxation is then `rank < k` (k=1: strict agreement), so changing k needs no new pass.
 
 Store layout (a folder):
-  exits.safetensors  hidden.<layer> (N, d) float32, rank.<layer> (N,) int32 per exit,
+  exits.safetensors  hidden.<layer> (N, d) in distill.store_dtype, rank.<layer> (N,) int32 per exit,
                      offsets (D+1,) int64: tokens of document i are offsets[i]:offsets[i+1]
   oracle.json        exit layers, documents per split, label rates for several k
 """
@@ -29,6 +29,8 @@ from .io import atomic_dir, read_json, read_jsonl, write_json
 log = logging.getLogger(__name__)
 
 REPORTED_K = (1, 2, 5, 10)
+# Hidden states dominate the store: tokens x exits x width. bfloat16 halves it at 7B widths.
+STORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STORE_FILE = "exits.safetensors"
 META_FILE = "oracle.json"
 
@@ -84,7 +86,7 @@ def extract_oracle(config: dict, backbone_dir: str | Path, corpus_path: str | Pa
         ids = backbone.tokenizer(document["text"], return_tensors="pt").input_ids[:, : settings["max_length"]]
         hiddens, ranks = document_pass(stack, ids.to(backbone.model.device), exits)
         for e in exits:
-            hidden_parts[e].append(hiddens[e][0].float().cpu())
+            hidden_parts[e].append(hiddens[e][0].to(STORE_DTYPES[settings["store_dtype"]]).cpu())
             rank_parts[e].append(ranks[e].cpu())
         offsets.append(offsets[-1] + ids.shape[1])
     tensors = {f"hidden.{e}": torch.cat(hidden_parts[e]) for e in exits}
@@ -128,7 +130,8 @@ class OracleStore:
         return self.meta["splits"][split]
 
     def hidden(self, exit_layer: int, document: int) -> Tensor:
-        return self.tensors[f"hidden.{exit_layer}"][self.offsets[document] : self.offsets[document + 1]]
+        """Float32 hidden states (T, d) of one document (stored possibly in a narrower dtype)."""
+        return self.tensors[f"hidden.{exit_layer}"][self.offsets[document] : self.offsets[document + 1]].float()
 
     def labels(self, exit_layer: int, document: int, top_k: int) -> Tensor:
         """1 where the exit's top-1 token is among the full model's top-k, as int64 (T,)."""

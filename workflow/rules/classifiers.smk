@@ -7,7 +7,7 @@ rule extract_oracle:
         directory(f"{RESULTS}/oracle/{{backbone}}"),
     params:
         exits=lambda w: config["backbones"][w.backbone].get("exits"),
-        settings={k: config["distill"][k] for k in ("max_length", "heldout_fraction")},
+        settings={k: config["distill"][k] for k in ("max_length", "heldout_fraction", "store_dtype")},
     log:
         f"{LOGS}/extract_oracle/{{backbone}}.log",
     threads: THREADS
