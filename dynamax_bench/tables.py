@@ -19,7 +19,7 @@ def write_table(df: pd.DataFrame, out_dir: Path, stem: str, caption: str) -> lis
     with atomic_path(out_dir / names[0]) as tmp:
         tmp.write_text(f"## {caption}\n\n{df.to_markdown(index=False, floatfmt='.3f', missingval='')}\n", encoding="utf-8")
     with atomic_path(out_dir / names[1]) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+        df.to_csv(tmp, index=False, float_format="%.10g")
     with atomic_path(out_dir / names[2]) as tmp:
         latex = df.to_latex(index=False, float_format="%.3f", caption=caption, label=f"tab:{stem}", escape=True, na_rep="")
         tmp.write_text(latex, encoding="utf-8")

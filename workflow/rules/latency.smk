@@ -12,7 +12,7 @@ rule latency:
     benchmark:
         f"{RESULTS}/benchmarks/latency/{{backbone}}/{{method}}.tsv"
     # every core of the run: no other job shares the processor while this one is timed
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.cores
     resources:
         gpu=GPU,
     conda:
