@@ -161,6 +161,9 @@ def _link_folder(src: Path, dst: Path) -> None:
 def prepare_backbone(name: str, spec: dict, out_dir: str | Path, *, seed: int, offline: bool) -> dict:
     """Build the backbone folder for one profile entry, atomically; return its metadata."""
     source = spec["source"]
+    if source["kind"] == "distilled":
+        raise BackboneError(f"backbone {name!r} is trained by the pipeline: build it with rule train_backbone "
+                            f"(`snakemake --cores all {out_dir}`), not prepare_backbone")
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         if source["kind"] in ("gguf", "random"):

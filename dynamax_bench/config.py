@@ -71,14 +71,25 @@ def check_semantics(config: dict) -> None:
                 f"backbones.{name}.policies: {bad} do not apply to a {spec['family']} backbone; "
                 f"use {list(allowed)}"
             )
+    for name, spec in config["backbones"].items():
+        if spec["source"]["kind"] != "distilled":
+            continue
+        if spec["family"] != "mamba2":
+            raise ConfigError(f"backbones.{name}.family: a distilled backbone is a Mamba-2 student; set family: mamba2")
+        teacher = config["backbones"].get(spec["source"]["teacher"])
+        if teacher is None or teacher["family"] != "transformer" or teacher["source"]["kind"] == "distilled":
+            raise ConfigError(
+                f"backbones.{name}.source.teacher: {spec['source']['teacher']!r} must name a transformer backbone of "
+                f"this profile with weights of its own ({teachers(config)})"
+            )
     for i, source in enumerate(config["corpus"]["sources"]):
         if source["kind"] != "generated":
             continue
         spec = config["backbones"].get(source["backbone"])
-        if spec is None or spec["family"] != "transformer":
+        if spec is None or spec["family"] != "transformer" or spec["source"]["kind"] == "distilled":
             raise ConfigError(
                 f"corpus.sources[{i}].backbone: {source['backbone']!r} must name a transformer backbone of this "
-                f"profile ({[n for n, s in config['backbones'].items() if s['family'] == 'transformer']})"
+                f"profile with weights of its own ({teachers(config)})"
             )
     for name, task in config["tasks"].items():
         if task.get("num_fewshot", 0) and TASKS[name].embedded_fewshot_file is None:
@@ -86,6 +97,16 @@ def check_semantics(config: dict) -> None:
                 f"tasks.{name}.num_fewshot: {name} takes no few-shot examples (lm-eval's prompt for it is "
                 "fixed: TruthfulQA carries its own QA primer, CoQA the story); set it to 0"
             )
+
+
+def teachers(config: dict) -> list[str]:
+    """Backbones that can teach a student or write the corpus: transformers not trained by the pipeline."""
+    return [n for n, s in config["backbones"].items() if s["family"] == "transformer" and s["source"]["kind"] != "distilled"]
+
+
+def distilled_backbones(config: dict) -> list[str]:
+    """Backbones the pipeline trains itself (rule train_backbone)."""
+    return [n for n, s in config["backbones"].items() if s["source"]["kind"] == "distilled"]
 
 
 def load_config(path: str | Path) -> dict:

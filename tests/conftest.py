@@ -35,9 +35,15 @@ def default_config() -> dict:
 
 
 def _prepared(config: dict, name: str, root: Path) -> Backbone:
+    """The profile's backbone; a distilled one at its random initialisation (training has its own tests)."""
     out = root / name
     if not out.exists():
-        prepare_backbone(name, config["backbones"][name], out, seed=config["seed"], offline=True)
+        spec = copy.deepcopy(config["backbones"][name])
+        if spec["source"]["kind"] == "distilled":
+            teacher = config["backbones"][spec["source"]["teacher"]]["source"]
+            spec["source"] = {"kind": "random", "architecture": spec["source"]["architecture"],
+                              "config": spec["source"]["config"], "tokenizer": teacher["tokenizer"]}
+        prepare_backbone(name, spec, out, seed=config["seed"], offline=True)
     return load_backbone(out)
 
 

@@ -10,13 +10,19 @@ from dynamax_bench.backbones import BackboneError, find_packaged_file, load_back
 from dynamax_bench.meta import read_backbone_meta
 
 
-def test_random_backbone_is_seeded_and_labelled(tiny_mamba2, smoke_config: dict, tmp_path: Path) -> None:
-    spec = smoke_config["backbones"]["tiny_mamba2"]
-    meta = prepare_backbone("tiny_mamba2", spec, tmp_path / "again", seed=smoke_config["seed"], offline=True)
+def test_random_backbone_is_seeded_and_labelled(tiny_mistral, smoke_config: dict, tmp_path: Path) -> None:
+    spec = smoke_config["backbones"]["tiny_mistral"]
+    meta = prepare_backbone("tiny_mistral", spec, tmp_path / "again", seed=smoke_config["seed"], offline=True)
     assert meta["label"] == spec["label"] and meta["num_layers"] == 8
     again = load_backbone(tmp_path / "again")
-    for (name, a), (_, b) in zip(tiny_mamba2.model.state_dict().items(), again.model.state_dict().items()):
+    for (name, a), (_, b) in zip(tiny_mistral.model.state_dict().items(), again.model.state_dict().items()):
         assert a.equal(b), f"{name} differs between two builds with the same seed"
+
+
+def test_distilled_backbone_is_left_to_its_training_rule(smoke_config: dict, tmp_path: Path) -> None:
+    with pytest.raises(BackboneError, match="trained by the pipeline: build it with rule train_backbone"):
+        prepare_backbone("tiny_mamba2", smoke_config["backbones"]["tiny_mamba2"], tmp_path / "m", seed=1, offline=True)
+    assert not (tmp_path / "m").exists()
 
 
 def test_missing_backbone_says_where_it_looked(tmp_path: Path) -> None:

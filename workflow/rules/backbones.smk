@@ -6,8 +6,36 @@ rule prepare_backbone:
         spec=lambda w: config["backbones"][w.backbone],
     log:
         "logs/prepare_backbone/{backbone}.log",
+    wildcard_constraints:
+        backbone="|".join(n for n in backbone_names(config) if n not in distilled_backbones(config)) or "(?!)",
     threads: THREADS
     conda:
         CONDA_ENV
     script:
         "../scripts/prepare_backbone.py"
+
+
+rule train_backbone:
+    """Distil a Mamba-2 student from a Transformer teacher on the corpus (the offline Mamba-2 stand-in)."""
+    input:
+        teacher=lambda w: f"resources/backbones/{config['backbones'][w.backbone]['source']['teacher']}",
+        corpus=f"{RESULTS}/corpus.jsonl",
+    output:
+        directory("resources/backbones/{backbone}"),
+    params:
+        spec=lambda w: config["backbones"][w.backbone],
+        # outside the output, so an interrupted run resumes from its last checkpoint
+        work_dir="resources/training/{backbone}",
+    log:
+        "logs/train_backbone/{backbone}.log",
+    benchmark:
+        "resources/benchmarks/train_backbone/{backbone}.tsv"
+    wildcard_constraints:
+        backbone="|".join(distilled_backbones(config)) or "(?!)",
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/train_backbone.py"

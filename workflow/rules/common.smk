@@ -1,7 +1,7 @@
 # Shared names: the profile's results folder, the cell list, wildcard constraints.
 import os
 
-from dynamax_bench.config import ConfigError, backbone_names, check_semantics, task_names
+from dynamax_bench.config import ConfigError, backbone_names, check_semantics, distilled_backbones, task_names
 from dynamax_bench.exit_methods import is_trained
 from dynamax_bench.methods import baseline_methods, ee_methods, parse_method
 
