@@ -84,6 +84,23 @@ def test_distillation_table_equals_the_classifier_files(smoke_run: Path) -> None
 
 
 @pytest.mark.slow
+def test_every_heavy_stage_leaves_its_timing(smoke_run: Path) -> None:
+    """Stage times in REPRODUCING.md come from Snakemake's `benchmark:` files: one per job."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from stage_times import markdown_table, read_benchmarks
+
+    jobs = read_benchmarks(smoke_run / "resources") + read_benchmarks(smoke_run / "results" / "smoke")
+    counts = {rule: sum(job.rule == rule for job in jobs) for rule in {job.rule for job in jobs}}
+    generations = sorted((smoke_run / "results" / "smoke" / "generations").rglob("*.jsonl"))
+    assert counts["generate"] == len(generations) > 0
+    assert counts["train_backbone"] == counts["prepare_corpus"] == 1
+    assert counts["extract_oracle"] == 2 and counts["distill"] == 4
+    assert counts["latency"] == len(list((smoke_run / "results" / "smoke" / "latency").rglob("*.json")))
+    assert all(job.seconds > 0 for job in jobs)
+    assert "| generate |" in markdown_table(jobs)
+
+
+@pytest.mark.slow
 def test_invariants_hold_in_the_cells(smoke_run: Path) -> None:
     for backbone in ("tiny_mistral", "tiny_mamba2"):
         cells = smoke_run / "results" / "smoke" / "cells" / backbone / "triviaqa"

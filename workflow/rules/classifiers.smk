@@ -10,6 +10,8 @@ rule extract_oracle:
         settings={k: config["distill"][k] for k in ("max_length", "heldout_fraction", "store_dtype")},
     log:
         f"{LOGS}/extract_oracle/{{backbone}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/extract_oracle/{{backbone}}.tsv"
     threads: THREADS
     resources:
         gpu=GPU,
@@ -31,6 +33,8 @@ rule distill:
         settings=config["distill"],
     log:
         f"{LOGS}/distill/{{backbone}}/{{kind}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/distill/{{backbone}}/{{kind}}.tsv"
     threads: THREADS
     resources:
         gpu=GPU,

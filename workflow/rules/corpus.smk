@@ -8,6 +8,8 @@ rule prepare_corpus:
         corpus=config["corpus"],
     log:
         f"{LOGS}/prepare_corpus.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_corpus.tsv"
     threads: THREADS
     resources:
         gpu=GPU,

@@ -12,6 +12,8 @@ rule generate:
         generation=config["generation"],
     log:
         f"{LOGS}/generate/{{backbone}}/{{task}}/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/generate/{{backbone}}/{{task}}/{{method}}.tsv"
     threads: THREADS
     resources:
         gpu=GPU,
