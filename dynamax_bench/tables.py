@@ -10,6 +10,7 @@ from . import claims
 from .figures import exit_histograms, latency_vs_threshold, quality_vs_savings
 from .methods import parse_method
 from .io import atomic_path, dumps, read_json
+from .meta import read_backbone_meta
 from .provenance import machine_description, provenance
 
 
@@ -168,9 +169,28 @@ def claims_table(cells: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(claims.claims_scorecard(cells))
 
 
-def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]]) -> str:
+def backbone_line(name: str, label: str, meta: dict | None) -> str:
+    """One backbone on the index page; a backbone the pipeline trained also shows how good it got,
+    since every one of its rows reads differently at perplexity 5 than at 500."""
+    line = f"- `{name}`: {label}"
+    training = (meta or {}).get("training")
+    if training:
+        heldout = training["heldout"]
+        line += (
+            f"; held-out perplexity {heldout['student_perplexity']:.1f} on {training['heldout_tokens']} tokens"
+            f" (teacher {heldout['teacher_perplexity']:.2f}, random initialisation {heldout['random_init_perplexity']:.0f})"
+            f" after {training['steps_done']} steps"
+        )
+        if training["stopped_by"] != "steps":
+            line += f", stopped by the {training['stopped_by']}"
+    return line
+
+
+def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]], backbones: dict[str, dict] | None = None) -> str:
+    """The index: provenance, backbones (with `dynamax_backbone.json` metadata where given), links."""
     prov = provenance(config)
     labels = {c["backbone"]: c["backbone_label"] for c in cells}
+    backbones = backbones or {}
     lines = [
         "# dynamax-bench: paper tables",
         "",
@@ -184,7 +204,7 @@ def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]]) ->
         "",
         "## Backbones",
         "",
-        *[f"- `{name}`: {label}" for name, label in sorted(labels.items())],
+        *[backbone_line(name, label, backbones.get(name)) for name, label in sorted(labels.items())],
         "",
         "## Tables and figures",
         "",
@@ -209,6 +229,7 @@ def build_paper_tables(
     classifier_paths: list[str | Path] = (),
     latency_paths: list[str | Path] = (),
     flops_paths: list[str | Path] = (),
+    backbone_dirs: list[str | Path] = (),
 ) -> None:
     """Write every table, figure and the index into `out_dir` (Snakemake's directory output)."""
     out_dir = Path(out_dir)
@@ -217,6 +238,7 @@ def build_paper_tables(
     classifiers = [read_json(p) for p in classifier_paths]
     latency = [read_json(p) for p in latency_paths]
     flops = [read_json(p) for p in flops_paths]
+    backbones = {meta["name"]: meta for meta in map(read_backbone_meta, backbone_dirs)}
     main = main_results(cells, latency)
     unit = flops[0]["unit"] if flops else "fvcore flops"
     tables = {
@@ -243,6 +265,6 @@ def build_paper_tables(
     tables["Figure 2: exit-layer histograms"] = exit_histograms(cells, out_dir)
     tables["Figure 3: latency vs threshold"] = latency_vs_threshold(latency, out_dir)
     with atomic_path(out_dir / "index.md") as tmp:
-        tmp.write_text(index_page(config, cells, tables), encoding="utf-8")
+        tmp.write_text(index_page(config, cells, tables, backbones), encoding="utf-8")
     with atomic_path(out_dir / "provenance.json") as tmp:
         tmp.write_text(dumps(provenance(config)), encoding="utf-8")

@@ -56,6 +56,8 @@ def test_every_table_and_figure_is_written(smoke_run: Path) -> None:
             assert (out / f"{stem}.{ext}").stat().st_size > 1000, f"{stem}.{ext}"
     index = (out / "index.md").read_text()
     assert "config hash" in index and "git commit" in index and "hardware" in index
+    trained = read_json(smoke_run / "resources" / "backbones" / "tiny_mamba2" / "dynamax_backbone.json")["training"]
+    assert f"held-out perplexity {trained['heldout']['student_perplexity']:.1f}" in index
 
 
 @pytest.mark.slow

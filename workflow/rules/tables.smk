@@ -5,6 +5,7 @@ rule paper_tables:
         classifiers=all_classifier_metrics(),
         latency=all_latency(),
         flops=all_flops(),
+        backbones=expand("resources/backbones/{backbone}", backbone=backbone_names(config)),
     output:
         report(
             directory("paper_tables"),

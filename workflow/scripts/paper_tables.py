@@ -10,4 +10,5 @@ build_paper_tables(
     classifier_paths=snakemake.input.classifiers,
     latency_paths=snakemake.input.latency,
     flops_paths=snakemake.input.flops,
+    backbone_dirs=snakemake.input.backbones,
 )
