@@ -2,7 +2,10 @@
 
 Quality is consistency with `full` (share of identical outputs), the study's measure of what an
 exit costs; savings are the FLOPs savings of the cell (classifier overhead included). A claim is
-checked per backbone and task, and holds when it holds on every pair where it can be checked.
+checked per backbone and task, and holds when it holds on every pair where it can be checked. A pair
+that cannot tell (no classifier saves anything at the quality target, no EE cell saves as much as
+a pruning level, both at zero consistency, a sweep of one threshold) is listed with the reason and not counted, so that a
+tie at zero never reads as "holds".
 """
 
 from __future__ import annotations
@@ -49,9 +52,13 @@ def claim_mamba_beats_calm_and_ffn(cells: list[dict]) -> dict:
         s = {k: savings_at(ee_cells(group_cells, k)) for k in ("mamba", "calm", "ffn") if ee_cells(group_cells, k)}
         if len(s) < 3:
             continue
+        line = f"{backbone}/{task}: " + ", ".join(f"{k} {v:.3f}" for k, v in s.items())
+        if max(s.values()) <= 0.0:
+            numbers.append(f"{line} (no kind saves at this quality: not counted)")
+            continue
         checked += 1
         held += s["mamba"] >= max(s["calm"], s["ffn"])
-        numbers.append(f"{backbone}/{task}: " + ", ".join(f"{k} {v:.3f}" for k, v in s.items()))
+        numbers.append(line)
     return verdict(
         "Mamba classifiers beat CALM and FFN classifiers at equal quality",
         f"savings at consistency >= {CONSISTENCY_TARGET} (best over thresholds and policies): mamba >= max(calm, ffn)",
@@ -67,12 +74,17 @@ def claim_ee_beats_pruning(cells: list[dict]) -> dict:
             if parse_method(prune["method"]).prune == 0 or not early:
                 continue
             best = best_consistency_at(early, prune["flops"]["savings"])
+            line = (f"{backbone}/{task} {prune['method']} (savings {prune['flops']['savings']:.3f}): "
+                    f"consistency {prune['consistency']['output_match']:.3f} vs best EE ")
+            if best is None:
+                numbers.append(line + "none saves as much (lower thresholds would: not counted)")
+                continue
+            if best == prune["consistency"]["output_match"] == 0.0:
+                numbers.append(line + "0.000 (neither reproduces full: not counted)")
+                continue
             checked += 1
-            ok = best is not None and best >= prune["consistency"]["output_match"]
-            held += ok
-            numbers.append(f"{backbone}/{task} {prune['method']} (savings {prune['flops']['savings']:.3f}): "
-                           f"consistency {prune['consistency']['output_match']:.3f} vs best EE "
-                           f"{'none saves as much' if best is None else f'{best:.3f}'}")
+            held += best >= prune["consistency"]["output_match"]
+            numbers.append(line + f"{best:.3f}")
     return verdict(
         "Early exit beats static layer pruning",
         "at each pruning level's savings, the best EE cell saving at least as much is at least as consistent",
@@ -108,20 +120,28 @@ def claim_low_thresholds_repeat(cells: list[dict]) -> dict:
         early = ee_cells(group_cells)
         if full is None or not early:
             continue
-        lowest = min(parse_method(c["method"]).threshold for c in early)
-        low = [c["degeneration"]["loop_rate"] for c in early if parse_method(c["method"]).threshold == lowest]
+        thresholds = sorted({parse_method(c["method"]).threshold for c in early})
+        rate = {t: fmean(c["degeneration"]["loop_rate"] for c in early if parse_method(c["method"]).threshold == t)
+                for t in (thresholds[0], thresholds[-1])}
+        line = (f"{backbone}/{task}: looping rate full {full['degeneration']['loop_rate']:.3f}, "
+                + ", ".join(f"EE at t={t:g} {r:.3f}" for t, r in rate.items()))
+        if len(thresholds) < 2:
+            numbers.append(f"{line} (one threshold: not counted)")
+            continue
         checked += 1
-        held += fmean(low) > full["degeneration"]["loop_rate"] + DEGENERATION_MARGIN
-        numbers.append(f"{backbone}/{task}: looping rate full {full['degeneration']['loop_rate']:.3f}, "
-                       f"EE at t={lowest:g} {fmean(low):.3f}")
+        held += (rate[thresholds[0]] > full["degeneration"]["loop_rate"] + DEGENERATION_MARGIN
+                 and rate[thresholds[0]] >= rate[thresholds[-1]])
+        numbers.append(line)
     return verdict(
         "Low thresholds cause repetition",
-        "share of looping outputs at the lowest threshold (mean over kinds and policies) exceeds full's",
+        "share of looping outputs at the lowest threshold (mean over kinds and policies) exceeds full's "
+        "and is at least that at the highest threshold",
         checked, held, numbers,
     )
 
 
 def verdict(claim: str, test: str, checked: int, held: int, numbers: list[str]) -> dict:
+    """'not checked' when no pair could tell; otherwise holds only if it held on every counted pair."""
     status = "not checked" if checked == 0 else ("holds" if held == checked else "fails")
     return {"claim": claim, "test": test, "verdict": status, "held": f"{held} of {checked}",
             "numbers": "; ".join(numbers) or "no cells to check"}
