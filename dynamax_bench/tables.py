@@ -14,11 +14,18 @@ from .meta import read_backbone_meta
 from .provenance import machine_description, provenance
 
 
+def for_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Empty cells stay empty: a column that only some rows have (a metric of another task) holds
+    NaN, which tabulate would print as `nan`."""
+    return df.astype(object).where(df.notna(), None)
+
+
 def write_table(df: pd.DataFrame, out_dir: Path, stem: str, caption: str) -> list[str]:
     """One table as Markdown, CSV and LaTeX (booktabs); returns the file names."""
     names = [f"{stem}.md", f"{stem}.csv", f"{stem}.tex"]
+    markdown = for_display(df).to_markdown(index=False, floatfmt=".3f", missingval="")
     with atomic_path(out_dir / names[0]) as tmp:
-        tmp.write_text(f"## {caption}\n\n{df.to_markdown(index=False, floatfmt='.3f', missingval='')}\n", encoding="utf-8")
+        tmp.write_text(f"## {caption}\n\n{markdown}\n", encoding="utf-8")
     with atomic_path(out_dir / names[1]) as tmp:
         df.to_csv(tmp, index=False, float_format="%.10g")
     with atomic_path(out_dir / names[2]) as tmp:
@@ -96,7 +103,9 @@ def setup_table(flops: list[dict]) -> pd.DataFrame:
         for kind, step in sorted(table["exit_methods"].items()):
             rows.append({"backbone": table["backbone"], "block": f"exit method {kind} (one exit)",
                          "parameters": step["parameters"], "FLOPs per token": step["flops"]})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # only the layer row carries the backbone's total: keep it an integer count beside the blanks
+    return df.astype({"backbone parameters": "Int64"}) if rows else df
 
 
 def distillation_table(classifiers: list[dict]) -> pd.DataFrame:
