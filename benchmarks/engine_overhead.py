@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/out/engine_overhead.json")
+    parser.add_argument("--out", default="benchmarks/results/engine_overhead.json")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
