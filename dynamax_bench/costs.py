@@ -36,9 +36,14 @@ def token_cost(exit_layer: int, first: bool, method_name: str, table: dict) -> i
     return cost + decisions * step + fill
 
 
+def full_token_flops(table: dict) -> int:
+    """FLOPs of one decode step of the full model: every layer and the head."""
+    return table["num_layers"] * table["blocks"]["layer_decode"]["flops"] + table["blocks"]["head"]["flops"]
+
+
 def cell_flops(records: list[dict], method_name: str, table: dict) -> dict:
     """Executed and full FLOPs per generated token, and the savings, for one cell's records."""
-    full_token = table["num_layers"] * table["blocks"]["layer_decode"]["flops"] + table["blocks"]["head"]["flops"]
+    full_token = full_token_flops(table)
     executed = tokens = 0
     for record in records:
         for position, layers in enumerate(record["exit_layers"]):

@@ -114,8 +114,9 @@ def quality_vs_savings(cells: list[dict], out_dir: Path) -> list[str]:
 
 
 def latency_vs_threshold(latency: list[dict], out_dir: Path) -> list[str]:
-    """Figure 3: median time per generated token (with its 25-75% range) against the threshold, per
-    backbone, one line per exit method and policy; `full` as a horizontal line."""
+    """Figure 3: median time per decode step (with its 25-75% range) against the threshold, per
+    backbone, one line per exit method and policy; `full` as a horizontal line. The prompt's
+    forward is left out: it runs every layer under every method."""
     backbones = sorted({l["backbone"] for l in latency})
     fig, axes = plt.subplots(1, max(len(backbones), 1), figsize=(4.5 * max(len(backbones), 1), 3.4), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
@@ -124,7 +125,9 @@ def latency_vs_threshold(latency: list[dict], out_dir: Path) -> list[str]:
             if entry["backbone"] != backbone:
                 continue
             m = parse_method(entry["method"])
-            per_token = {k: 1000 * v for k, v in entry["seconds_per_token"].items()}
+            if entry["seconds_per_decode_token"] is None:
+                continue
+            per_token = {k: 1000 * v for k, v in entry["seconds_per_decode_token"].items()}
             if m.kind == "full":
                 ax.axhline(per_token["median"], color="grey", linestyle="--", label="full")
             elif m.kind == "ee":
@@ -137,7 +140,7 @@ def latency_vs_threshold(latency: list[dict], out_dir: Path) -> list[str]:
                               [p[1]["p75"] - p[1]["median"] for p in points]],
                         marker="o", markersize=3, capsize=2, label=name)
         ax.set_xlabel("exit threshold")
-        ax.set_ylabel("ms per generated token (median)")
+        ax.set_ylabel("ms per decode step (median)")
         ax.set_title(backbone, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)

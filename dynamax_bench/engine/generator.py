@@ -9,8 +9,9 @@ stack's state policy fills the caches of the skipped layers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -59,7 +60,10 @@ class Generation:
     text: str
     exit_layers: list[int]  # layers executed to produce each generated token
     stop_reason: str  # eos | stop_string | max_new_tokens
-    extras: dict = field(default_factory=dict)
+    # Wall time from the call to the first token (the prompt's forward, where no exit is taken):
+    # latency splits it from the decode steps, where early exit saves. Measured with
+    # perf_counter after the token's `.item()`, which waits for the device.
+    first_token_seconds: float = 0.0
 
 
 class EarlyExitGenerator:
@@ -110,6 +114,7 @@ class EarlyExitGenerator:
     @torch.inference_mode()
     def generate(self, prompt: str | Sequence[int], strategy: Strategy) -> Generation:
         self.check(strategy)
+        started = time.perf_counter()
         if isinstance(prompt, str):
             prompt_ids = self.tokenizer(prompt, return_tensors="pt").input_ids
         else:
@@ -123,8 +128,11 @@ class EarlyExitGenerator:
         tokens: list[int] = []
         exits: list[int] = []
         stop_reason = "max_new_tokens"
+        first_token_seconds = 0.0
         while True:
             token = self._pick(hidden, input_ids)
+            if not tokens:
+                first_token_seconds = time.perf_counter() - started
             if strategy.oracle and tokens:
                 executed = self._oracle_exit(token, input_ids, exit_hiddens)
             tokens.append(token)
@@ -148,6 +156,7 @@ class EarlyExitGenerator:
             text=self.truncate(self.tokenizer.decode(tokens, skip_special_tokens=True)),
             exit_layers=exits,
             stop_reason=stop_reason,
+            first_token_seconds=first_token_seconds,
         )
 
     def _forward(

@@ -2,6 +2,7 @@ rule latency:
     """Wall-clock time per token and per sample of one method, after warm-up (Figure 3, speedups)."""
     input:
         unpack(generate_inputs),
+        flops=f"{RESULTS}/flops/{{backbone}}.json",
     output:
         f"{RESULTS}/latency/{{backbone}}/{{method}}.json",
     params:

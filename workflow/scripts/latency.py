@@ -8,5 +8,6 @@ measure_latency(
     snakemake.input.backbone,
     snakemake.wildcards.method,
     snakemake.output[0],
+    snakemake.input.flops,
     snakemake.input.get("classifiers"),
 )
