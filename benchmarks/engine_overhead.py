@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from dynamax_bench.backbones import load_backbone
+from dynamax_bench.backbones.prepare import load_backbone
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine import EarlyExitGenerator, Strategy
-from dynamax_bench.io import write_json
+from dynamax_bench.files import write_json
 from dynamax_bench.provenance import machine_description
-from dynamax_bench.tasks import get_task
+from dynamax_bench.generation.tasks import get_task
 
 
 def run_engine(engine: EarlyExitGenerator, prompts: list[str]) -> tuple[float, list[list[int]]]:

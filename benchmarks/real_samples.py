@@ -15,9 +15,9 @@ from statistics import fmean
 import torch
 
 from dynamax_bench.config import REPO_ROOT
-from dynamax_bench.harness import DynamaxLM, build_requests
+from dynamax_bench.lmeval.model import DynamaxLM, build_requests
 from dynamax_bench.provenance import machine_description
-from dynamax_bench.tasks import get_task
+from dynamax_bench.generation.tasks import get_task
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 SETS = {

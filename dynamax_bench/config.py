@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .tasks import TASKS
+from dynamax_bench.generation.tasks import TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -55,7 +55,7 @@ def validate_config(config: dict) -> dict:
 def check_semantics(config: dict) -> None:
     """Cross-field rules: policies fit the family; corpus generators exist; classifier kinds are registered;
     few-shot only where a task has a pool."""
-    from .exit_methods import known_kinds  # torch import, deferred until a config is checked
+    from dynamax_bench.classifiers.registry import known_kinds  # torch import, deferred until a config is checked
 
     unknown = [k for k in config["classifiers"]["kinds"] if k not in known_kinds()]
     if unknown:

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from importlib import metadata
 
-from .config import REPO_ROOT, config_hash
+from dynamax_bench.config import REPO_ROOT, config_hash
 
 PACKAGES = ("dynamax-bench", "torch", "transformers", "tokenizers", "snakemake")
 

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from dynamax_bench.backbones import Backbone, load_backbone, prepare_backbone  # noqa: E402
+from dynamax_bench.backbones.prepare import Backbone, load_backbone, prepare_backbone  # noqa: E402
 from dynamax_bench.config import REPO_ROOT, load_config  # noqa: E402
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dynamax_bench.backbones import BackboneError, find_packaged_file, load_backbone, prepare_backbone
-from dynamax_bench.meta import read_backbone_meta
+from dynamax_bench.backbones.prepare import BackboneError, find_packaged_file, load_backbone, prepare_backbone
+from dynamax_bench.backbones.meta import read_backbone_meta
 
 
 def test_random_backbone_is_seeded_and_labelled(tiny_mistral, smoke_config: dict, tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_failed_build_leaves_no_folder(smoke_config: dict, tmp_path: Path, monke
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("dynamax_bench.backbones.write_json", fail)  # fails after the weights are saved
+    monkeypatch.setattr("dynamax_bench.backbones.prepare.write_json", fail)  # fails after the weights are saved
     out = tmp_path / "broken"
     with pytest.raises(RuntimeError, match="disk full"):
         prepare_backbone("broken", smoke_config["backbones"]["tiny_mistral"], out, seed=0, offline=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dynamax_bench.check import ReferenceError, compare, format_table, load_reference, main, numeric_fields
-from dynamax_bench.io import write_json
+from dynamax_bench.reporting.check import ReferenceError, compare, format_table, load_reference, main, numeric_fields
+from dynamax_bench.files import write_json
 
 CELL = {
     "backbone": "b", "task": "t", "method": "full",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dynamax_bench.claims import (
+from dynamax_bench.reporting.claims import (
     claim_copy_costs_little,
     claim_ee_beats_pruning,
     claim_low_thresholds_repeat,

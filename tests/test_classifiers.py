@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dynamax_bench.backbones import Backbone
-from dynamax_bench.classifiers import (
+from dynamax_bench.backbones.prepare import Backbone
+from dynamax_bench.classifiers.kinds import (
     CalmClassifier,
     build_classifier,
     known_kinds,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dynamax_bench.config import ConfigError, validate_config
-from dynamax_bench.corpus import prepare_corpus
-from dynamax_bench.io import read_jsonl
+from dynamax_bench.classifiers.corpus import prepare_corpus
+from dynamax_bench.files import read_jsonl
 
 from .conftest import shared_data
 

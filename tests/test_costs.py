@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynamax_bench.costs import cell_flops
+from dynamax_bench.costs.ledger import cell_flops
 
 L, LAYER, HEAD, CALM, MAMBA, PARTIAL = 8, 1000, 500, 10, 40, 100
 TABLE = {

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from dynamax_bench.backbones import Backbone
-from dynamax_bench.classifiers import load_classifiers
-from dynamax_bench.distill import distill, exit_weights
-from dynamax_bench.io import write_jsonl
-from dynamax_bench.oracle import extract_oracle
+from dynamax_bench.backbones.prepare import Backbone
+from dynamax_bench.classifiers.kinds import load_classifiers
+from dynamax_bench.classifiers.distill import distill, exit_weights
+from dynamax_bench.files import write_jsonl
+from dynamax_bench.classifiers.oracle import extract_oracle
 
 SENTENCES = [
     "The river flows past the old mill and into the lake.",

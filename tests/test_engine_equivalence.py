@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dynamax_bench.backbones import Backbone
+from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine import ConstantRule, EarlyExitGenerator, Strategy
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Mamba2Config, Mamba2ForCausalLM
 
-from dynamax_bench.backbones import Backbone
+from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import layer_stack
-from dynamax_bench.flops import backbone_blocks, exit_method_step, whole_model_count
+from dynamax_bench.costs.flops import backbone_blocks, exit_method_step, whole_model_count
 
 T = 32  # tokens of the counted prefill
 

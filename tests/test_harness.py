@@ -6,10 +6,10 @@ import pytest
 import torch
 from lm_eval.api.registry import get_model
 
-from dynamax_bench.backbones import Backbone
+from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import EarlyExitGenerator, Strategy
-from dynamax_bench.harness import DynamaxLM, build_requests
-from dynamax_bench.tasks import get_task
+from dynamax_bench.lmeval.model import DynamaxLM, build_requests
+from dynamax_bench.generation.tasks import get_task
 
 
 @pytest.mark.parametrize("backbone_name", ["tiny_mistral", "tiny_mamba2"])

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from dynamax_bench.flops import flops_table
-from dynamax_bench.io import read_json
-from dynamax_bench.latency import measure_latency
-from dynamax_bench.tables import speedups
+from dynamax_bench.costs.flops import flops_table
+from dynamax_bench.files import read_json
+from dynamax_bench.costs.latency import measure_latency
+from dynamax_bench.reporting.tables import speedups
 
 
 def test_sample_time_splits_into_first_token_and_decode_steps(

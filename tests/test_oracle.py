@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from dynamax_bench.backbones import Backbone
+from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import layer_stack
-from dynamax_bench.oracle import OracleStore, document_pass, exit_ranks, extract_oracle, split_documents
+from dynamax_bench.classifiers.oracle import OracleStore, document_pass, exit_ranks, extract_oracle, split_documents
 
 
 class LogitStack:
@@ -47,7 +47,7 @@ def test_split_holds_out_the_last_documents() -> None:
 
 
 def test_store_round_trip(tmp_path, smoke_config: dict, tiny_mamba2: Backbone) -> None:
-    from dynamax_bench.io import write_jsonl
+    from dynamax_bench.files import write_jsonl
 
     corpus = tmp_path / "corpus.jsonl"
     write_jsonl(corpus, [{"id": str(i), "text": f"Document {i}: the sea is blue and the sky is grey."} for i in range(5)])

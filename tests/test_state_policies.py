@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from dynamax_bench.backbones import Backbone
+from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import layer_stack
 
 EXIT = 4  # layers executed before the exit (the tiny models have 8)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dynamax_bench.tables import write_table
+from dynamax_bench.reporting.tables import write_table
 
 
 def test_missing_values_are_blank_not_nan(tmp_path: Path) -> None:

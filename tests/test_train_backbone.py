@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynamax_bench.backbones import Backbone, load_backbone
+from dynamax_bench.backbones.prepare import Backbone, load_backbone
 from dynamax_bench.config import ConfigError, validate_config
-from dynamax_bench.io import read_json, read_jsonl, write_jsonl
-from dynamax_bench.train_backbone import CHECKPOINT_FILE, TRAINING_FILE, distillation_loss, train_distilled_backbone
+from dynamax_bench.files import read_json, read_jsonl, write_jsonl
+from dynamax_bench.backbones.train_mamba2 import CHECKPOINT_FILE, TRAINING_FILE, distillation_loss, train_distilled_backbone
 
 
 @pytest.fixture(scope="module")

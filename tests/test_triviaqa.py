@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dynamax_bench.tasks import get_task
-from dynamax_bench.tasks.triviaqa import exact_match, normalize_answer, token_f1
+from dynamax_bench.generation.tasks import get_task
+from dynamax_bench.generation.tasks.triviaqa import exact_match, normalize_answer, token_f1
 
 from .conftest import shared_data
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dynamax_bench.tasks import get_task
-from dynamax_bench.tasks.truthfulqa import QA_PRIMER, bleu, rouge, truthfulqa_scores
+from dynamax_bench.generation.tasks import get_task
+from dynamax_bench.generation.tasks.truthfulqa import QA_PRIMER, bleu, rouge, truthfulqa_scores
 
 from .conftest import shared_data
 

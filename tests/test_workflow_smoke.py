@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dynamax_bench.config import REPO_ROOT
-from dynamax_bench.io import read_json
+from dynamax_bench.files import read_json
 
 
 @pytest.fixture(scope="module")
@@ -161,11 +161,11 @@ def test_ci_gate_passes_against_the_committed_reference(smoke_run: Path) -> None
 def test_ci_gate_catches_an_off_by_one_engine(smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A deliberately broken engine (pruning keeps one layer too many) makes the check fail,
     and the table names the cell and the field that moved."""
-    from dynamax_bench.check import compare, format_table, read_cells, load_reference
+    from dynamax_bench.reporting.check import compare, format_table, read_cells, load_reference
     from dynamax_bench.config import load_config
     from dynamax_bench.engine import Strategy
-    from dynamax_bench.generation import generate_cell
-    from dynamax_bench.scoring import score_cell
+    from dynamax_bench.generation.generate import generate_cell
+    from dynamax_bench.reporting.score import score_cell
 
     results = tmp_path / "results"
     shutil.copytree(smoke_run / "results" / "smoke", results)

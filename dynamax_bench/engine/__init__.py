@@ -1,8 +1,8 @@
 """The early-exit engine: layer stacks, exit rules and the generator that drives them."""
 
-from .generator import EarlyExitGenerator, Generation, Strategy
-from .rules import ClassifierRule, ConstantRule, ExitPoint, ExitRule
-from .stacks import LayerStack, Mamba2Stack, TransformerStack, layer_stack
+from dynamax_bench.engine.generator import EarlyExitGenerator, Generation, Strategy
+from dynamax_bench.engine.rules import ClassifierRule, ConstantRule, ExitPoint, ExitRule
+from dynamax_bench.engine.stacks import LayerStack, Mamba2Stack, TransformerStack, layer_stack
 
 __all__ = [
     "ClassifierRule",

@@ -19,8 +19,8 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 from transformers.cache_utils import Cache
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-from .rules import ExitPoint, ExitRule
-from .stacks import LayerStack, layer_stack
+from dynamax_bench.engine.rules import ExitPoint, ExitRule
+from dynamax_bench.engine.stacks import LayerStack, layer_stack
 
 
 @dataclass(frozen=True)

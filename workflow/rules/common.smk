@@ -2,8 +2,8 @@
 import os
 
 from dynamax_bench.config import ConfigError, backbone_names, check_semantics, distilled_backbones, task_names
-from dynamax_bench.exit_methods import is_trained
-from dynamax_bench.methods import baseline_methods, ee_methods, parse_method
+from dynamax_bench.classifiers.registry import is_trained
+from dynamax_bench.spec import baseline_methods, ee_methods, parse_method
 
 try:
     check_semantics(config)

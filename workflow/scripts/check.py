@@ -3,7 +3,7 @@ from dynamax_bench.runtime import set_up
 set_up(snakemake.config, snakemake.log[0])
 from pathlib import Path  # noqa: E402
 
-from dynamax_bench.check import check_run  # noqa: E402
+from dynamax_bench.reporting.check import check_run  # noqa: E402
 
 results = Path(snakemake.output[0]).parent
 if not check_run(results, snakemake.input.reference, snakemake.output[0]):

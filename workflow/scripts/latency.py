@@ -1,7 +1,7 @@
 from dynamax_bench.runtime import set_up
 
 set_up(snakemake.config, snakemake.log[0])
-from dynamax_bench.latency import measure_latency  # noqa: E402
+from dynamax_bench.costs.latency import measure_latency  # noqa: E402
 
 measure_latency(
     snakemake.config,

@@ -1,7 +1,7 @@
 from dynamax_bench.runtime import set_up
 
 set_up(snakemake.config, snakemake.log[0])
-from dynamax_bench.tables import build_paper_tables  # noqa: E402
+from dynamax_bench.reporting.tables import build_paper_tables  # noqa: E402
 
 build_paper_tables(
     snakemake.config,

@@ -1,7 +1,7 @@
 from dynamax_bench.runtime import set_up
 
 set_up(snakemake.config, snakemake.log[0])
-from dynamax_bench.backbones import prepare_backbone  # noqa: E402 (after offline set-up)
+from dynamax_bench.backbones.prepare import prepare_backbone  # noqa: E402 (after offline set-up)
 
 prepare_backbone(
     snakemake.wildcards.backbone,

@@ -1,7 +1,7 @@
 from dynamax_bench.runtime import set_up
 
 set_up(snakemake.config, snakemake.log[0])
-from dynamax_bench.scoring import score_cell  # noqa: E402
+from dynamax_bench.reporting.score import score_cell  # noqa: E402
 
 score_cell(
     snakemake.config,

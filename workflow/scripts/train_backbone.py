@@ -1,7 +1,7 @@
 from dynamax_bench.runtime import set_up
 
 set_up(snakemake.config, snakemake.log[0])
-from dynamax_bench.train_backbone import train_distilled_backbone  # noqa: E402 (after offline set-up)
+from dynamax_bench.backbones.train_mamba2 import train_distilled_backbone  # noqa: E402 (after offline set-up)
 
 train_distilled_backbone(
     snakemake.wildcards.backbone,

@@ -1,0 +1,1 @@
+"""Backbones: prepared folders (`prepare_backbone`), the pipeline-trained Mamba-2 (`train_backbone`), their metadata."""

@@ -1,0 +1,149 @@
+"""Task interface: read records in the Hugging Face schema, build lm-eval-style prompts, score outputs."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dynamax_bench.files import read_jsonl
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    prompt: str  # the exact text given to the tokenizer
+    target: dict[str, Any]
+
+
+def require(record: dict, key: str, kind: type | tuple[type, ...], where: str, field: str | None = None) -> Any:
+    """A required field of the given type(s), or an error naming file, line and field."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    if key not in record:
+        raise ValueError(f"{where}: missing field '{field or key}'")
+    value = record[key]
+    if not isinstance(value, kind):
+        expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ValueError(f"{where}: field '{field or key}' must be {expected}, got {type(value).__name__}")
+    return value
+
+
+class Task(ABC):
+    """One evaluation task. Prompts follow lm-eval: few-shot examples, each `doc_to_text + ' ' +
+    doc_to_target`, joined and followed by '\\n\\n', then the query's `doc_to_text` (first-n sampler)."""
+
+    name: ClassVar[str]
+    hub_default: ClassVar[dict[str, str]]
+    embedded_file: ClassVar[str]
+    # None: the task has no few-shot pool (its lm-eval prompt is fixed, e.g. TruthfulQA's QA primer)
+    embedded_fewshot_file: ClassVar[str | None] = None
+    stop_strings: ClassVar[tuple[str, ...]]  # lm-eval's generation_kwargs.until
+    metrics: ClassVar[tuple[str, ...]]
+    options: ClassVar[tuple[str, ...]] = ()  # task-specific config keys passed to the constructor
+    target_delimiter: ClassVar[str] = " "
+    fewshot_delimiter: ClassVar[str] = "\n\n"
+
+    @abstractmethod
+    def parse(self, record: dict, where: str, index: int) -> dict[str, Any]:
+        """Validate one record (`where` is 'file:line' for errors) and keep what the task needs."""
+
+    @abstractmethod
+    def doc_to_text(self, doc: dict[str, Any]) -> str: ...
+
+    @abstractmethod
+    def doc_to_target(self, doc: dict[str, Any]) -> str:
+        """The answer text shown after a few-shot example."""
+
+    @abstractmethod
+    def score_one(self, sample: Sample, output: str) -> dict[str, float]:
+        """Metrics of one raw generation (already cut at the stop strings), as lm-eval computes them."""
+
+    def expand(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The samples one record yields (one by default; a CoQA story yields one per turn scored)."""
+        return [doc]
+
+    def load(
+        self,
+        source: dict,
+        limit: int | None = None,
+        num_fewshot: int = 0,
+        fewshot_source: dict | None = None,
+    ) -> list[Sample]:
+        """Samples from the project's embedded set, a local JSON/JSONL file, or the hub."""
+        docs = [sample for doc in self.read(source) for sample in self.expand(doc)]
+        if limit is not None:
+            docs = docs[:limit]
+        context = self.fewshot_context(num_fewshot, fewshot_source or self.default_fewshot_source(source))
+        return [Sample(id=doc["id"], prompt=context + self.doc_to_text(doc), target=doc) for doc in docs]
+
+    def fewshot_context(self, num_fewshot: int, source: dict) -> str:
+        if num_fewshot == 0:
+            return ""
+        if self.embedded_fewshot_file is None:
+            raise ValueError(
+                f"task {self.name} takes no few-shot examples (lm-eval's prompt for it is fixed); "
+                f"set tasks.{self.name}.num_fewshot to 0"
+            )
+        pool = self.read(source)
+        if len(pool) < num_fewshot:
+            raise ValueError(f"task {self.name}: {num_fewshot} few-shot examples asked, the pool has {len(pool)}")
+        return "".join(
+            self.doc_to_text(doc) + self.target_delimiter + self.doc_to_target(doc) + self.fewshot_delimiter
+            for doc in pool[:num_fewshot]
+        )
+
+    def default_fewshot_source(self, source: dict) -> dict:
+        if source["kind"] == "embedded":
+            return {"kind": "embedded", "file": self.embedded_fewshot_file}
+        if source["kind"] == "hub":
+            return {**source, "split": "train"}
+        return {"kind": "missing"}
+
+    def read(self, source: dict) -> list[dict[str, Any]]:
+        kind = source["kind"]
+        if kind == "embedded":
+            path = Path(str(resources.files("dynamax_bench.data") / source.get("file", self.embedded_file)))
+            located = self._read_local(path)
+        elif kind == "local":
+            located = self._read_local(Path(source["path"]))
+        elif kind == "hub":
+            located = self._read_hub(source)
+        elif kind == "missing":
+            raise ValueError(f"task {self.name}: few-shot examples need a `fewshot_source` for a local data file")
+        else:
+            raise ValueError(f"unknown task source kind {kind!r}; use embedded, local or hub")
+        return [self.parse(record, where, i) for i, (record, where) in enumerate(located)]
+
+    def _read_local(self, path: Path) -> list[tuple[dict, str]]:
+        if not path.exists():
+            raise FileNotFoundError(f"task {self.name}: data file {path} not found")
+        if path.suffix == ".jsonl":
+            records = read_jsonl(path)
+            # read_jsonl skips blank lines; recover line numbers for error messages
+            lines = [i for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1) if line.strip()]
+            return [(r, f"{path}:{n}") for r, n in zip(records, lines)]
+        data = json.loads(path.read_text(encoding="utf-8"))
+        records = data["data"] if isinstance(data, dict) and "data" in data else data
+        if not isinstance(records, list):
+            raise ValueError(f"{path}: expected a list of records (or an object with 'data')")
+        return [(r, f"{path}:record {i}") for i, r in enumerate(records)]
+
+    def _read_hub(self, source: dict) -> list[tuple[dict, str]]:
+        import datasets
+
+        spec = {**self.hub_default, **{k: v for k, v in source.items() if k != "kind"}}
+        try:
+            dataset = datasets.load_dataset(
+                spec["path"], spec.get("name"), split=spec["split"], revision=spec.get("revision")
+            )
+        except Exception as err:  # the datasets library raises many types when the hub is unreachable
+            raise RuntimeError(
+                f"task {self.name}: cannot load {spec['path']} ({spec.get('name')}, {spec['split']}) from the "
+                f"Hugging Face hub: {err}. Offline, export it to JSONL on a machine with network and point the "
+                f"task's source at `kind: local, path: <file>`."
+            ) from err
+        return [(dict(r), f"{spec['path']}[{i}]") for i, r in enumerate(dataset)]

@@ -1,0 +1,1 @@
+"""lm-evaluation-harness adapter: the `dynamax` model, its CLI and the task files of the embedded sets."""

@@ -1,0 +1,1 @@
+"""Reporting: cells (`score`), tables, figures, the claims scorecard and the regression check."""

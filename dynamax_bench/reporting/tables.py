@@ -1,0 +1,288 @@
+"""The `paper_tables` rule: tables (Markdown, CSV, LaTeX) and the index page, from cell files only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from dynamax_bench.reporting import claims
+from dynamax_bench.reporting.figures import exit_histograms, latency_vs_threshold, quality_vs_savings
+from dynamax_bench.spec import parse_method
+from dynamax_bench.files import atomic_path, dumps, read_json
+from dynamax_bench.backbones.meta import read_backbone_meta
+from dynamax_bench.provenance import machine_description, provenance
+
+
+def for_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Empty cells stay empty: a column that only some rows have (a metric of another task) holds
+    NaN, which tabulate would print as `nan`."""
+    return df.astype(object).where(df.notna(), None)
+
+
+def write_table(df: pd.DataFrame, out_dir: Path, stem: str, caption: str) -> list[str]:
+    """One table as Markdown, CSV and LaTeX (booktabs); returns the file names."""
+    names = [f"{stem}.md", f"{stem}.csv", f"{stem}.tex"]
+    markdown = for_display(df).to_markdown(index=False, floatfmt=".3f", missingval="")
+    with atomic_path(out_dir / names[0]) as tmp:
+        tmp.write_text(f"## {caption}\n\n{markdown}\n", encoding="utf-8")
+    with atomic_path(out_dir / names[1]) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.10g")
+    with atomic_path(out_dir / names[2]) as tmp:
+        latex = df.to_latex(index=False, float_format="%.3f", caption=caption, label=f"tab:{stem}", escape=True, na_rep="")
+        tmp.write_text(latex, encoding="utf-8")
+    return names
+
+
+def method_order(method: str) -> tuple:
+    """full first, then pruning by depth, the oracle, then early-exit methods by name."""
+    if method == "full":
+        return (0, 0, "")
+    if method.startswith("prune"):
+        return (1, int(method[5:]), "")
+    if method == "oracle":
+        return (2, 0, "")
+    return (3, 0, method)
+
+
+def metric_column(metric: str) -> str:
+    return metric.upper() if len(metric) <= 3 else metric
+
+
+def speedups(latency: list[dict]) -> dict[tuple[str, str], float]:
+    """(backbone, method) -> median time per decode step of `full` / that of the method (same run).
+    Decode steps only: the prompt's forward runs every layer under every method."""
+    decode = {(l["backbone"], l["method"]): l["seconds_per_decode_token"]["median"]
+              for l in latency if l["seconds_per_decode_token"] is not None}
+    return {(backbone, method): decode[(backbone, "full")] / seconds
+            for (backbone, method), seconds in decode.items() if (backbone, "full") in decode}
+
+
+def main_results(cells: list[dict], latency: list[dict] = ()) -> pd.DataFrame:
+    """Table 3: per backbone, task and method: task metrics (every task's, empty where they do not
+    apply), consistency, degeneration, FLOPs savings, mean layers executed, latency speedup."""
+    speedup = speedups(list(latency))
+    predicted = {(l["backbone"], l["method"]): l["flops_per_decode_token"]["predicted_speedup"] for l in latency}
+    rows = []
+    metric_columns: dict[str, None] = {}  # ordered union over the tasks
+    for cell in sorted(cells, key=lambda c: (c["backbone"], c["task"], method_order(c["method"]))):
+        row = {"backbone": cell["backbone"], "task": cell["task"], "method": cell["method"]}
+        row.update({metric_column(metric): v for metric, v in cell["metrics"].items()})
+        metric_columns.update(dict.fromkeys(metric_column(m) for m in cell["metrics"]))
+        row["consistency"] = cell["consistency"]["output_match"]
+        row["prefix agreement"] = cell["consistency"]["token_prefix_agreement"]
+        row["loops"] = cell["degeneration"]["loop_rate"]
+        row["savings"] = cell["flops"]["savings"]
+        row["mean layers"] = cell["layers"]["mean_executed"]
+        row["of L"] = cell["layers"]["num_layers"]
+        row["speedup"] = speedup.get((cell["backbone"], cell["method"]))
+        row["FLOPs speedup"] = predicted.get((cell["backbone"], cell["method"]))
+        row["n"] = cell["n_samples"]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    head = ["backbone", "task", "method", *metric_columns]
+    return df[head + [c for c in df.columns if c not in head]]
+
+
+def task_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Table 3 split by task, each with only its own metric columns."""
+    return {task: part.dropna(axis=1, how="all") for task, part in df.groupby("task", sort=True)}
+
+
+def setup_table(flops: list[dict]) -> pd.DataFrame:
+    """Table 1: backbones (layers, parameters, exits, FLOPs per token of a layer and the head) and
+    exit methods (parameters, FLOPs per decision per exit), on each backbone's width."""
+    rows = []
+    for table in sorted(flops, key=lambda t: t["backbone"]):
+        blocks = table["blocks"]
+        rows.append({"backbone": table["backbone"], "block": f"decoder layer x {table['num_layers']}",
+                     "parameters": table["parameters"]["layer"], "FLOPs per token": blocks["layer_decode"]["flops"],
+                     "exit positions": " ".join(map(str, table["exit_positions"])),
+                     "backbone parameters": table["parameters"]["total"]})
+        rows.append({"backbone": table["backbone"], "block": "final norm + LM head",
+                     "parameters": table["parameters"]["head"], "FLOPs per token": blocks["head"]["flops"]})
+        if "fill_partial" in blocks:
+            rows.append({"backbone": table["backbone"], "block": "partial-forward fill, one skipped layer",
+                         "parameters": 0, "FLOPs per token": blocks["fill_partial"]["flops"]})
+        for kind, step in sorted(table["exit_methods"].items()):
+            rows.append({"backbone": table["backbone"], "block": f"exit method {kind} (one exit)",
+                         "parameters": step["parameters"], "FLOPs per token": step["flops"]})
+    df = pd.DataFrame(rows)
+    # only the layer row carries the backbone's total: keep it an integer count beside the blanks
+    return df.astype({"backbone parameters": "Int64"}) if rows else df
+
+
+def distillation_table(classifiers: list[dict]) -> pd.DataFrame:
+    """Table 2: per backbone, kind and exit, the held-out label statistics of the trained classifier."""
+    rows = []
+    for meta in sorted(classifiers, key=lambda m: (m["backbone"], m["kind"])):
+        for layer in meta["exit_layers"]:
+            ex = meta["heldout"]["exits"][str(layer)]
+            rows.append({
+                "backbone": meta["backbone"],
+                "kind": meta["kind"],
+                "exit layer": layer,
+                "positive rate": ex["positive_rate"],
+                "accuracy": ex["accuracy"],
+                "precision": ex["precision"],
+                "recall": ex["recall"],
+                "F1": ex["f1"],
+                "held-out tokens": ex["tokens"],
+                "top-k": meta["training"]["top_k"],
+            })
+    return pd.DataFrame(rows)
+
+
+def primary_metric(cell: dict) -> str:
+    """The task metric a comparison table shows: the first one the task declares."""
+    return next(iter(cell["metrics"]))
+
+
+def pruning_comparison(cells: list[dict]) -> pd.DataFrame:
+    """Table 4: each static pruning level against the EE cell of each kind whose savings are
+    closest to it (ties: the more consistent), per backbone and task."""
+    rows = []
+    for (backbone, task), group_cells in sorted(claims.group(cells).items()):
+        for prune in sorted((c for c in group_cells if parse_method(c["method"]).kind == "prune"),
+                            key=lambda c: parse_method(c["method"]).prune):
+            if parse_method(prune["method"]).prune == 0:
+                continue
+            target = prune["flops"]["savings"]
+            metric = primary_metric(prune)
+            row = {"backbone": backbone, "task": task, "pruning": prune["method"], "savings": target,
+                   f"pruning {metric}": prune["metrics"][metric],
+                   "pruning consistency": prune["consistency"]["output_match"]}
+            for kind in sorted({parse_method(c["method"]).exit_kind for c in claims.ee_cells(group_cells)}):
+                best = min(claims.ee_cells(group_cells, kind),
+                           key=lambda c: (abs(c["flops"]["savings"] - target), -c["consistency"]["output_match"]))
+                row[f"{kind} method"] = best["method"]
+                row[f"{kind} savings"] = best["flops"]["savings"]
+                row[f"{kind} consistency"] = best["consistency"]["output_match"]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def policy_ablation(cells: list[dict]) -> pd.DataFrame:
+    """Table 5: the same kind and threshold under each state policy of the backbone."""
+    rows = []
+    for cell in claims.ee_cells(cells):
+        m = parse_method(cell["method"])
+        metric = primary_metric(cell)
+        rows.append({"backbone": cell["backbone"], "task": cell["task"], "kind": m.exit_kind,
+                     "threshold": m.threshold, "policy": m.policy, metric: cell["metrics"][metric],
+                     "consistency": cell["consistency"]["output_match"], "savings": cell["flops"]["savings"],
+                     "mean layers": cell["layers"]["mean_executed"]})
+    if not rows:
+        return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values(["backbone", "task", "kind", "threshold", "policy"], kind="stable")
+
+
+def claims_table(cells: list[dict]) -> pd.DataFrame:
+    """Table 6: the claims scorecard (dynamax_bench/reporting/claims.py)."""
+    return pd.DataFrame(claims.claims_scorecard(cells))
+
+
+def backbone_line(name: str, label: str, meta: dict | None) -> str:
+    """One backbone on the index page; a backbone the pipeline trained also shows how good it got,
+    since every one of its rows reads differently at perplexity 5 than at 500."""
+    line = f"- `{name}`: {label}"
+    training = (meta or {}).get("training")
+    if training:
+        heldout = training["heldout"]
+        line += (
+            f"; held-out perplexity {heldout['student_perplexity']:.1f} on {training['heldout_tokens']} tokens"
+            f" (teacher {heldout['teacher_perplexity']:.2f}, random initialisation {heldout['random_init_perplexity']:.0f})"
+            f" after {training['steps_done']} steps"
+        )
+        if training["stopped_by"] != "steps":
+            line += f", stopped by the {training['stopped_by']}"
+    return line
+
+
+def index_page(config: dict, cells: list[dict], tables: dict[str, list[str]], backbones: dict[str, dict] | None = None) -> str:
+    """The index: provenance, backbones (with `dynamax_backbone.json` metadata where given), links."""
+    prov = provenance(config)
+    labels = {c["backbone"]: c["backbone_label"] for c in cells}
+    backbones = backbones or {}
+    lines = [
+        "# dynamax-bench: paper tables",
+        "",
+        f"Generated by `snakemake --cores all paper_tables/` on profile **{config['profile']}**.",
+        "",
+        f"- config hash: `{prov['config_hash']}`",
+        f"- git commit: `{prov['git_commit']}`",
+        f"- hardware: {machine_description()}; device `{config['runtime']['device']}`, "
+        f"dtype `{config['runtime']['dtype']}`, {config['runtime']['threads']} torch threads per job",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
+        "",
+        "## Backbones",
+        "",
+        *[backbone_line(name, label, backbones.get(name)) for name, label in sorted(labels.items())],
+        "",
+        "## Tables and figures",
+        "",
+        *[f"- {caption}: " + ", ".join(f"[{n}]({n})" for n in names) for caption, names in tables.items()],
+        "",
+        "Consistency is the share of outputs identical to the `full` method's; prefix agreement is the",
+        "share of the full model's tokens reproduced before the first divergence; loops is the share of",
+        "outputs in which one token 4-gram occurs at least 3 times; mean layers counts the decoder layers",
+        "executed per generated token (the first token comes from the prompt's full forward pass).",
+        "Task metrics follow lm-eval: EM/F1 in [0, 1] (TriviaQA, CoQA); TruthfulQA BLEU and ROUGE on a",
+        "0-100 scale, each as max (best correct reference), acc (best correct beats best incorrect)",
+        "and diff (best correct minus best incorrect).",
+        "Speedup is the median wall time per decode step of `full` over the method's, on the latency",
+        "rule's prompts in the same run (the prompt's forward runs every layer under every method, so",
+        "it is timed apart, as time to first token, in results/<profile>/latency/); FLOPs speedup is",
+        "what the FLOPs of those same timed decode steps predict (full's FLOPs over the executed ones).",
+        "Their ratio is the share of the saving that the engine turns into time.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build_paper_tables(
+    config: dict,
+    cell_paths: list[str | Path],
+    out_dir: str | Path,
+    classifier_paths: list[str | Path] = (),
+    latency_paths: list[str | Path] = (),
+    flops_paths: list[str | Path] = (),
+    backbone_dirs: list[str | Path] = (),
+) -> None:
+    """Write every table, figure and the index into `out_dir` (Snakemake's directory output)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cells = [read_json(p) for p in cell_paths]
+    classifiers = [read_json(p) for p in classifier_paths]
+    latency = [read_json(p) for p in latency_paths]
+    flops = [read_json(p) for p in flops_paths]
+    backbones = {meta["name"]: meta for meta in map(read_backbone_meta, backbone_dirs)}
+    main = main_results(cells, latency)
+    unit = flops[0]["unit"] if flops else "fvcore flops"
+    tables = {
+        "Table 1: setup": write_table(
+            setup_table(flops), out_dir, "table1_setup",
+            f"Setup: parameters and FLOPs per token of each block (decode step; {unit})"),
+        "Table 2: distillation": write_table(
+            distillation_table(classifiers), out_dir, "table2_distillation",
+            "Distillation: held-out label statistics per backbone, classifier kind and exit (confidence >= 0.5)"),
+        "Table 3: main results": write_table(main, out_dir, "table3_main_results",
+                                             "Main results: task metrics, consistency with full, layers executed"),
+    }
+    for task, part in task_tables(main).items():
+        tables[f"Table 3 ({task})"] = write_table(part, out_dir, f"table3_{task}", f"Main results on {task}")
+    tables["Table 4: early exit vs static pruning"] = write_table(
+        pruning_comparison(cells), out_dir, "table4_ee_vs_pruning",
+        "Early exit against static layer pruning at matched FLOPs savings (closest EE cell per kind)")
+    tables["Table 5: state-policy ablation"] = write_table(
+        policy_ablation(cells), out_dir, "table5_policy_ablation",
+        "State policies: copy vs partial (Transformer), skip vs partial (Mamba-2)")
+    tables["Table 6: claims scorecard"] = write_table(
+        claims_table(cells), out_dir, "table6_claims", "Claims of the paper, checked on this run")
+    tables["Figure 1: quality vs savings"] = quality_vs_savings(cells, out_dir)
+    tables["Figure 2: exit-layer histograms"] = exit_histograms(cells, out_dir)
+    tables["Figure 3: latency vs threshold"] = latency_vs_threshold(latency, out_dir)
+    with atomic_path(out_dir / "index.md") as tmp:
+        tmp.write_text(index_page(config, cells, tables, backbones), encoding="utf-8")
+    with atomic_path(out_dir / "provenance.json") as tmp:
+        tmp.write_text(dumps(provenance(config)), encoding="utf-8")
