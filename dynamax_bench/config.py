@@ -1,4 +1,7 @@
-"""Profiles: load and validate a config file, and derive what the DAG needs from it."""
+"""Profiles: load a config file, validate it against the schema, and derive names from it.
+
+A leaf module: it imports nothing else of the package, so every layer can read a profile.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from dynamax_bench.generation.tasks import TASKS
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-FAMILY_POLICIES = {"transformer": ("copy", "partial"), "mamba2": ("skip", "partial")}
 
 
 class ConfigError(ValueError):
@@ -41,62 +41,15 @@ def _with_defaults(validator_cls: type) -> type:
 
 
 def validate_config(config: dict) -> dict:
-    """Validate against the JSON schema, fill defaults, then check what the schema cannot say."""
+    """Validate against the JSON schema and fill its defaults (cross-field checks that need the
+    registries live in dynamax_bench/profile_checks.py)."""
     schema = load_schema()
     validator_cls = _with_defaults(jsonschema.validators.validator_for(schema))
     errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  - at '{'.'.join(map(str, e.absolute_path)) or '<top>'}': {e.message}" for e in errors]
         raise ConfigError("invalid config:\n" + "\n".join(lines))
-    check_semantics(config)
     return config
-
-
-def check_semantics(config: dict) -> None:
-    """Cross-field rules: policies fit the family; corpus generators exist; classifier kinds are registered;
-    few-shot only where a task has a pool."""
-    from dynamax_bench.classifiers.registry import known_kinds  # torch import, deferred until a config is checked
-
-    unknown = [k for k in config["classifiers"]["kinds"] if k not in known_kinds()]
-    if unknown:
-        raise ConfigError(f"classifiers.kinds: unknown kind(s) {unknown}; known kinds: {known_kinds()}")
-    stray = sorted(set(config["classifiers"]["options"]) - set(config["classifiers"]["kinds"]))
-    if stray:
-        raise ConfigError(f"classifiers.options: {stray} are not in classifiers.kinds {config['classifiers']['kinds']}")
-    for name, spec in config["backbones"].items():
-        allowed = FAMILY_POLICIES[spec["family"]]
-        bad = [p for p in spec["policies"] if p not in allowed]
-        if bad:
-            raise ConfigError(
-                f"backbones.{name}.policies: {bad} do not apply to a {spec['family']} backbone; "
-                f"use {list(allowed)}"
-            )
-    for name, spec in config["backbones"].items():
-        if spec["source"]["kind"] != "distilled":
-            continue
-        if spec["family"] != "mamba2":
-            raise ConfigError(f"backbones.{name}.family: a distilled backbone is a Mamba-2 student; set family: mamba2")
-        teacher = config["backbones"].get(spec["source"]["teacher"])
-        if teacher is None or teacher["family"] != "transformer" or teacher["source"]["kind"] == "distilled":
-            raise ConfigError(
-                f"backbones.{name}.source.teacher: {spec['source']['teacher']!r} must name a transformer backbone of "
-                f"this profile with weights of its own ({teachers(config)})"
-            )
-    for i, source in enumerate(config["corpus"]["sources"]):
-        if source["kind"] != "generated":
-            continue
-        spec = config["backbones"].get(source["backbone"])
-        if spec is None or spec["family"] != "transformer" or spec["source"]["kind"] == "distilled":
-            raise ConfigError(
-                f"corpus.sources[{i}].backbone: {source['backbone']!r} must name a transformer backbone of this "
-                f"profile with weights of its own ({teachers(config)})"
-            )
-    for name, task in config["tasks"].items():
-        if task.get("num_fewshot", 0) and TASKS[name].embedded_fewshot_file is None:
-            raise ConfigError(
-                f"tasks.{name}.num_fewshot: {name} takes no few-shot examples (lm-eval's prompt for it is "
-                "fixed: TruthfulQA carries its own QA primer, CoQA the story); set it to 0"
-            )
 
 
 def teachers(config: dict) -> list[str]:

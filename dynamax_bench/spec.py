@@ -1,27 +1,41 @@
-"""Method names: one row of the study each (`full`, `prune<N>`, `oracle`, `ee-<kind>-<policy>-t<thr>`)."""
+"""The decode spec: everything one cell's decoding reads, built once from the profile and the method.
+
+The path of a setting, hop by hop: the profile (config/<name>.yaml) -> `decode_spec(config, backbone,
+task, method)`, called by the Snakefile for the `generate` rule's `params.spec` (so a change to
+any field reruns exactly the cells it affects) -> `DecodeSpec.from_dict` in the rule's script ->
+the engine -> written whole into the generation file and the cell -> tables, claims, figures and
+costs read its fields; nothing downstream parses a method name again.
+
+A method name is parsed here and only here: `full`, `prune<N>` (the last N layers dropped),
+`oracle`, `ee-<kind>-<policy>-t<threshold>`. `METHOD_PATTERN` is the one regular expression of
+those names; the Snakefile's `{method}` wildcard uses it too.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from dynamax_bench.config import FAMILY_POLICIES
-
-_PRUNE = re.compile(r"^prune(\d+)$")
-_EE = re.compile(r"^ee-([a-z0-9_]+)-([a-z]+)-t(\d+(?:\.\d+)?)$")
+METHOD_PATTERN = r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-t\d+(?:\.\d+)?"
+_METHOD = re.compile(rf"^(?:{METHOD_PATTERN})$")
 FORMS = "'full', 'prune<N>' (e.g. prune4), 'oracle', 'ee-<kind>-<policy>-t<threshold>' (e.g. ee-mamba-copy-t0.9)"
 
 
 @dataclass(frozen=True)
-class Method:
-    """A parsed method name."""
+class MethodSpec:
+    """One row of the study: its name and what the name says."""
 
     name: str
     kind: str  # full | prune | oracle | ee
-    prune: int = 0
-    exit_kind: str | None = None
-    policy: str | None = None
-    threshold: float | None = None
+    prune: int = 0  # layers dropped (prune)
+    exit_kind: str | None = None  # exit method of the registry (ee)
+    policy: str | None = None  # state policy of the skipped layers (ee)
+    threshold: float | None = None  # exit when confidence >= threshold (ee)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MethodSpec:
+        return cls(**data)
 
 
 def format_threshold(threshold: float) -> str:
@@ -32,29 +46,112 @@ def ee_name(exit_kind: str, policy: str, threshold: float) -> str:
     return f"ee-{exit_kind}-{policy}-t{format_threshold(threshold)}"
 
 
-def parse_method(name: str) -> Method:
-    """Parse a method name; an unknown one raises with the accepted forms."""
+def parse_method(name: str) -> MethodSpec:
+    """The one parse of a method name; an unknown name raises with the accepted forms."""
+    if not _METHOD.match(name):
+        raise ValueError(f"unknown method {name!r}; methods are {FORMS}")
     if name in ("full", "oracle"):
-        return Method(name=name, kind=name)
-    if m := _PRUNE.match(name):
-        return Method(name=name, kind="prune", prune=int(m.group(1)))
-    if m := _EE.match(name):
-        threshold = float(m.group(3))
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"method {name!r}: threshold must lie in [0, 1]")
-        return Method(name=name, kind="ee", exit_kind=m.group(1), policy=m.group(2), threshold=threshold)
-    raise ValueError(f"unknown method {name!r}; methods are {FORMS}")
+        return MethodSpec(name=name, kind=name)
+    if name.startswith("prune"):
+        return MethodSpec(name=name, kind="prune", prune=int(name[len("prune"):]))
+    exit_kind, policy, threshold = name[len("ee-"):].rsplit("-", 2)
+    value = float(threshold[1:])
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"method {name!r}: threshold must lie in [0, 1]")
+    return MethodSpec(name=name, kind="ee", exit_kind=exit_kind, policy=policy, threshold=value)
 
 
-def check_method_for(method: Method, family: str, num_layers: int | None = None) -> None:
-    """Reject a method that cannot run on this backbone, with the reason."""
-    if method.kind == "ee" and method.policy not in FAMILY_POLICIES[family]:
-        raise ValueError(
-            f"method {method.name!r}: policy {method.policy!r} does not apply to a {family} backbone; "
-            f"use one of {list(FAMILY_POLICIES[family])}"
-        )
-    if method.kind == "prune" and num_layers is not None and not 0 <= method.prune < num_layers:
-        raise ValueError(f"method {method.name!r}: cannot drop {method.prune} of {num_layers} layers")
+@dataclass(frozen=True)
+class DecodeSpec:
+    """Everything the decoding of one cell reads.
+
+    exits: the profile's `exits` entry ({count} or {positions}); the positions it gives depend on
+    the backbone's depth and are resolved when the backbone is loaded (`config.exit_positions`).
+    batch_size: rows decoded together (every row's output is its batch-1 output, see the engine).
+    prefix_cache: compute the prompt prefix a task's samples share once.
+    """
+
+    backbone: str
+    family: str
+    task: str
+    method: MethodSpec
+    exits: dict[str, Any]
+    repetition_penalty: float
+    max_new_tokens: int
+    batch_size: int
+    prefix_cache: bool
+    dtype: str
+    device: str
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecodeSpec:
+        return cls(**{**data, "method": MethodSpec.from_dict(data["method"])})
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Which samples of a task a profile evaluates, and how their prompts are built."""
+
+    name: str
+    source: dict[str, Any]
+    limit: int | None
+    num_fewshot: int
+    fewshot_source: dict[str, Any] | None
+    options: dict[str, Any]  # task-specific keys (CoQA's `turns`)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        return cls(**data)
+
+
+TASK_COMMON_KEYS = ("source", "limit", "max_new_tokens", "num_fewshot", "fewshot_source", "early_exit")
+
+
+def task_spec(config: dict, task: str) -> TaskSpec:
+    """A task's sample selection: its own `limit`, else the profile-wide `limit` (lm-eval's --limit)."""
+    entry = config["tasks"][task]
+    limit = entry.get("limit")
+    return TaskSpec(
+        name=task,
+        source=entry["source"],
+        limit=limit if limit is not None else config.get("limit"),
+        num_fewshot=entry.get("num_fewshot", 0),
+        fewshot_source=entry.get("fewshot_source"),
+        options={k: v for k, v in entry.items() if k not in TASK_COMMON_KEYS},
+    )
+
+
+def max_new_tokens(config: dict, task: str) -> int:
+    """A task's own `max_new_tokens`, else the profile-wide `generation.max_new_tokens`."""
+    own = config["tasks"][task].get("max_new_tokens")
+    return own if own is not None else config["generation"]["max_new_tokens"]
+
+
+def decode_spec(config: dict, backbone: str, task: str, method: str) -> DecodeSpec:
+    """The spec of one cell, from the profile."""
+    generation, runtime = config["generation"], config["runtime"]
+    entry = config["backbones"][backbone]
+    return DecodeSpec(
+        backbone=backbone,
+        family=entry["family"],
+        task=task,
+        method=parse_method(method),
+        exits=entry.get("exits") or {"count": 4},
+        repetition_penalty=float(generation.get("repetition_penalty", 1.0)),
+        max_new_tokens=max_new_tokens(config, task),
+        batch_size=int(generation.get("batch_size", 1)),
+        prefix_cache=bool(generation.get("prefix_cache", False)),
+        dtype=runtime["dtype"],
+        device=runtime["device"],
+        seed=config["seed"],
+    )
 
 
 def baseline_methods(backbone: dict, oracle: bool = True) -> list[str]:

@@ -14,7 +14,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from dynamax_bench.backbones.prepare import Backbone, load_backbone, prepare_backbone  # noqa: E402
-from dynamax_bench.config import REPO_ROOT, load_config  # noqa: E402
+from dynamax_bench.config import REPO_ROOT  # noqa: E402
+from dynamax_bench.profile_checks import load_profile  # noqa: E402
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
@@ -26,12 +27,12 @@ def _threads() -> None:
 
 @pytest.fixture(scope="session")
 def smoke_config() -> dict:
-    return load_config(REPO_ROOT / "config" / "smoke.yaml")
+    return load_profile(REPO_ROOT / "config" / "smoke.yaml")
 
 
 @pytest.fixture(scope="session")
 def default_config() -> dict:
-    return load_config(REPO_ROOT / "config" / "default.yaml")
+    return load_profile(REPO_ROOT / "config" / "default.yaml")
 
 
 def _prepared(config: dict, name: str, root: Path) -> Backbone:

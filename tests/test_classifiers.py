@@ -8,13 +8,9 @@ import pytest
 import torch
 
 from dynamax_bench.backbones.prepare import Backbone
-from dynamax_bench.classifiers.kinds import (
-    CalmClassifier,
-    build_classifier,
-    known_kinds,
-    load_classifiers,
-    save_classifiers,
-)
+from dynamax_bench.classifiers.checkpoints import load_classifiers, save_classifiers
+from dynamax_bench.classifiers.kinds import CalmClassifier
+from dynamax_bench.classifiers.registry import build_classifier, known_kinds
 from dynamax_bench.engine import ClassifierRule, EarlyExitGenerator, Strategy, layer_stack
 
 PROMPT = "Question: What is the capital of France?\nAnswer:"
@@ -22,7 +18,7 @@ PROMPT = "Question: What is the capital of France?\nAnswer:"
 
 def test_registry_lists_the_three_kinds_and_rejects_an_unknown_one() -> None:
     assert {"calm", "ffn", "mamba"} <= set(known_kinds())
-    with pytest.raises(ValueError, match=r"unknown classifier kind 'lstm'; known kinds: \['calm', 'ffn', 'mamba'"):
+    with pytest.raises(ValueError, match=r"unknown exit method kind 'lstm'; known kinds: \['calm', 'ffn', 'mamba'"):
         build_classifier("lstm", 16)
 
 

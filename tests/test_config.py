@@ -9,12 +9,13 @@ import sys
 import pytest
 import yaml
 
-from dynamax_bench.config import REPO_ROOT, ConfigError, exit_positions, load_config, validate_config
+from dynamax_bench.config import REPO_ROOT, ConfigError, exit_positions
+from dynamax_bench.profile_checks import load_profile, validate_profile
 
 
 @pytest.mark.parametrize("profile", ["default", "smoke", "paper"])
 def test_profiles_validate(profile: str) -> None:
-    config = load_config(REPO_ROOT / "config" / f"{profile}.yaml")
+    config = load_profile(REPO_ROOT / "config" / f"{profile}.yaml")
     assert config["profile"] == profile
     assert config["generation"]["repetition_penalty"] >= 1.0
 
@@ -23,21 +24,21 @@ def test_unknown_key_is_named(smoke_config: dict) -> None:
     config = copy.deepcopy(smoke_config)
     config["generation"]["max_new_tokenz"] = 3
     with pytest.raises(ConfigError, match=r"generation.*max_new_tokenz"):
-        validate_config(config)
+        validate_profile(config)
 
 
 def test_bad_value_is_named(smoke_config: dict) -> None:
     config = copy.deepcopy(smoke_config)
     config["generation"]["repetition_penalty"] = 0.5
     with pytest.raises(ConfigError, match="generation.repetition_penalty"):
-        validate_config(config)
+        validate_profile(config)
 
 
 def test_policy_must_fit_family(smoke_config: dict) -> None:
     config = copy.deepcopy(smoke_config)
     config["backbones"]["tiny_mistral"]["policies"] = ["skip"]
     with pytest.raises(ConfigError, match="backbones.tiny_mistral.policies"):
-        validate_config(config)
+        validate_profile(config)
 
 
 def test_snakemake_refuses_a_bad_config(tmp_path) -> None:

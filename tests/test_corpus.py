@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dynamax_bench.config import ConfigError, validate_config
+from dynamax_bench.config import ConfigError
+from dynamax_bench.profile_checks import validate_profile
 from dynamax_bench.classifiers.corpus import prepare_corpus
 from dynamax_bench.files import read_jsonl
 
@@ -51,4 +52,4 @@ def test_generator_must_be_a_transformer_backbone(smoke_config: dict) -> None:
     config = copy.deepcopy(smoke_config)
     config["corpus"]["sources"][0]["backbone"] = "tiny_mamba2"
     with pytest.raises(ConfigError, match=r"corpus.sources\[0\].backbone"):
-        validate_config(config)
+        validate_profile(config)

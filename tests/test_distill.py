@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dynamax_bench.backbones.prepare import Backbone
-from dynamax_bench.classifiers.kinds import load_classifiers
+from dynamax_bench.classifiers.checkpoints import load_classifiers
 from dynamax_bench.classifiers.distill import distill, exit_weights
 from dynamax_bench.files import write_jsonl
 from dynamax_bench.classifiers.oracle import extract_oracle

@@ -11,15 +11,9 @@ import torch
 
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import EarlyExitGenerator, ExitPoint, Strategy
-from dynamax_bench.classifiers.registry import (
-    RULES,
-    MaxSoftmaxRule,
-    SaturationRule,
-    is_trained,
-    known_kinds,
-    load_plugins,
-)
-from dynamax_bench.generation.generate import build_strategy
+from dynamax_bench.classifiers.registry import EXIT_METHODS, is_trained, known_kinds, load_plugins
+from dynamax_bench.classifiers.training_free import MaxSoftmaxRule, SaturationRule
+from dynamax_bench.generation.strategy import build_strategy
 from dynamax_bench.spec import parse_method
 
 PROMPT = "Question: Which planet is known as the Red Planet?\nAnswer:"
@@ -71,7 +65,7 @@ def test_a_package_adds_an_exit_method_through_its_entry_point(
     dist = tmp_path / "my_exit_rule-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-exit-rule\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[dynamax_bench.classifiers.registry]\nhalfway = my_exit_rule:HalfwayRule\n")
+    (dist / "entry_points.txt").write_text("[dynamax_bench.exit_methods]\nhalfway = my_exit_rule:HalfwayRule\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     load_plugins.cache_clear()
     try:
@@ -81,6 +75,6 @@ def test_a_package_adds_an_exit_method_through_its_entry_point(
         out = generator.generate(PROMPT, build_strategy(parse_method("ee-halfway-skip-t0.5"), tiny_mamba2))
         assert set(out.exit_layers[1:]) == {5}
     finally:
-        RULES.pop("halfway", None)
+        EXIT_METHODS.pop("halfway", None)
         sys.modules.pop("my_exit_rule", None)
         load_plugins.cache_clear()

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from dynamax_bench.spec import baseline_methods, check_method_for, ee_name, parse_method
+from dynamax_bench.generation.strategy import check_method_for
+from dynamax_bench.spec import baseline_methods, ee_name, parse_method
 
 
 def test_parse_every_form() -> None:

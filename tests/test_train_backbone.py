@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dynamax_bench.backbones.prepare import Backbone, load_backbone
-from dynamax_bench.config import ConfigError, validate_config
+from dynamax_bench.config import ConfigError
+from dynamax_bench.profile_checks import validate_profile
 from dynamax_bench.files import read_json, read_jsonl, write_jsonl
 from dynamax_bench.backbones.train_mamba2 import CHECKPOINT_FILE, TRAINING_FILE, distillation_loss, train_distilled_backbone
 
@@ -100,4 +101,4 @@ def test_teacher_must_be_a_transformer_of_the_profile(smoke_config: dict) -> Non
     config = copy.deepcopy(smoke_config)
     config["backbones"]["tiny_mamba2"]["source"]["teacher"] = "tiny_mamba2"
     with pytest.raises(ConfigError, match=r"backbones.tiny_mamba2.source.teacher: 'tiny_mamba2' must name a transformer"):
-        validate_config(config)
+        validate_profile(config)

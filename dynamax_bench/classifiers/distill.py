@@ -24,7 +24,9 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from torch import Tensor
 from tqdm import tqdm
 
-from dynamax_bench.classifiers.kinds import ExitClassifier, build_classifier, save_classifiers
+from dynamax_bench.classifiers.checkpoints import save_classifiers
+from dynamax_bench.classifiers.kinds import ExitClassifier
+from dynamax_bench.classifiers.registry import build_classifier
 from dynamax_bench.classifiers.oracle import OracleStore
 
 log = logging.getLogger(__name__)

@@ -1,63 +1,29 @@
-"""Early-exit classifiers: the kinds (calm, ffn, mamba), their registry, and their checkpoints.
+"""Trained exit classifiers: the kinds calm, ffn and mamba.
 
 A classifier maps the residual stream after `layer` layers, (B, T, d), to two logits
 (continue, exit); confidence = softmax(logits)[exit]. Every kind first standardises its input
 with per-feature statistics of the training split (buffers, set by `distill`), because the raw
 residual stream of a pretrained LM has a few features thousands of times larger than the rest.
 
-Adding a kind is one class and one name: subclass `ExitClassifier`, decorate it with
-`@register("name")`, declare its options with defaults in `options`. A stateful kind sets
-`stateful = True`, returns its state object from `new_state()` and updates it in `forward`
-when one is passed; its step-by-step outputs must equal its full-sequence outputs.
-
-Checkpoint: `<kind>.safetensors` (tensors `exit<i>.<param>`, one classifier per exit position)
-beside `<kind>.json` (kind, options, exit layers, hidden size, training hyper-parameters and
-held-out metrics).
+Adding a kind is one class: subclass `ExitClassifier`, declare its options with defaults in
+`options`, and name it in the registry (dynamax_bench/classifiers/registry.py) or in a plug-in's
+entry point. A stateful kind sets `stateful = True`, returns its state object from `new_state()`
+and updates it in `forward` when one is passed; its step-by-step outputs must equal its
+full-sequence outputs.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
-
-from dynamax_bench.files import atomic_path, read_json, write_json
-
-CLASSIFIERS: dict[str, type[ExitClassifier]] = {}
-
-
-def register(name: str):
-    """Class decorator: make a classifier kind available under `name` (methods `ee-<name>-...`)."""
-
-    def add(cls: type[ExitClassifier]) -> type[ExitClassifier]:
-        if name in CLASSIFIERS:
-            raise ValueError(f"classifier kind {name!r} is registered twice")
-        cls.kind = name
-        CLASSIFIERS[name] = cls
-        return cls
-
-    return add
-
-
-def known_kinds() -> list[str]:
-    return sorted(CLASSIFIERS)
-
-
-def classifier_class(kind: str) -> type[ExitClassifier]:
-    """The class of a kind, or an error listing the known kinds."""
-    try:
-        return CLASSIFIERS[kind]
-    except KeyError:
-        raise ValueError(f"unknown classifier kind {kind!r}; known kinds: {known_kinds()}") from None
 
 
 class ExitClassifier(nn.Module):
     """Base class: input standardisation, then the kind's own layers to 2 logits."""
 
-    kind: ClassVar[str]
+    kind: ClassVar[str] = ""  # the registry's name for the class
     stateful: ClassVar[bool] = False
     options: ClassVar[dict[str, Any]] = {}  # the kind's hyper-parameters and their defaults
 
@@ -86,7 +52,6 @@ class ExitClassifier(nn.Module):
         raise NotImplementedError
 
 
-@register("calm")
 class CalmClassifier(ExitClassifier):
     """CALM-style: one linear layer to 2 logits."""
 
@@ -98,7 +63,6 @@ class CalmClassifier(ExitClassifier):
         return self.linear(features)
 
 
-@register("ffn")
 class FfnClassifier(ExitClassifier):
     """A transformer feed-forward block: norm, `expansion` x up-projection, activation, projection to 2."""
 
@@ -116,7 +80,6 @@ class FfnClassifier(ExitClassifier):
         return self.down(self.act(self.up(self.norm(features))))
 
 
-@register("mamba")
 class MambaClassifier(ExitClassifier):
     """A Mamba-2 block of transformers (RMSNorm + Mamba2Mixer) whose output projection emits 2 values.
 
@@ -166,54 +129,3 @@ class MambaClassifier(ExitClassifier):
 
     def forward(self, hidden: Tensor, state: Any = None) -> Tensor:
         return self.mixer(self.norm(self.standardise(hidden)), cache_params=state)
-
-
-def build_classifier(kind: str, hidden_size: int, options: dict[str, Any] | None = None) -> ExitClassifier:
-    return classifier_class(kind)(hidden_size, **(options or {}))
-
-
-def checkpoint_paths(path: str | Path, kind: str | None = None) -> tuple[Path, Path]:
-    """(weights, metadata) of a checkpoint given its .safetensors file, or its folder and kind."""
-    path = Path(path)
-    if path.is_dir() or path.suffix != ".safetensors":
-        if kind is None:
-            raise ValueError(f"{path}: give the classifier's .safetensors file, or its folder and the kind")
-        path = path / f"{kind}.safetensors"
-    return path, path.with_suffix(".json")
-
-
-def save_classifiers(path: str | Path, classifiers: list[ExitClassifier], exit_layers: list[int], info: dict) -> None:
-    """One classifier per exit, in exit order, as safetensors + JSON (kind, options, layers, `info`)."""
-    weights, meta = checkpoint_paths(path)
-    first = classifiers[0]
-    tensors = {
-        f"exit{i}.{name}": tensor.detach().float().contiguous().cpu()
-        for i, clf in enumerate(classifiers)
-        for name, tensor in clf.state_dict().items()
-    }
-    with atomic_path(weights) as tmp:
-        save_file(tensors, str(tmp), metadata={"kind": first.kind})
-    write_json(meta, {"kind": first.kind, "options": first.hparams, "hidden_size": first.hidden_size,
-                      "exit_layers": list(exit_layers), **info})
-
-
-def load_classifiers(path: str | Path, kind: str | None = None,
-                     device: str | torch.device = "cpu") -> tuple[dict[int, ExitClassifier], dict]:
-    """{exit layer: classifier in eval mode} and the checkpoint's metadata."""
-    weights, meta_path = checkpoint_paths(path, kind)
-    if not weights.exists() or not meta_path.exists():
-        raise FileNotFoundError(
-            f"no trained classifiers at {weights} (+ .json); train them with the distill rule, e.g. "
-            f"`snakemake --cores 1 {weights}`"
-        )
-    meta = read_json(meta_path)
-    if kind is not None and meta["kind"] != kind:
-        raise ValueError(f"{weights} holds {meta['kind']!r} classifiers, not {kind!r}")
-    tensors = load_file(str(weights))
-    classifiers = {}
-    for i, layer in enumerate(meta["exit_layers"]):
-        clf = build_classifier(meta["kind"], meta["hidden_size"], meta["options"])
-        prefix = f"exit{i}."
-        clf.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)
-        classifiers[layer] = clf.to(device).eval()
-    return classifiers, meta

@@ -1,75 +1,68 @@
-"""Every exit method the suite knows: trained classifier kinds and training-free confidence rules.
+"""The one registry of exit methods: trained classifier kinds and training-free rules.
 
-Two registries behind one name space (the `<kind>` of `ee-<kind>-<policy>-t<threshold>`):
-- trained kinds: `ExitClassifier` subclasses (dynamax_bench/classifiers/kinds.py), distilled by the
-  `distill` rule, one per exit position;
-- training-free rules: `ExitRule` subclasses built from the threshold alone (no distill job).
+Every `<kind>` of `ee-<kind>-<policy>-t<threshold>` is an entry here: an `ExitClassifier`
+subclass (trained, one per exit position, by the `distill` rule) or an `ExitRule` subclass
+(training-free, built from the threshold alone). Every look-up first loads the plug-ins, so a
+new method needs no edit of the suite: a package declares an entry point in the group
+`dynamax_bench.exit_methods`, e.g. in its pyproject.toml
 
-A new method needs no edit of the suite: a package declares an entry point in the group
-`dynamax_bench.classifiers.registry` whose object is either kind of class, e.g. in its pyproject.toml
-
-    [project.entry-points."dynamax_bench.classifiers.registry"]
+    [project.entry-points."dynamax_bench.exit_methods"]
     entropy = "my_package.rules:EntropyRule"
 
-and the profile lists the name in `classifiers.kinds`; every table and figure then carries it.
+and the profile lists the name in `classifiers.kinds`; every rule, table and figure then carries it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
+from typing import Any
 
-import torch
-from torch import Tensor
+from dynamax_bench.classifiers.kinds import CalmClassifier, ExitClassifier, FfnClassifier, MambaClassifier
+from dynamax_bench.classifiers.training_free import MaxSoftmaxRule, SaturationRule
+from dynamax_bench.engine.rules import ExitRule
 
-from dynamax_bench.classifiers.kinds import CLASSIFIERS, ExitClassifier
-from dynamax_bench.engine.rules import ExitPoint, ExitRule
-
-ENTRY_POINT_GROUP = "dynamax_bench.classifiers.registry"
-RULES: dict[str, type[ExitRule]] = {}
+ENTRY_POINT_GROUP = "dynamax_bench.exit_methods"
 
 
-def register_rule(name: str):
-    """Class decorator: a training-free rule available as kind `name`."""
+@dataclass(frozen=True)
+class ExitMethod:
+    """One registered exit method.
 
-    def add(cls: type[ExitRule]) -> type[ExitRule]:
-        if name in RULES or name in CLASSIFIERS:
-            raise ValueError(f"exit method {name!r} is registered twice")
-        RULES[name] = cls
-        return cls
+    trained: an `ExitClassifier` the distill rule trains (else a training-free `ExitRule`).
+    stateful: it keeps per-sequence state, so it also steps at the exits after the one a token
+    took (the cost ledger counts those steps).
+    """
 
-    return add
-
-
-@register_rule("maxsoftmax")
-class MaxSoftmaxRule(ExitRule):
-    """CALM's softmax response: the largest probability of the LM head read at the exit."""
-
-    def __init__(self, threshold: float) -> None:
-        self.threshold = threshold
-
-    def confidence(self, point: ExitPoint, hidden: Tensor) -> float:
-        return float(point.head(hidden).softmax(-1).max())
+    name: str
+    cls: type
+    trained: bool
+    stateful: bool
 
 
-@register_rule("saturation")
-class SaturationRule(ExitRule):
-    """Hidden-state saturation (CALM): cosine similarity of the token's hidden state at this exit
-    with the one at the previous exit position; the first exit has nothing to compare with and
-    never exits."""
+EXIT_METHODS: dict[str, ExitMethod] = {}
 
-    def __init__(self, threshold: float) -> None:
-        self.threshold = threshold
-        self.previous: Tensor | None = None
 
-    def confidence(self, point: ExitPoint, hidden: Tensor) -> float:
-        previous, self.previous = self.previous, hidden[0, -1].float()
-        if point.index == 0 or previous is None:
-            return 0.0
-        return float(torch.nn.functional.cosine_similarity(previous, self.previous, dim=0))
+def register(name: str, cls: type) -> ExitMethod:
+    """Add an exit method under `name`; its class says whether it is trained and stateful."""
+    if name in EXIT_METHODS:
+        raise ValueError(f"exit method {name!r} is registered twice ({EXIT_METHODS[name].cls} and {cls})")
+    if isinstance(cls, type) and issubclass(cls, ExitClassifier):
+        cls.kind = name
+        trained = True
+    elif isinstance(cls, type) and issubclass(cls, ExitRule):
+        trained = False
+    else:
+        raise TypeError(f"exit method {name!r}: {cls!r} is neither an ExitClassifier nor an ExitRule subclass")
+    method = ExitMethod(name=name, cls=cls, trained=trained, stateful=bool(getattr(cls, "stateful", False)))
+    EXIT_METHODS[name] = method
+    return method
 
-    def reset(self) -> None:
-        self.previous = None
+
+for _name, _cls in {"calm": CalmClassifier, "ffn": FfnClassifier, "mamba": MambaClassifier,
+                    "maxsoftmax": MaxSoftmaxRule, "saturation": SaturationRule}.items():
+    register(_name, _cls)
 
 
 @cache
@@ -77,38 +70,44 @@ def load_plugins() -> tuple[str, ...]:
     """Register the exit methods other installed packages declare; returns their names."""
     names = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
-        if isinstance(obj, type) and issubclass(obj, ExitClassifier):
-            if ep.name not in CLASSIFIERS:
-                obj.kind = ep.name
-                CLASSIFIERS[ep.name] = obj
-        elif isinstance(obj, type) and issubclass(obj, ExitRule):
-            RULES.setdefault(ep.name, obj)
-        else:
-            raise TypeError(
-                f"entry point {ep.name!r} = {ep.value!r} in group {ENTRY_POINT_GROUP!r} is neither an "
-                "ExitClassifier nor an ExitRule subclass"
-            )
+        if ep.name not in EXIT_METHODS:
+            try:
+                register(ep.name, ep.load())
+            except TypeError as err:
+                raise TypeError(f"entry point {ep.name!r} = {ep.value!r} in group {ENTRY_POINT_GROUP!r}: {err}") from None
         names.append(ep.name)
     return tuple(names)
 
 
 def known_kinds() -> list[str]:
     load_plugins()
-    return sorted(set(CLASSIFIERS) | set(RULES))
+    return sorted(EXIT_METHODS)
+
+
+def exit_method(kind: str) -> ExitMethod:
+    """The registered method of a kind (plug-ins loaded); an unknown kind lists the known ones."""
+    load_plugins()
+    try:
+        return EXIT_METHODS[kind]
+    except KeyError:
+        raise ValueError(f"unknown exit method kind {kind!r}; known kinds: {known_kinds()}") from None
 
 
 def is_trained(kind: str) -> bool:
-    """True for a classifier kind that the distill rule trains; an unknown kind lists the known ones."""
-    load_plugins()
-    if kind in CLASSIFIERS:
-        return True
-    if kind in RULES:
-        return False
-    raise ValueError(f"unknown exit method kind {kind!r}; known kinds: {known_kinds()}")
+    """True for a classifier kind that the distill rule trains."""
+    return exit_method(kind).trained
+
+
+def build_classifier(kind: str, hidden_size: int, options: dict[str, Any] | None = None) -> ExitClassifier:
+    """A fresh (untrained) classifier of a trained kind."""
+    method = exit_method(kind)
+    if not method.trained:
+        raise ValueError(f"{kind!r} is a training-free exit rule, not a classifier kind the distill rule trains")
+    return method.cls(hidden_size, **(options or {}))
 
 
 def training_free_rule(kind: str, threshold: float) -> ExitRule:
-    if is_trained(kind):
+    method = exit_method(kind)
+    if method.trained:
         raise ValueError(f"{kind!r} is a trained classifier kind; load it from its distill checkpoint")
-    return RULES[kind](threshold)
+    return method.cls(threshold)

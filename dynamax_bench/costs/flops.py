@@ -30,10 +30,9 @@ from fvcore.nn.jit_handles import get_shape
 from torch import Tensor, nn
 
 from dynamax_bench.backbones.prepare import load_backbone
-from dynamax_bench.classifiers.kinds import build_classifier
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine.stacks import LayerStack, TransformerStack, layer_stack
-from dynamax_bench.classifiers.registry import is_trained
+from dynamax_bench.classifiers.registry import build_classifier, is_trained
 from dynamax_bench.files import write_json
 
 log = logging.getLogger(__name__)

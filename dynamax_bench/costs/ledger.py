@@ -16,7 +16,7 @@ is the ceiling: its exits are counted without any decision cost or fill work. Sa
 
 from __future__ import annotations
 
-from dynamax_bench.classifiers.kinds import CLASSIFIERS
+from dynamax_bench.classifiers.registry import exit_method
 from dynamax_bench.spec import parse_method
 
 
@@ -30,7 +30,7 @@ def token_cost(exit_layer: int, first: bool, method_name: str, table: dict) -> i
         return cost  # full, prune, oracle; and the prompt's token (no decision taken)
     exits = table["exit_positions"]
     step = table["exit_methods"][method.exit_kind]["flops"]
-    stateful = method.exit_kind in CLASSIFIERS and CLASSIFIERS[method.exit_kind].stateful
+    stateful = exit_method(method.exit_kind).stateful
     decisions = len(exits) if stateful else sum(1 for e in exits if e <= exit_layer)
     fill = (num_layers - exit_layer) * blocks[f"fill_{method.policy}"]["flops"]
     return cost + decisions * step + fill

@@ -24,6 +24,8 @@ from transformers.masking_utils import (
     create_sliding_window_causal_mask,
 )
 
+from dynamax_bench.engine.policies import POLICIES
+
 TRANSFORMER_TYPES = ("llama", "mistral")
 MAMBA2_TYPES = ("mamba2",)
 
@@ -81,7 +83,7 @@ class TransformerStack(LayerStack):
     """Llama and Mistral decoder stacks (RoPE, optional sliding window, DynamicCache K/V)."""
 
     family = "transformer"
-    policies = ("copy", "partial")
+    policies = POLICIES[family]
 
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__(model)
@@ -151,7 +153,7 @@ class Mamba2Stack(LayerStack):
     """Mamba-2 blocks with the library's conv + SSM state cache."""
 
     family = "mamba2"
-    policies = ("skip", "partial")
+    policies = POLICIES[family]
 
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__(model)

@@ -33,6 +33,7 @@ from dynamax_bench.config import exit_positions
 from dynamax_bench.engine import EarlyExitGenerator, Generation
 from dynamax_bench.files import write_jsonl
 from dynamax_bench.backbones.meta import read_backbone_meta
+from dynamax_bench.generation.strategy import build_strategy
 from dynamax_bench.spec import ee_name, parse_method
 from dynamax_bench.generation.tasks import Sample, Task
 
@@ -120,7 +121,6 @@ class DynamaxLM(LM):
         max_batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        from dynamax_bench.generation.generate import build_strategy  # generation imports this module
 
         parts = (kind, policy, threshold)
         if any(p is not None for p in parts):

@@ -1,12 +1,13 @@
 # Shared names: the profile's results folder, the cell list, wildcard constraints.
 import os
 
-from dynamax_bench.config import ConfigError, backbone_names, check_semantics, distilled_backbones, task_names
+from dynamax_bench.config import ConfigError, backbone_names, distilled_backbones, task_names
+from dynamax_bench.profile_checks import check_profile
 from dynamax_bench.classifiers.registry import is_trained
-from dynamax_bench.spec import baseline_methods, ee_methods, parse_method
+from dynamax_bench.spec import METHOD_PATTERN, baseline_methods, ee_methods, parse_method
 
 try:
-    check_semantics(config)
+    check_profile(config)
 except ConfigError as err:
     raise WorkflowError(str(err))
 
@@ -28,7 +29,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.
 wildcard_constraints:
     backbone="|".join(backbone_names(config)),
     task="|".join(task_names(config)),
-    method=r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-t[0-9.]+",
+    method=METHOD_PATTERN,
     kind="|".join(k for k in config["classifiers"]["kinds"] if is_trained(k)) or "(?!)",
 
 

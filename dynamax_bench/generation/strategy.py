@@ -1,0 +1,45 @@
+"""The engine strategy of a method: how a token may leave the backbone under it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dynamax_bench.backbones.prepare import Backbone
+from dynamax_bench.classifiers.checkpoints import load_classifiers
+from dynamax_bench.classifiers.registry import is_trained, training_free_rule
+from dynamax_bench.engine import ClassifierRule, Strategy
+from dynamax_bench.engine.policies import POLICIES
+from dynamax_bench.spec import MethodSpec
+
+
+def check_method_for(method: MethodSpec, family: str, num_layers: int | None = None) -> None:
+    """Reject a method that cannot run on this backbone, with the reason."""
+    if method.kind == "ee" and method.policy not in POLICIES[family]:
+        raise ValueError(
+            f"method {method.name!r}: policy {method.policy!r} does not apply to a {family} backbone; "
+            f"use one of {list(POLICIES[family])}"
+        )
+    if method.kind == "prune" and num_layers is not None and not 0 <= method.prune < num_layers:
+        raise ValueError(f"method {method.name!r}: cannot drop {method.prune} of {num_layers} layers")
+
+
+def build_strategy(method: MethodSpec, backbone: Backbone, classifiers: str | Path | None = None) -> Strategy:
+    """The engine strategy of a method; `ee-*` methods read their trained exit classifiers
+    from `classifiers` (the distill rule's output for this backbone)."""
+    check_method_for(method, backbone.family, backbone.num_layers)
+    if method.kind == "full":
+        return Strategy.full()
+    if method.kind == "prune":
+        return Strategy.prune(backbone.num_layers, method.prune)
+    if method.kind == "oracle":
+        return Strategy(oracle=True)
+    if not is_trained(method.exit_kind):
+        return Strategy.early_exit(training_free_rule(method.exit_kind, method.threshold), method.policy)
+    if classifiers is None:
+        raise ValueError(f"method {method.name!r} needs the trained {method.exit_kind!r} classifiers (distill rule)")
+    trained, _ = load_classifiers(classifiers, method.exit_kind, backbone.model.device)
+    dtype = backbone.model.dtype
+    return Strategy.early_exit(ClassifierRule({e: c.to(dtype) for e, c in trained.items()}, method.threshold),
+                               method.policy)
+
+
