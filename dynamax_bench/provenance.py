@@ -58,11 +58,27 @@ def machine_description() -> str:
     return text
 
 
-def provenance(config: dict) -> dict:
-    """Deterministic record for an output file (no timestamps: same config, same bytes)."""
+def run_description(config: dict) -> dict:
+    """What the index page of a run says about its profile (the `paper_tables` rule's params)."""
+    runtime = config["runtime"]
+    return {"profile": config["profile"], "config_hash": config_hash(config), "device": runtime["device"],
+            "dtype": runtime["dtype"], "threads": runtime["threads"]}
+
+
+def run_record(run: dict) -> dict:
+    """A run's description with the code and library versions that made its outputs."""
+    return {**run, "git_commit": git_commit(), "versions": package_versions()}
+
+
+def provenance(profile: str, made_from: dict) -> dict:
+    """Deterministic record for an output file (no timestamps: same inputs, same bytes).
+
+    made_from: the settings the output was made with (a cell's decode and task specs), hashed, so
+    that two cells can be compared without the rest of the profile.
+    """
     return {
-        "profile": config["profile"],
-        "config_hash": config_hash(config),
+        "profile": profile,
+        "spec_hash": config_hash(made_from),
         "git_commit": git_commit(),
         "versions": package_versions(),
     }

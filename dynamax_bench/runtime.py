@@ -12,15 +12,24 @@ import numpy as np
 import torch
 
 
-def set_up(config: dict, log_file: str | Path | None = None) -> None:
-    """Make a job deterministic and quiet about the network before any model code runs."""
+def job_runtime(config: dict) -> dict:
+    """What `set_up` reads: seed, torch threads (they can change float results) and offline mode.
+    Every rule gets it as `params.runtime`; device and dtype go only to the rules that use them."""
     runtime = config["runtime"]
+    return {"seed": config["seed"], "threads": runtime["threads"], "offline": runtime["offline"]}
+
+
+def set_up(runtime: dict, log_file: str | Path | None = None) -> None:
+    """Make a job deterministic and quiet about the network before any model code runs.
+
+    runtime: `job_runtime(config)`, passed to every rule as `params.runtime` so that a change reruns it.
+    """
     if runtime.get("offline", True):
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(runtime.get("threads", 2))
-    seed = config["seed"]
+    seed = runtime["seed"]
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -14,7 +14,7 @@ those names; the Snakefile's `{method}` wildcard uses it too.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 METHOD_PATTERN = r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-t\d+(?:\.\d+)?"
@@ -36,6 +36,11 @@ class MethodSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MethodSpec:
         return cls(**data)
+
+
+def method_of(record: dict[str, Any]) -> MethodSpec:
+    """The method of a cell or latency record, from the decode spec written into it."""
+    return MethodSpec.from_dict(record["spec"]["method"])
 
 
 def format_threshold(threshold: float) -> str:
@@ -152,6 +157,14 @@ def decode_spec(config: dict, backbone: str, task: str, method: str) -> DecodeSp
         device=runtime["device"],
         seed=config["seed"],
     )
+
+
+def latency_spec(config: dict, backbone: str, method: str) -> DecodeSpec:
+    """The spec the latency rule times: batch 1 (the paper's setting), no prefix cache, its own
+    task and length."""
+    latency = config["latency"]
+    spec = decode_spec(config, backbone, latency["task"], method)
+    return replace(spec, max_new_tokens=latency["max_new_tokens"], batch_size=1, prefix_cache=False)
 
 
 def baseline_methods(backbone: dict, oracle: bool = True) -> list[str]:

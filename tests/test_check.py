@@ -17,7 +17,7 @@ CELL = {
     "latency": {"ms_per_token": 20.0},
     "flops": {"per_token": 1000},
     "n_samples": 4,
-    "provenance": {"profile": "smoke", "config_hash": "abc", "versions": {"torch": "2.13"}},
+    "provenance": {"profile": "smoke", "spec_hash": "abc", "versions": {"torch": "2.13"}},
 }
 
 

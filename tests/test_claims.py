@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from dynamax_bench.reporting.claims import (
     claim_copy_costs_little,
     claim_ee_beats_pruning,
     claim_low_thresholds_repeat,
     claim_mamba_beats_calm_and_ffn,
 )
+from dynamax_bench.spec import parse_method
 
 
 def cell(method: str, consistency: float = 1.0, savings: float = 0.0, loops: float = 0.0) -> dict:
-    return {"backbone": "b", "task": "t", "method": method, "consistency": {"output_match": consistency},
+    return {"backbone": "b", "task": "t", "method": method, "spec": {"method": asdict(parse_method(method))},
+            "consistency": {"output_match": consistency},
             "flops": {"savings": savings}, "degeneration": {"loop_rate": loops}}
 
 

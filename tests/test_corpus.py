@@ -20,8 +20,8 @@ def test_generated_corpus_is_seeded(smoke_config: dict, tiny_mistral, backbone_r
     dirs = {"tiny_mistral": str(backbone_root / "tiny_mistral")}
     config = copy.deepcopy(smoke_config)
     config["corpus"]["sources"][0]["num_documents"] = 3
-    prepare_corpus(config, tmp_path / "a.jsonl", dirs)
-    prepare_corpus(config, tmp_path / "b.jsonl", dirs)
+    prepare_corpus(config["corpus"], config["seed"], tmp_path / "a.jsonl", dirs)
+    prepare_corpus(config["corpus"], config["seed"], tmp_path / "b.jsonl", dirs)
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     records = read_jsonl(tmp_path / "a.jsonl")
     assert len(records) == 3
@@ -32,7 +32,7 @@ def test_local_source_and_budget(smoke_config: dict, tmp_path: Path) -> None:
     path = shared_data("fineweb_edu.sample.jsonl")
     config = copy.deepcopy(smoke_config)
     config["corpus"] = {"max_chars": 5000, "sources": [{"kind": "local", "path": str(path)}]}
-    prepare_corpus(config, tmp_path / "c.jsonl", {})
+    prepare_corpus(config["corpus"], config["seed"], tmp_path / "c.jsonl", {})
     records = read_jsonl(tmp_path / "c.jsonl")
     assert sum(len(r["text"]) for r in records) == 5000
     assert records[0]["id"] == "fwe-s10bt-000"
@@ -44,7 +44,7 @@ def test_local_record_without_text_is_named(smoke_config: dict, tmp_path: Path) 
     config = copy.deepcopy(smoke_config)
     config["corpus"] = {"max_chars": 100, "sources": [{"kind": "local", "path": str(bad)}]}
     with pytest.raises(ValueError, match=r"bad.jsonl:2: missing text field 'text'"):
-        prepare_corpus(config, tmp_path / "out.jsonl", {})
+        prepare_corpus(config["corpus"], config["seed"], tmp_path / "out.jsonl", {})
     assert not (tmp_path / "out.jsonl").exists()
 
 

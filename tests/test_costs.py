@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dynamax_bench.costs.ledger import cell_flops
+from dynamax_bench.spec import parse_method
 
 L, LAYER, HEAD, CALM, MAMBA, PARTIAL = 8, 1000, 500, 10, 40, 100
 TABLE = {
@@ -24,11 +25,11 @@ def records(*traces: list[int]) -> list[dict]:
 
 
 def test_full_saves_exactly_nothing() -> None:
-    assert cell_flops(records([L, L, L], [L]), "full", TABLE)["savings"] == 0.0
+    assert cell_flops(records([L, L, L], [L]), parse_method("full"), TABLE)["savings"] == 0.0
 
 
 def test_all_layers_on_every_token_costs_the_classifier_overhead() -> None:
-    out = cell_flops(records([L, L, L]), "ee-calm-copy-t0.9", TABLE)
+    out = cell_flops(records([L, L, L]), parse_method("ee-calm-copy-t0.9"), TABLE)
     overhead = 2 * 4 * CALM  # two decode tokens, four decisions each; the prompt's token takes none
     assert out["savings"] == pytest.approx(-overhead / (3 * FULL_TOKEN))
     assert out["savings"] < 0
@@ -36,7 +37,7 @@ def test_all_layers_on_every_token_costs_the_classifier_overhead() -> None:
 
 def test_exiting_at_layer_e_saves_what_the_blocks_predict() -> None:
     e = 5
-    out = cell_flops(records([L] + [e] * 9), "ee-calm-partial-t0.9", TABLE)
+    out = cell_flops(records([L] + [e] * 9), parse_method("ee-calm-partial-t0.9"), TABLE)
     token = e * LAYER + HEAD + 2 * CALM + (L - e) * PARTIAL  # decisions at exits 4 and 5, fill of 3 layers
     expected = 1 - (FULL_TOKEN + 9 * token) / (10 * FULL_TOKEN)
     assert out["savings"] == pytest.approx(expected)
@@ -44,11 +45,11 @@ def test_exiting_at_layer_e_saves_what_the_blocks_predict() -> None:
 
 
 def test_stateful_classifier_steps_at_every_exit_and_oracle_is_free() -> None:
-    mamba = cell_flops(records([L, 4]), "ee-mamba-skip-t0.9", TABLE)
+    mamba = cell_flops(records([L, 4]), parse_method("ee-mamba-skip-t0.9"), TABLE)
     assert mamba["per_token_executed"] == pytest.approx((FULL_TOKEN + 4 * LAYER + HEAD + 4 * MAMBA) / 2)
-    oracle = cell_flops(records([L, 4]), "oracle", TABLE)
+    oracle = cell_flops(records([L, 4]), parse_method("oracle"), TABLE)
     assert oracle["per_token_executed"] == pytest.approx((FULL_TOKEN + 4 * LAYER + HEAD) / 2)
 
 
 def test_pruning_counts_the_kept_layers() -> None:
-    assert cell_flops(records([6, 6]), "prune2", TABLE)["savings"] == pytest.approx(1 - (6 * LAYER + HEAD) / FULL_TOKEN)
+    assert cell_flops(records([6, 6]), parse_method("prune2"), TABLE)["savings"] == pytest.approx(1 - (6 * LAYER + HEAD) / FULL_TOKEN)

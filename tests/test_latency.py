@@ -10,16 +10,20 @@ from dynamax_bench.costs.flops import flops_table
 from dynamax_bench.files import read_json
 from dynamax_bench.costs.latency import measure_latency
 from dynamax_bench.reporting.tables import speedups
+from dynamax_bench.spec import latency_spec, task_spec
 
 
 def test_sample_time_splits_into_first_token_and_decode_steps(
     smoke_config: dict, tiny_mistral, backbone_root: Path, tmp_path: Path
 ) -> None:
-    config = {**smoke_config, "latency": {**smoke_config["latency"], "prompts": 2, "repeats": 2, "warmup": 1,
-                                          "max_new_tokens": 6}}
+    config = {**smoke_config, "latency": {**smoke_config["latency"], "max_new_tokens": 6}}
     folder = backbone_root / "tiny_mistral"
-    flops_table(config, folder, tmp_path / "flops.json")
-    result = measure_latency(config, folder, "full", tmp_path / "full.json", tmp_path / "flops.json")
+    flops_table(folder, tmp_path / "flops.json", context_length=config["flops"]["context_length"],
+                kinds=config["classifiers"]["kinds"], options=config["classifiers"]["options"],
+                exits=config["backbones"]["tiny_mistral"]["exits"])
+    result = measure_latency(latency_spec(config, "tiny_mistral", "full"), task_spec(config, config["latency"]["task"]),
+                             {"prompts": 2, "repeats": 2, "warmup": 1}, folder, tmp_path / "full.json",
+                             tmp_path / "flops.json")
     assert read_json(tmp_path / "full.json") == result
     first, decode, sample = (result[k]["median"] for k in
                              ("seconds_to_first_token", "seconds_per_decode_token", "seconds_per_sample"))

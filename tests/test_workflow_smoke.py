@@ -161,23 +161,24 @@ def test_ci_gate_passes_against_the_committed_reference(smoke_run: Path) -> None
 def test_ci_gate_catches_an_off_by_one_engine(smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A deliberately broken engine (pruning keeps one layer too many) makes the check fail,
     and the table names the cell and the field that moved."""
-    from dynamax_bench.reporting.check import compare, format_table, read_cells, load_reference
-    from dynamax_bench.config import load_config
     from dynamax_bench.engine import Strategy
     from dynamax_bench.generation.generate import generate_cell
+    from dynamax_bench.profile_checks import load_profile
+    from dynamax_bench.reporting.check import compare, format_table, load_reference, read_cells
     from dynamax_bench.reporting.score import score_cell
+    from dynamax_bench.spec import decode_spec, task_spec
 
     results = tmp_path / "results"
     shutil.copytree(smoke_run / "results" / "smoke", results)
     monkeypatch.setattr(Strategy, "prune", classmethod(lambda cls, n, dropped: cls(keep_layers=n - dropped + 1)))
-    config = load_config(REPO_ROOT / "config" / "smoke.yaml")
+    config = load_profile(REPO_ROOT / "config" / "smoke.yaml")
     backbone = smoke_run / "resources" / "backbones" / "tiny_mistral"
     cell = "tiny_mistral/triviaqa/prune4"
     generations = results / "generations" / f"{cell}.jsonl"
-    generate_cell(config, backbone, "triviaqa", "prune4", generations)
-    score_cell(config, backbone, "triviaqa", "prune4", generations,
-               results / "generations" / "tiny_mistral" / "triviaqa" / "full.jsonl",
-               results / "cells" / f"{cell}.json", results / "flops" / "tiny_mistral.json")
+    tasks = task_spec(config, "triviaqa")
+    generate_cell(decode_spec(config, "tiny_mistral", "triviaqa", "prune4"), tasks, backbone, generations)
+    score_cell(tasks, generations, results / "generations" / "tiny_mistral" / "triviaqa" / "full.jsonl", backbone,
+               results / "flops" / "tiny_mistral.json", results / "cells" / f"{cell}.json", profile="smoke")
     rows = compare(read_cells(results), load_reference(REPO_ROOT / "reference" / "smoke.json"))
     failed = [r for r in rows if not r.passed]
     assert failed and {r.cell for r in failed} == {cell}

@@ -108,15 +108,14 @@ def hub_documents(source: dict) -> Iterator[dict]:
         ) from err
 
 
-def prepare_corpus(config: dict, out_path: str | Path, backbone_dirs: dict[str, str]) -> None:
+def prepare_corpus(spec: dict, seed: int, out_path: str | Path, backbone_dirs: dict[str, str]) -> None:
     """Write the distillation corpus of a profile; stop at corpus.max_chars characters."""
-    spec = config["corpus"]
     budget = spec["max_chars"]
     records: list[dict] = []
     for source in spec["sources"]:
         kind = source["kind"]
         if kind == "generated":
-            documents = generated_documents(source, backbone_dirs[source["backbone"]], config["seed"])
+            documents = generated_documents(source, backbone_dirs[source["backbone"]], seed)
         elif kind == "local":
             documents = local_documents(source)
         else:

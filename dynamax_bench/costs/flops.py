@@ -173,16 +173,16 @@ def exit_method_step(kind: str, options: dict, stack: LayerStack, blocks: dict, 
     raise ValueError(f"no FLOPs model for exit method {kind!r}: add one to dynamax_bench/costs/flops.py")
 
 
-def flops_table(config: dict, backbone_dir: str | Path, out_path: str | Path) -> dict:
+def flops_table(backbone_dir: str | Path, out_path: str | Path, *, context_length: int, kinds: list[str],
+                options: dict[str, dict], exits: dict) -> dict:
     """Write results/<profile>/flops/<backbone>.json."""
     backbone = load_backbone(backbone_dir, "cpu", "float32")  # counts do not depend on device or dtype
     backbone.model.requires_grad_(False)
     stack = layer_stack(backbone.model)
-    context_length = config["flops"]["context_length"]
     blocks = backbone_blocks(stack, context_length)
     methods = {
-        kind: exit_method_step(kind, config["classifiers"]["options"].get(kind, {}), stack, blocks, context_length)
-        for kind in config["classifiers"]["kinds"]
+        kind: exit_method_step(kind, options.get(kind, {}), stack, blocks, context_length)
+        for kind in kinds
     }
     model = backbone.model
     layer_params = sum(p.numel() for p in stack.layers[0].parameters())
@@ -194,7 +194,7 @@ def flops_table(config: dict, backbone_dir: str | Path, out_path: str | Path) ->
         "context_length": context_length,
         "num_layers": backbone.num_layers,
         "hidden_size": model.config.hidden_size,
-        "exit_positions": exit_positions(config["backbones"][backbone.meta["name"]], backbone.num_layers),
+        "exit_positions": exit_positions({"exits": exits}, backbone.num_layers),
         "blocks": blocks,
         "exit_methods": methods,
         "parameters": {

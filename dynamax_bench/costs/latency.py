@@ -22,10 +22,11 @@ import torch
 from tqdm import tqdm
 
 from dynamax_bench.costs.ledger import full_token_flops, token_cost
-from dynamax_bench.lmeval.model import DynamaxLM
+from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.provenance import machine_description
 from dynamax_bench.generation.tasks import load_samples
+from dynamax_bench.spec import DecodeSpec, MethodSpec, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def spread(values: list[float]) -> dict[str, float] | None:
     return {"median": median(values), "p25": float(q25), "p75": float(q75), "min": min(values), "max": max(values)}
 
 
-def decode_flops(decode_exits: list[int], method: str, table: dict) -> dict:
+def decode_flops(decode_exits: list[int], method: MethodSpec, table: dict) -> dict:
     """FLOPs per decode step of the timed tokens (the `flops` rule's block table over their exit
     trace, as for a cell) against the full model's: the speedup the FLOPs predict for them."""
     full = full_token_flops(table)
@@ -69,25 +70,29 @@ def decode_flops(decode_exits: list[int], method: str, table: dict) -> dict:
 
 
 def measure_latency(
-    config: dict,
+    spec: DecodeSpec,
+    task_spec: TaskSpec,
+    settings: dict,
     backbone_dir: str | Path,
-    method: str,
     out_path: str | Path,
     flops_path: str | Path,
     classifiers: str | Path | None = None,
 ) -> dict:
-    settings = config["latency"]
-    lm = DynamaxLM.from_profile(config, backbone_dir, method, classifiers)
-    task, samples = load_samples(config, settings["task"])
+    """Time `spec` (batch 1) on the first `settings["prompts"]` samples of its task, after
+    `settings["warmup"]` warm-up prompts, `settings["repeats"]` times."""
+    decoder = Decoder.load(spec, backbone_dir, classifiers)
+    method = spec.method.name
+    task, samples = load_samples(task_spec)
     prompts = [s.prompt for s in samples[: settings["prompts"]]]
-    generator = lm.generator(task.stop_strings, settings["max_new_tokens"])
-    clock = timer(lm.backbone.model.device)
+    generator = decoder.generator(task.stop_strings, spec.max_new_tokens)
+    strategy = decoder.strategy
+    clock = timer(decoder.backbone.model.device)
     for prompt in prompts[: settings["warmup"]]:
-        generator.generate(prompt, lm.strategy)
+        generator.generate(prompt, strategy)
     per_sample, per_token, first_token, per_decode_token, tokens, decode_exits = [], [], [], [], [], []
     for _ in tqdm(range(settings["repeats"]), desc=f"latency {method}", unit="repeat"):
         for prompt in prompts:
-            seconds, out = clock(lambda p=prompt: generator.generate(p, lm.strategy))
+            seconds, out = clock(lambda p=prompt: generator.generate(p, strategy))
             n = len(out.token_ids)
             per_sample.append(seconds)
             per_token.append(seconds / n)
@@ -97,22 +102,23 @@ def measure_latency(
             tokens.append(n)
             decode_exits.extend(out.exit_layers[1:])
     result = {
-        "backbone": lm.backbone.meta["name"],
+        "backbone": spec.backbone,
         "method": method,
-        "task": settings["task"],
+        "spec": spec.to_dict(),
+        "task": task_spec.name,
         "prompts": len(prompts),
         "repeats": settings["repeats"],
         "warmup": settings["warmup"],
-        "max_new_tokens": settings["max_new_tokens"],
+        "max_new_tokens": spec.max_new_tokens,
         "mean_tokens": float(np.mean(tokens)),
         "seconds_per_sample": spread(per_sample),
         "seconds_per_token": spread(per_token),  # the whole sample over its tokens, prompt included
         "seconds_to_first_token": spread(first_token),
         "seconds_per_decode_token": spread(per_decode_token),  # what Table 3's speedup and Figure 3 use
         "decode_tokens": len(decode_exits),
-        "flops_per_decode_token": decode_flops(decode_exits, method, read_json(flops_path)),
-        "timer": "torch.cuda.Event" if lm.backbone.model.device.type == "cuda" else "time.perf_counter",
-        "device": str(lm.backbone.model.device),
+        "flops_per_decode_token": decode_flops(decode_exits, spec.method, read_json(flops_path)),
+        "timer": "torch.cuda.Event" if decoder.backbone.model.device.type == "cuda" else "time.perf_counter",
+        "device": str(decoder.backbone.model.device),
         "torch_threads": torch.get_num_threads(),
         "machine": machine_description(),
     }

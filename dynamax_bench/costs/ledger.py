@@ -17,15 +17,14 @@ is the ceiling: its exits are counted without any decision cost or fill work. Sa
 from __future__ import annotations
 
 from dynamax_bench.classifiers.registry import exit_method
-from dynamax_bench.spec import parse_method
+from dynamax_bench.spec import MethodSpec
 
 
-def token_cost(exit_layer: int, first: bool, method_name: str, table: dict) -> int:
+def token_cost(exit_layer: int, first: bool, method: MethodSpec, table: dict) -> int:
     """FLOPs executed for one generated token that ran `exit_layer` layers."""
     blocks = table["blocks"]
     num_layers = table["num_layers"]
     cost = exit_layer * blocks["layer_decode"]["flops"] + blocks["head"]["flops"]
-    method = parse_method(method_name)
     if method.kind != "ee" or first:
         return cost  # full, prune, oracle; and the prompt's token (no decision taken)
     exits = table["exit_positions"]
@@ -41,16 +40,16 @@ def full_token_flops(table: dict) -> int:
     return table["num_layers"] * table["blocks"]["layer_decode"]["flops"] + table["blocks"]["head"]["flops"]
 
 
-def cell_flops(records: list[dict], method_name: str, table: dict) -> dict:
+def cell_flops(records: list[dict], method: MethodSpec, table: dict) -> dict:
     """Executed and full FLOPs per generated token, and the savings, for one cell's records."""
     full_token = full_token_flops(table)
     executed = tokens = 0
     for record in records:
         for position, layers in enumerate(record["exit_layers"]):
-            executed += token_cost(layers, position == 0, method_name, table)
+            executed += token_cost(layers, position == 0, method, table)
             tokens += 1
     if tokens == 0:
-        raise ValueError(f"{method_name}: no generated tokens to count")
+        raise ValueError(f"{method.name}: no generated tokens to count")
     return {
         "per_token_executed": executed / tokens,
         "per_token_full": float(full_token),

@@ -1,16 +1,14 @@
 """The `dynamax` model of lm-evaluation-harness: early-exit greedy generation behind `generate_until`.
 
-Importing this module registers the model. lm-eval 0.4.13 looks models up only in its own
-registry (no plugin entry points), so the command line goes through `dynamax-lm-eval`
-(`python -m dynamax_bench.lmeval.cli`), which is lm-eval's CLI with this module imported:
+An adapter over the suite's `Decoder` (dynamax_bench/generation/decoder.py), the same object the
+DAG's `generate` rule runs: model arguments become a `DecodeSpec`. Importing this module registers
+the model. lm-eval 0.4.13 looks models up only in its own registry (no plugin entry points), so the
+command line goes through `dynamax-lm-eval` (`python -m dynamax_bench.lmeval.cli`), which is
+lm-eval's CLI with this module imported:
 
     python -m dynamax_bench.lmeval.cli --model dynamax \\
         --model_args backbone=resources/backbones/smollm2,method=ee-mamba-copy-t0.9 \\
         --tasks dynamax_triviaqa --include_path dynamax_bench/lmeval/tasks
-
-The DAG's `generate` rule builds the same model (`DynamaxLM.from_profile`) and runs lm-eval
-`Instance`s built from the project's tasks through `generate_traced`, the function behind
-`generate_until`, keeping the per-token trace (exit layer of every token).
 """
 
 from __future__ import annotations
@@ -21,21 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import lm_eval.models  # noqa: F401  (registers lm-eval's own models before ours: get_model() skips them otherwise)
+import torch
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import normalize_gen_kwargs
-import torch
-from tqdm import tqdm
 
 from dynamax_bench.backbones.prepare import load_backbone
-from dynamax_bench.config import exit_positions
-from dynamax_bench.engine import EarlyExitGenerator, Generation
+from dynamax_bench.engine import Generation
 from dynamax_bench.files import write_jsonl
-from dynamax_bench.backbones.meta import read_backbone_meta
-from dynamax_bench.generation.strategy import build_strategy
-from dynamax_bench.spec import ee_name, parse_method
+from dynamax_bench.generation.decoder import Decoder
+from dynamax_bench.generation.generate import trace_record
 from dynamax_bench.generation.tasks import Sample, Task
+from dynamax_bench.spec import DecodeSpec, ee_name, parse_method
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +43,13 @@ NO_LOGLIKELIHOOD = (
 )
 
 
-def parse_exits(exits: int | str | Sequence[int], num_layers: int) -> list[int]:
-    """Exit positions from a count (4), positions joined by ':' ('15:20:24:29') or a list."""
+def parse_exits(exits: int | str | Sequence[int]) -> dict[str, Any]:
+    """The `exits` entry of a spec from a count (4), positions joined by ':' ('15:20:24:29') or a list."""
     if isinstance(exits, str) and ":" in exits:
-        spec: dict = {"exits": {"positions": [int(p) for p in exits.split(":")]}}
-    elif isinstance(exits, (int, str)):
-        spec = {"exits": {"count": int(exits)}}
-    else:
-        spec = {"exits": {"positions": list(exits)}}
-    return exit_positions(spec, num_layers)
+        return {"positions": [int(p) for p in exits.split(":")]}
+    if isinstance(exits, (int, str)):
+        return {"count": int(exits)}
+    return {"positions": list(exits)}
 
 
 def lm_eval_device(device: str | None) -> str:
@@ -69,15 +63,14 @@ def lm_eval_device(device: str | None) -> str:
     return device
 
 
-def trace_record(prompt: str, generation: Generation) -> dict[str, Any]:
-    """The per-sample fields later stages read: prompt, output and the per-token trace."""
-    return {
-        "prompt": prompt,
-        "output": generation.text,
-        "token_ids": generation.token_ids,
-        "exit_layers": generation.exit_layers,
-        "stop_reason": generation.stop_reason,
-    }
+def batch_rows(batch_size: int | str | None, max_batch_size: int | None) -> int:
+    """Rows per batch from lm-eval's --batch_size: a number, or "auto" (taken as max_batch_size, else 16:
+    early exit has no memory probe to size a batch by)."""
+    if batch_size is None:
+        return 1
+    if str(batch_size).startswith("auto"):
+        return int(max_batch_size or 16)
+    return int(batch_size)
 
 
 def build_requests(task: Task, samples: list[Sample], max_new_tokens: int) -> list[Instance]:
@@ -99,7 +92,8 @@ class DynamaxLM(LM):
     Model arguments: backbone (a prepared folder), method (full, prune<N>, oracle,
     ee-<kind>-<policy>-t<threshold>; or give kind, policy and threshold), classifiers (the distill
     rule's folder, for ee methods), exits (a count or positions 'a:b:c'), repetition_penalty,
-    max_gen_toks (when a request sets none), device, dtype, trace (a JSONL file that receives the
+    max_gen_toks (when a request sets none), device, dtype, batch_size (lm-eval's --batch_size; every
+    row's output is its batch-1 output), prefix_cache, seed, trace (a JSONL file that receives the
     per-token trace of every request).
     """
 
@@ -119,6 +113,8 @@ class DynamaxLM(LM):
         trace: str | None = None,
         batch_size: int | str | None = None,
         max_batch_size: int | None = None,
+        prefix_cache: bool = True,
+        seed: int = 1234,
     ) -> None:
         super().__init__()
 
@@ -130,57 +126,28 @@ class DynamaxLM(LM):
                     f"(got method={method!r}, kind={kind!r}, policy={policy!r}, threshold={threshold!r})"
                 )
             method = ee_name(kind, policy, float(threshold))
-        if batch_size not in (None, 1, "1"):
-            log.warning("dynamax decodes one sample at a time (exit decisions are per sequence); batch_size=%s ignored",
-                        batch_size)
         self.backbone_dir = Path(backbone)
-        self.backbone = load_backbone(self.backbone_dir, lm_eval_device(device), dtype)
-        self._device = self.backbone.model.device
-        self.method = parse_method(method)
-        self.strategy = build_strategy(self.method, self.backbone, classifiers)
-        self.exit_layers = parse_exits(exits, self.backbone.num_layers)
-        trained = getattr(self.strategy.rule, "classifiers", None)
-        if trained is not None and sorted(trained) != self.exit_layers:
-            raise ValueError(
-                f"{classifiers}: classifiers sit at layers {sorted(trained)} but the exits are {self.exit_layers}; "
-                "retrain them for these exits (the distill rule reruns when a profile's exits change)"
-            )
-        self.repetition_penalty = float(repetition_penalty)
+        loaded = load_backbone(self.backbone_dir, lm_eval_device(device), dtype)
+        self.spec = DecodeSpec(
+            backbone=loaded.meta["name"],
+            family=loaded.family,
+            task="lm-eval",
+            method=parse_method(method),
+            exits=parse_exits(exits),
+            repetition_penalty=float(repetition_penalty),
+            max_new_tokens=int(max_gen_toks),
+            batch_size=batch_rows(batch_size, max_batch_size),
+            prefix_cache=bool(prefix_cache),
+            dtype=dtype,
+            device=str(loaded.model.device),
+            seed=int(seed),
+        )
+        self.decoder = Decoder.for_backbone(self.spec, loaded, classifiers)
+        self.backbone = loaded
+        self.method = self.spec.method
+        self.exit_layers = self.decoder.exit_layers
         self.max_gen_toks = int(max_gen_toks)
         self.trace = trace
-        self._generators: dict[tuple[tuple[str, ...], int], EarlyExitGenerator] = {}
-
-    @classmethod
-    def from_profile(
-        cls, config: dict, backbone_dir: str | Path, method: str, classifiers: str | Path | None = None
-    ) -> DynamaxLM:
-        """The model a profile's `generate` rule runs: its exits, penalty, device and dtype."""
-        meta = read_backbone_meta(backbone_dir)
-        spec = config["backbones"][meta["name"]]
-        return cls(
-            backbone=str(backbone_dir),
-            method=method,
-            classifiers=None if classifiers is None else str(classifiers),
-            exits=exit_positions(spec, meta["num_layers"]),
-            repetition_penalty=config["generation"].get("repetition_penalty", 1.0),
-            max_gen_toks=config["generation"]["max_new_tokens"],
-            device=config["runtime"]["device"],
-            dtype=config["runtime"]["dtype"],
-        )
-
-    def generator(self, until: Sequence[str], max_gen_toks: int) -> EarlyExitGenerator:
-        """One engine per (stop strings, length) pair: requests of one task share it."""
-        key = (tuple(until), max_gen_toks)
-        if key not in self._generators:
-            self._generators[key] = EarlyExitGenerator(
-                self.backbone.model,
-                self.backbone.tokenizer,
-                exit_layers=self.exit_layers,
-                max_new_tokens=max_gen_toks,
-                repetition_penalty=self.repetition_penalty,
-                stop_strings=until,
-            )
-        return self._generators[key]
 
     def _unpack(self, request: Instance) -> tuple[str, list[str], int]:
         context, gen_kwargs = request.args
@@ -193,11 +160,17 @@ class DynamaxLM(LM):
         return context, [stop for stop in kwargs["until"] if stop], kwargs["max_gen_toks"]
 
     def generate_traced(self, requests: list[Instance], disable_tqdm: bool = False) -> list[Generation]:
-        """Greedy early-exit generation of every request, with its per-token trace."""
-        results = []
-        for request in tqdm(requests, disable=disable_tqdm, desc=f"dynamax {self.method.name}", unit="request"):
-            context, until, max_gen_toks = self._unpack(request)
-            results.append(self.generator(until, max_gen_toks).generate(context, self.strategy))
+        """Greedy early-exit generation of every request, with its per-token trace; requests that
+        share stop strings and length are decoded together."""
+        unpacked = [self._unpack(request) for request in requests]
+        groups: dict[tuple[tuple[str, ...], int], list[int]] = {}
+        for index, (_, until, max_gen_toks) in enumerate(unpacked):
+            groups.setdefault((tuple(until), max_gen_toks), []).append(index)
+        results: list[Generation | None] = [None] * len(requests)
+        for (until, max_gen_toks), indices in groups.items():
+            prompts = [unpacked[i][0] for i in indices]
+            for index, generation in zip(indices, self.decoder.generate(prompts, until, max_gen_toks, disable_tqdm)):
+                results[index] = generation
         return results
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
@@ -229,5 +202,5 @@ class DynamaxLM(LM):
             "backbone_label": self.backbone.meta["label"],
             "method": self.method.name,
             "exit_layers": self.exit_layers,
-            "repetition_penalty": self.repetition_penalty,
+            "decode_spec": self.spec.to_dict(),
         }

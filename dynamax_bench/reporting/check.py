@@ -30,7 +30,7 @@ from dynamax_bench.files import atomic_path, read_json, write_json
 from dynamax_bench.provenance import git_commit
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "reference.schema.yaml"
-SKIPPED_ROOTS = ("provenance",)
+SKIPPED_ROOTS = ("provenance", "spec", "task_spec")  # how a cell was made, not what it measured
 DEFAULT_TOLERANCES = [
     {"pattern": "metrics.*", "kind": "absolute", "tol": 0.02},
     {"pattern": "consistency.*", "kind": "absolute", "tol": 0.02},
@@ -162,7 +162,7 @@ def regenerate(results_dir: str | Path, reference_path: str | Path, reason: str)
             "at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
             "from": str(results_dir),
             "git_commit": git_commit(),
-            "config_hash": provenance["config_hash"],
+            "spec_hash": provenance["spec_hash"],
             "reason": reason,
         },
         "tolerances": tolerances,

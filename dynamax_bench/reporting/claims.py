@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from statistics import fmean
 
-from dynamax_bench.spec import parse_method
+from dynamax_bench.spec import method_of
 
 CONSISTENCY_TARGET = 0.99  # "no loss": the share of outputs identical to full's
 DEGENERATION_MARGIN = 0.0
@@ -40,7 +40,7 @@ def group(cells: list[dict]) -> dict[tuple[str, str], list[dict]]:
 def ee_cells(cells: list[dict], kind: str | None = None, policy: str | None = None) -> list[dict]:
     picked = []
     for cell in cells:
-        m = parse_method(cell["method"])
+        m = method_of(cell)
         if m.kind == "ee" and (kind is None or m.exit_kind == kind) and (policy is None or m.policy == policy):
             picked.append(cell)
     return picked
@@ -70,8 +70,8 @@ def claim_ee_beats_pruning(cells: list[dict]) -> dict:
     checked, held, numbers = 0, 0, []
     for (backbone, task), group_cells in sorted(group(cells).items()):
         early = ee_cells(group_cells)
-        for prune in (c for c in group_cells if parse_method(c["method"]).kind == "prune"):
-            if parse_method(prune["method"]).prune == 0 or not early:
+        for prune in (c for c in group_cells if method_of(c).kind == "prune"):
+            if method_of(prune).prune == 0 or not early:
                 continue
             best = best_consistency_at(early, prune["flops"]["savings"])
             line = (f"{backbone}/{task} {prune['method']} (savings {prune['flops']['savings']:.3f}): "
@@ -95,9 +95,8 @@ def claim_ee_beats_pruning(cells: list[dict]) -> dict:
 def claim_copy_costs_little(cells: list[dict], tolerance: float = 0.05) -> dict:
     checked, held, numbers = 0, 0, []
     for (backbone, task), group_cells in sorted(group(cells).items()):
-        copy = {parse_method(c["method"]).name.replace("-copy-", "-"): c for c in ee_cells(group_cells, policy="copy")}
-        partial = {parse_method(c["method"]).name.replace("-partial-", "-"): c
-                   for c in ee_cells(group_cells, policy="partial")}
+        copy = {(method_of(c).exit_kind, method_of(c).threshold): c for c in ee_cells(group_cells, policy="copy")}
+        partial = {(method_of(c).exit_kind, method_of(c).threshold): c for c in ee_cells(group_cells, policy="partial")}
         gaps = [partial[k]["consistency"]["output_match"] - copy[k]["consistency"]["output_match"]
                 for k in sorted(set(copy) & set(partial))]
         if not gaps:
@@ -120,8 +119,8 @@ def claim_low_thresholds_repeat(cells: list[dict]) -> dict:
         early = ee_cells(group_cells)
         if full is None or not early:
             continue
-        thresholds = sorted({parse_method(c["method"]).threshold for c in early})
-        rate = {t: fmean(c["degeneration"]["loop_rate"] for c in early if parse_method(c["method"]).threshold == t)
+        thresholds = sorted({method_of(c).threshold for c in early})
+        rate = {t: fmean(c["degeneration"]["loop_rate"] for c in early if method_of(c).threshold == t)
                 for t in (thresholds[0], thresholds[-1])}
         line = (f"{backbone}/{task}: looping rate full {full['degeneration']['loop_rate']:.3f}, "
                 + ", ".join(f"EE at t={t:g} {r:.3f}" for t, r in rate.items()))

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dynamax_bench.files import atomic_path  # noqa: E402
-from dynamax_bench.spec import parse_method  # noqa: E402
+from dynamax_bench.spec import method_of  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, out_dir: Path, stem: str) -> list[str]:
@@ -31,7 +31,7 @@ def exit_histograms(cells: list[dict], out_dir: Path) -> list[str]:
     (columns); one bar series per state policy and threshold, the `full` layer count on the right."""
     by_panel: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for cell in cells:
-        method = parse_method(cell["method"])
+        method = method_of(cell)
         if method.kind == "ee":
             by_panel[(cell["backbone"], method.exit_kind)].append(cell)
     backbones = sorted({b for b, _ in by_panel})
@@ -48,7 +48,7 @@ def exit_histograms(cells: list[dict], out_dir: Path) -> list[str]:
             ax = axes[r][c]
             series = defaultdict(lambda: defaultdict(int))
             for cell in by_panel.get((backbone, kind), []):
-                method = parse_method(cell["method"])
+                method = method_of(cell)
                 label = f"{method.policy} t={method.threshold:g}"
                 for layer, count in cell["layers"]["histogram"].items():
                     series[label][int(layer)] += count
@@ -89,7 +89,7 @@ def quality_vs_savings(cells: list[dict], out_dir: Path) -> list[str]:
             ax = axes[row][col]
             series: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
             for cell in group_cells:
-                m = parse_method(cell["method"])
+                m = method_of(cell)
                 point = (cell["flops"]["savings"], value(cell))
                 if m.kind == "ee":
                     series[f"{m.exit_kind}-{m.policy}"].append((m.threshold, *point))
@@ -124,7 +124,7 @@ def latency_vs_threshold(latency: list[dict], out_dir: Path) -> list[str]:
         for entry in latency:
             if entry["backbone"] != backbone:
                 continue
-            m = parse_method(entry["method"])
+            m = method_of(entry)
             if entry["seconds_per_decode_token"] is None:
                 continue
             per_token = {k: 1000 * v for k, v in entry["seconds_per_decode_token"].items()}

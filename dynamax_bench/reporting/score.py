@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import fmean
 
-from dynamax_bench.config import exit_positions
 from dynamax_bench.costs.ledger import cell_flops
-from dynamax_bench.files import read_json, read_jsonl, write_json
+from dynamax_bench.files import read_json, write_json
 from dynamax_bench.backbones.meta import read_backbone_meta
 from dynamax_bench.provenance import provenance
+from dynamax_bench.generation.generate import read_generations
 from dynamax_bench.generation.tasks import load_samples
+from dynamax_bench.spec import DecodeSpec, TaskSpec
 
 # An output loops when one token n-gram occurs at least LOOP_MIN_COUNT times in it.
 LOOP_NGRAM = 4
@@ -65,41 +66,44 @@ def check_aligned(records: list[dict], full: list[dict], what: str) -> None:
 
 
 def score_cell(
-    config: dict,
-    backbone_dir: str | Path,
-    task_name: str,
-    method_name: str,
+    task_spec: TaskSpec,
     generations: str | Path,
     full_generations: str | Path,
-    out_path: str | Path,
+    backbone_dir: str | Path,
     flops: str | Path,
+    out_path: str | Path,
+    profile: str,
 ) -> dict:
     """Score one cell; `flops` is the backbone's block table (rule flops) for the savings."""
     meta = read_backbone_meta(backbone_dir)
-    records, full = read_jsonl(generations), read_jsonl(full_generations)
+    header, records = read_generations(generations)
+    _, full = read_generations(full_generations)
     check_aligned(records, full, str(generations))
-    task, samples = load_samples(config, task_name)
+    task, samples = load_samples(task_spec)
     check_aligned(records, [{"id": s.id} for s in samples], str(generations))
+    spec = DecodeSpec.from_dict(header["decode_spec"])
     per_sample = [task.score_one(sample, record["output"]) for sample, record in zip(samples, records)]
     exits = [layer for record in records for layer in record["exit_layers"]]
     cell = {
         "backbone": meta["name"],
         "backbone_label": meta["label"],
-        "task": task_name,
-        "method": method_name,
+        "task": task_spec.name,
+        "method": spec.method.name,
+        "spec": spec.to_dict(),
+        "task_spec": task_spec.to_dict(),
         "metrics": {name: fmean(s[name] for s in per_sample) for name in task.metrics},
         "consistency": consistency(records, full),
         "degeneration": degeneration(records),
         "layers": {
             "num_layers": meta["num_layers"],
-            "exit_positions": exit_positions(config["backbones"][meta["name"]], meta["num_layers"]),
+            "exit_positions": header["exit_layers"],
             "mean_executed": fmean(exits),
             "histogram": {str(layer): exits.count(layer) for layer in sorted(set(exits))},
         },
-        "flops": cell_flops(records, method_name, read_json(flops)),
+        "flops": cell_flops(records, spec.method, read_json(flops)),
         "n_samples": len(records),
         "n_tokens": len(exits),
-        "provenance": provenance(config),
+        "provenance": provenance(profile, {"decode_spec": spec.to_dict(), "task_spec": task_spec.to_dict()}),
     }
     write_json(out_path, cell)
     return cell

@@ -3,6 +3,7 @@ rule prepare_backbone:
     output:
         directory("resources/backbones/{backbone}"),
     params:
+        runtime=RUNTIME,
         spec=lambda w: config["backbones"][w.backbone],
     log:
         "logs/prepare_backbone/{backbone}.log",
@@ -23,6 +24,7 @@ rule train_backbone:
     output:
         directory("resources/backbones/{backbone}"),
     params:
+        runtime=RUNTIME,
         spec=lambda w: config["backbones"][w.backbone],
         # outside the output, so an interrupted run resumes from its last checkpoint
         work_dir="resources/training/{backbone}",

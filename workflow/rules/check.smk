@@ -5,6 +5,8 @@ rule check:
         reference=f"{workflow.basedir}/reference/{PROFILE}.json",
     output:
         f"{RESULTS}/check.txt",
+    params:
+        runtime=RUNTIME,
     log:
         f"{LOGS}/check.log",
     localrule: True

@@ -6,6 +6,7 @@ rule extract_oracle:
     output:
         directory(f"{RESULTS}/oracle/{{backbone}}"),
     params:
+        runtime=RUNTIME,
         exits=lambda w: config["backbones"][w.backbone].get("exits"),
         settings={k: config["distill"][k] for k in ("max_length", "heldout_fraction", "store_dtype")},
     log:
@@ -29,6 +30,7 @@ rule distill:
         weights=f"{RESULTS}/classifiers/{{backbone}}/{{kind}}.safetensors",
         metrics=f"{RESULTS}/classifiers/{{backbone}}/{{kind}}.json",
     params:
+        runtime=RUNTIME,
         options=lambda w: config["classifiers"]["options"].get(w.kind, {}),
         settings=config["distill"],
     log:

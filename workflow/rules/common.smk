@@ -3,8 +3,10 @@ import os
 
 from dynamax_bench.config import ConfigError, backbone_names, distilled_backbones, task_names
 from dynamax_bench.profile_checks import check_profile
+from dynamax_bench.provenance import run_description
+from dynamax_bench.runtime import job_runtime
 from dynamax_bench.classifiers.registry import is_trained
-from dynamax_bench.spec import METHOD_PATTERN, baseline_methods, ee_methods, parse_method
+from dynamax_bench.spec import METHOD_PATTERN, baseline_methods, decode_spec, ee_methods, latency_spec, parse_method, task_spec
 
 try:
     check_profile(config)
@@ -15,6 +17,8 @@ PROFILE = config["profile"]
 RESULTS = f"results/{PROFILE}"
 LOGS = f"logs/{PROFILE}"
 THREADS = config["runtime"]["threads"]
+# What every job's set-up reads (seed, threads, device, dtype, offline): a change reruns the jobs.
+RUNTIME = job_runtime(config)
 # Rules that run a model on the profile's device hold one `gpu` resource on CUDA profiles, so
 # `--resources gpu=1` (the GPU profile in profiles/gpu) keeps them from sharing the card.
 GPU = 1 if config["runtime"]["device"] == "cuda" else 0

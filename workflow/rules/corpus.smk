@@ -5,6 +5,7 @@ rule prepare_corpus:
     output:
         f"{RESULTS}/corpus.jsonl",
     params:
+        runtime=RUNTIME,
         corpus=config["corpus"],
     log:
         f"{LOGS}/prepare_corpus.log",

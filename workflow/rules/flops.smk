@@ -5,9 +5,11 @@ rule flops:
     output:
         f"{RESULTS}/flops/{{backbone}}.json",
     params:
-        flops=config["flops"],
-        classifiers=config["classifiers"],
-        exits=lambda w: config["backbones"][w.backbone].get("exits"),
+        runtime=RUNTIME,
+        context_length=config["flops"]["context_length"],
+        kinds=config["classifiers"]["kinds"],
+        options=config["classifiers"]["options"],
+        exits=lambda w: config["backbones"][w.backbone]["exits"],
     log:
         f"{LOGS}/flops/{{backbone}}.log",
     conda:

@@ -1,15 +1,14 @@
 rule generate:
-    """Early-exit generation of one method on one task through the `dynamax` lm-eval model: one JSONL line per sample."""
+    """Early-exit generation of one method on one task under its decode spec: one JSONL line per sample."""
     input:
         unpack(generate_inputs),
     output:
         f"{RESULTS}/generations/{{backbone}}/{{task}}/{{method}}.jsonl",
     params:
-        # listed so that a change to any of them reruns the cell
-        spec=lambda w: config["backbones"][w.backbone],
-        task=lambda w: config["tasks"][w.task],
-        limit=config.get("limit"),
-        generation=config["generation"],
+        runtime=RUNTIME,
+        # everything the script reads: a change to any field reruns exactly the cells it affects
+        spec=lambda w: decode_spec(config, w.backbone, w.task, w.method).to_dict(),
+        task=lambda w: task_spec(config, w.task).to_dict(),
     log:
         f"{LOGS}/generate/{{backbone}}/{{task}}/{{method}}.log",
     benchmark:

@@ -6,8 +6,10 @@ rule latency:
     output:
         f"{RESULTS}/latency/{{backbone}}/{{method}}.json",
     params:
-        latency=config["latency"],
-        generation=config["generation"],
+        runtime=RUNTIME,
+        spec=lambda w: latency_spec(config, w.backbone, w.method).to_dict(),
+        task=task_spec(config, config["latency"]["task"]).to_dict(),
+        settings={k: config["latency"][k] for k in ("prompts", "warmup", "repeats")},
     log:
         f"{LOGS}/latency/{{backbone}}/{{method}}.log",
     benchmark:

@@ -7,6 +7,10 @@ rule score:
         flops=f"{RESULTS}/flops/{{backbone}}.json",
     output:
         f"{RESULTS}/cells/{{backbone}}/{{task}}/{{method}}.json",
+    params:
+        runtime=RUNTIME,
+        task=lambda w: task_spec(config, w.task).to_dict(),
+        profile=PROFILE,
     log:
         f"{LOGS}/score/{{backbone}}/{{task}}/{{method}}.log",
     conda:

@@ -13,6 +13,9 @@ rule paper_tables:
             caption="../report/paper_tables.rst",
             category="Tables and figures",
         ),
+    params:
+        runtime=RUNTIME,
+        run=run_description(config),
     log:
         f"{LOGS}/paper_tables.log",
     conda:

@@ -1,10 +1,10 @@
 from dynamax_bench.runtime import set_up
 
-set_up(snakemake.config, snakemake.log[0])
+set_up(snakemake.params.runtime, snakemake.log[0])
 from dynamax_bench.reporting.tables import build_paper_tables  # noqa: E402
 
 build_paper_tables(
-    snakemake.config,
+    snakemake.params.run,
     snakemake.input.cells,
     snakemake.output[0],
     classifier_paths=snakemake.input.classifiers,

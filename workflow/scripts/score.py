@@ -1,15 +1,15 @@
 from dynamax_bench.runtime import set_up
 
-set_up(snakemake.config, snakemake.log[0])
+set_up(snakemake.params.runtime, snakemake.log[0])
 from dynamax_bench.reporting.score import score_cell  # noqa: E402
+from dynamax_bench.spec import TaskSpec  # noqa: E402
 
 score_cell(
-    snakemake.config,
-    snakemake.input.backbone,
-    snakemake.wildcards.task,
-    snakemake.wildcards.method,
+    TaskSpec.from_dict(snakemake.params.task),
     snakemake.input.generations,
     snakemake.input.full,
-    snakemake.output[0],
+    snakemake.input.backbone,
     snakemake.input.flops,
+    snakemake.output[0],
+    profile=snakemake.params.profile,
 )

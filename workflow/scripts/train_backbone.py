@@ -1,6 +1,6 @@
 from dynamax_bench.runtime import set_up
 
-set_up(snakemake.config, snakemake.log[0])
+set_up(snakemake.params.runtime, snakemake.log[0])
 from dynamax_bench.backbones.train_mamba2 import train_distilled_backbone  # noqa: E402 (after offline set-up)
 
 train_distilled_backbone(
@@ -10,5 +10,5 @@ train_distilled_backbone(
     snakemake.input.corpus,
     snakemake.output[0],
     snakemake.params.work_dir,
-    seed=snakemake.config["seed"],
+    seed=snakemake.params.runtime["seed"],
 )
