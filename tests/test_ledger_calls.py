@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
 
 from dynamax_bench.backbones.prepare import Backbone
-from dynamax_bench.classifiers.registry import build_classifier, training_free_rule
+from dynamax_bench.classifiers.checkpoints import save_classifiers
+from dynamax_bench.classifiers.registry import build_classifier, is_trained
 from dynamax_bench.config import exit_positions
 from dynamax_bench.costs.ledger import FULL, sample_work
-from dynamax_bench.engine import ClassifierRule, EarlyExitGenerator, ExitRule, Strategy
+from dynamax_bench.engine import EarlyExitGenerator, ExitRule, Strategy
 from dynamax_bench.engine.policies import POLICIES
 from dynamax_bench.engine.stacks import TransformerStack, layer_stack
+from dynamax_bench.generation.strategy import build_strategy
 from dynamax_bench.generation.tasks import get_task
 from dynamax_bench.spec import parse_method
 
@@ -78,22 +81,20 @@ def scripted(rule: ExitRule, seed: int) -> ExitRule:
     return rule
 
 
-def strategy_for(name: str, backbone: Backbone, exits: list[int]) -> Strategy:
-    method = parse_method(name)
-    if method.kind == "full":
-        return Strategy.full()
-    if method.kind == "prune":
-        return Strategy.prune(backbone.num_layers, method.prune)
-    if method.kind == "oracle":
-        return Strategy(oracle=True)
-    if method.exit_kind == "maxsoftmax":
-        rule = training_free_rule("maxsoftmax", 0.7)
-    else:
+def strategy_for(name: str, backbone: Backbone, exits: list[int], folder: Path) -> Strategy:
+    """The strategy the generate rule builds (trained kinds from a checkpoint of seeded random
+    classifiers), its decisions scripted."""
+    method, checkpoint = parse_method(name), None
+    if method.kind == "ee" and is_trained(method.exit_kind):
         torch.manual_seed(0)
+        checkpoint = folder / f"{method.exit_kind}.safetensors"
         hidden = backbone.model.config.hidden_size
-        rule = ClassifierRule({e: build_classifier(method.exit_kind, hidden, OPTIONS.get(method.exit_kind)).eval()
-                               for e in exits}, 0.7)
-    return Strategy.early_exit(scripted(rule, seed=len(name)), method.policy)
+        save_classifiers(checkpoint, [build_classifier(method.exit_kind, hidden, OPTIONS.get(method.exit_kind))
+                                      for _ in exits], exits, {})
+    strategy = build_strategy(method, backbone, checkpoint)
+    if strategy.rule is not None:
+        scripted(strategy.rule, seed=len(name))
+    return strategy
 
 
 def methods(family: str) -> list[str]:
@@ -108,7 +109,7 @@ CASES = [(backbone, name) for backbone, family in (("tiny_mistral", "transformer
 
 @pytest.mark.parametrize(("backbone_name", "name"), CASES)
 def test_ledger_counts_equal_the_engines_module_calls(request: pytest.FixtureRequest, backbone_name: str,
-                                                      name: str) -> None:
+                                                      name: str, tmp_path: Path) -> None:
     backbone: Backbone = request.getfixturevalue(backbone_name)
     stack = layer_stack(backbone.model)
     exits = exit_positions({"exits": {"count": 4}}, backbone.num_layers)
@@ -116,7 +117,7 @@ def test_ledger_counts_equal_the_engines_module_calls(request: pytest.FixtureReq
     task = get_task("triviaqa")
     (sample,) = task.load({"kind": "embedded"}, limit=1, num_fewshot=2)
     prompt = backbone.tokenizer(sample.prompt).input_ids  # the engine takes token ids
-    strategy = strategy_for(name, backbone, exits)
+    strategy = strategy_for(name, backbone, exits, tmp_path)
     generator = EarlyExitGenerator(backbone.model, backbone.tokenizer, exit_layers=exits, max_new_tokens=NEW_TOKENS,
                                    eos_token_ids=[])
     calls = Calls(stack, strategy.rule)
