@@ -12,7 +12,8 @@ from pathlib import Path
 from dynamax_bench.classifiers.registry import known_kinds
 from dynamax_bench.config import ConfigError, load_config, teachers, validate_config
 from dynamax_bench.engine.policies import POLICIES
-from dynamax_bench.generation.tasks import TASKS
+from dynamax_bench.generation.tasks import TASKS, get_task
+from dynamax_bench.spec import TASK_COMMON_KEYS
 
 
 def check_profile(config: dict) -> None:
@@ -53,11 +54,28 @@ def check_profile(config: dict) -> None:
                 f"profile with weights of its own ({teachers(config)})"
             )
     for name, task in config["tasks"].items():
+        check_task(name, task)
         if task.get("num_fewshot", 0) and TASKS[name].embedded_fewshot_file is None:
             raise ConfigError(
                 f"tasks.{name}.num_fewshot: {name} takes no few-shot examples (lm-eval's prompt for it is "
                 "fixed: TruthfulQA carries its own QA primer, CoQA the story); set it to 0"
             )
+
+
+def check_task(name: str, entry: dict) -> None:
+    """A registered task, with only the common keys and its class's own options, whose values its
+    constructor accepts (the schema takes any task name and key; the registry knows them)."""
+    if name not in TASKS:
+        raise ConfigError(f"tasks.{name}: unknown task; known tasks: {sorted(TASKS)} (dynamax_bench/generation/tasks)")
+    options = {key: value for key, value in entry.items() if key not in TASK_COMMON_KEYS}
+    stray = sorted(set(options) - set(TASKS[name].options))
+    if stray:
+        raise ConfigError(f"tasks.{name}: unknown key(s) {stray}; its options: {list(TASKS[name].options)}, "
+                          f"common keys: {list(TASK_COMMON_KEYS)}")
+    try:
+        get_task(name, **options)
+    except ValueError as err:
+        raise ConfigError(f"tasks.{name}: {err}") from None
 
 
 def validate_profile(config: dict) -> dict:

@@ -27,6 +27,20 @@ def test_unknown_key_is_named(smoke_config: dict) -> None:
         validate_profile(config)
 
 
+@pytest.mark.parametrize(("task", "key", "value", "message"), [
+    ("squad", "source", {"kind": "embedded"}, r"tasks.squad: unknown task; known tasks: \['coqa'"),
+    ("coqa", "turn", "all", r"tasks.coqa: unknown key\(s\) \['turn'\]; its options: \['turns'\]"),
+    ("coqa", "turns", "first", r"tasks.coqa: task coqa: turns must be one of"),
+    ("triviaqa", "turns", "all", r"tasks.triviaqa: unknown key\(s\) \['turns'\]; its options: \[\]"),
+])
+def test_task_names_keys_and_options_come_from_the_task_registry(smoke_config: dict, task: str, key: str, value,
+                                                                  message: str) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["tasks"].setdefault(task, {"source": {"kind": "embedded"}})[key] = value
+    with pytest.raises(ConfigError, match=message):
+        validate_profile(config)
+
+
 def test_bad_value_is_named(smoke_config: dict) -> None:
     config = copy.deepcopy(smoke_config)
     config["generation"]["repetition_penalty"] = 0.5

@@ -8,7 +8,17 @@ from transformers import LlamaConfig, LlamaForCausalLM, Mamba2Config, Mamba2ForC
 
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import layer_stack
-from dynamax_bench.costs.flops import backbone_blocks, exit_method_step, whole_model_count
+from dynamax_bench.classifiers.registry import build_classifier
+from dynamax_bench.costs.flops import (
+    _Traced,
+    backbone_blocks,
+    count,
+    exit_method_step,
+    layer_decode_count,
+    layer_prefill_count,
+    whole_model_count,
+)
+from dynamax_bench.costs.lengths import LengthModel, fit_length_model
 
 T = 32  # tokens of the counted prefill
 
@@ -84,3 +94,41 @@ def test_classifier_and_rule_steps(tiny_mistral: Backbone) -> None:
     assert ffn["flops"] == pytest.approx(d * 4 * d + 4 * d * 2, rel=0.05)
     softmax = exit_method_step("maxsoftmax", {}, stack, blocks, 8)
     assert softmax["flops"] > blocks["head"]["flops"]  # reads the whole LM head at every exit
+
+
+@pytest.mark.parametrize("name", ["tiny_mistral", "tiny_mamba2"])
+def test_length_models_give_fvcores_count_at_lengths_they_never_saw(request: pytest.FixtureRequest, name: str) -> None:
+    """A prompt of 77 tokens (two Mamba-2 chunks of 64, the second padded) and a decode step after
+    150 cached positions, against fvcore's own counts at those lengths."""
+    stack = layer_stack(request.getfixturevalue(name).model)
+    blocks = backbone_blocks(stack, T)
+    prefill, decode = (LengthModel.from_dict(blocks[b]["per_length"]) for b in ("layer_prefill", "layer_decode"))
+    assert prefill.exact and decode.exact
+    assert prefill(T) == blocks["layer_prefill"]["flops"] and decode(T) == blocks["layer_decode"]["flops"]
+    assert prefill(77) == layer_prefill_count(stack, 77)["flops"]
+    assert decode(150) == layer_decode_count(stack, 150)["flops"]
+    if name == "tiny_mistral":  # attention grows with the length; a Mamba-2 step does not
+        assert decode(150) > decode(T) and prefill(77) > 77 / T * prefill(T)
+    else:
+        assert decode(150) == decode(T)
+
+
+def test_stateful_classifier_prompt_pass_is_an_exact_length_model(tiny_mamba2: Backbone) -> None:
+    stack = layer_stack(tiny_mamba2.model)
+    blocks = backbone_blocks(stack, 8)
+    step = exit_method_step("mamba", {"head_dim": 16, "chunk_size": 16}, stack, blocks, 8)
+    model = LengthModel.from_dict(step["prefill"])
+    clf = build_classifier("mamba", 64, {"head_dim": 16, "chunk_size": 16}).eval().requires_grad_(False)
+    direct = count(_Traced(clf, lambda h: clf(h, clf.new_state())), (torch.randn(1, 41, 64),))["flops"]
+    assert model.exact and model.chunk == 16 and model(41) == direct
+    assert "prefill" not in exit_method_step("calm", {}, stack, blocks, 8)  # stateless: no prompt pass
+
+
+def test_a_length_model_that_misses_its_checks_says_so() -> None:
+    """A count the form cannot express (a cube) is flagged, with its error, not passed off as exact."""
+    cube = fit_length_model(lambda t: t**3, "polynomial", degree=2, around=50)
+    assert not cube.exact and cube.max_relative_error > 0.01
+    square = fit_length_model(lambda t: 7 + 3 * t * t, "polynomial", degree=2, around=50)
+    assert square.exact and square(1000) == 3_000_007
+    with pytest.raises(ValueError, match="singular"):
+        fit_length_model(lambda t: t, "chunked", chunk=1, around=5)

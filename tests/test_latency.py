@@ -1,29 +1,41 @@
-"""Latency: the prompt's forward is timed apart from the decode steps, where early exit saves."""
+"""Latency: the model's work alone, the first token timed apart from the decode steps."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
+import transformers
 
+import dynamax_bench.costs.latency as latency
+from dynamax_bench.classifiers.checkpoints import save_classifiers
+from dynamax_bench.classifiers.kinds import MambaClassifier
+from dynamax_bench.classifiers.registry import build_classifier
+from dynamax_bench.config import exit_positions
 from dynamax_bench.costs.flops import flops_table
-from dynamax_bench.files import read_json
 from dynamax_bench.costs.latency import measure_latency
+from dynamax_bench.files import read_json
 from dynamax_bench.reporting.tables import speedups
 from dynamax_bench.spec import latency_spec, task_spec
 
 
+@pytest.fixture(scope="module")
+def flops_json(smoke_config: dict, tiny_mistral, backbone_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("latency") / "flops.json"
+    flops_table(backbone_root / "tiny_mistral", path, context_length=smoke_config["flops"]["context_length"],
+                kinds=smoke_config["classifiers"]["kinds"], options=smoke_config["classifiers"]["options"],
+                exits=smoke_config["backbones"]["tiny_mistral"]["exits"])
+    return path
+
+
 def test_sample_time_splits_into_first_token_and_decode_steps(
-    smoke_config: dict, tiny_mistral, backbone_root: Path, tmp_path: Path
+    smoke_config: dict, backbone_root: Path, flops_json: Path, tmp_path: Path
 ) -> None:
     config = {**smoke_config, "latency": {**smoke_config["latency"], "max_new_tokens": 6}}
-    folder = backbone_root / "tiny_mistral"
-    flops_table(folder, tmp_path / "flops.json", context_length=config["flops"]["context_length"],
-                kinds=config["classifiers"]["kinds"], options=config["classifiers"]["options"],
-                exits=config["backbones"]["tiny_mistral"]["exits"])
     result = measure_latency(latency_spec(config, "tiny_mistral", "full"), task_spec(config, config["latency"]["task"]),
-                             {"prompts": 2, "repeats": 2, "warmup": 1}, folder, tmp_path / "full.json",
-                             tmp_path / "flops.json")
+                             {"prompts": 2, "repeats": 2, "warmup": 2}, backbone_root / "tiny_mistral",
+                             tmp_path / "full.json", flops_json)
     assert read_json(tmp_path / "full.json") == result
     first, decode, sample = (result[k]["median"] for k in
                              ("seconds_to_first_token", "seconds_per_decode_token", "seconds_per_sample"))
@@ -31,6 +43,53 @@ def test_sample_time_splits_into_first_token_and_decode_steps(
     assert result["decode_tokens"] == round(result["mean_tokens"] * 4) - 4  # 2 prompts x 2 repeats
     # `full` runs every layer on every decode step: the FLOPs predict no speedup
     assert result["flops_per_decode_token"]["predicted_speedup"] == 1.0
+
+
+def test_the_clock_sees_token_ids_only_and_the_first_token_run_includes_the_classifier_prompt_pass(
+    smoke_config: dict, backbone_root: Path, flops_json: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside every timed window: no tokenisation; the first-token window (a one-token run) holds the
+    stateful classifier's pass over the whole prompt at every exit, and the whole-sample window too."""
+    torch.manual_seed(0)
+    exits = exit_positions(smoke_config["backbones"]["tiny_mistral"], 8)
+    checkpoint = tmp_path / "mamba.safetensors"
+    save_classifiers(checkpoint, [build_classifier("mamba", 64, smoke_config["classifiers"]["options"]["mamba"])
+                                  for _ in exits], exits, {})
+    timing, windows = [False], []
+    encode = transformers.PreTrainedTokenizerBase.__call__
+
+    def tokenise(self, *args, **kwargs):
+        assert not timing[0], "a prompt was tokenised inside the timed window"
+        return encode(self, *args, **kwargs)
+
+    def prompt_passes(module, args) -> None:
+        if timing[0] and isinstance(module, MambaClassifier) and args[0].shape[1] > 1:
+            windows[-1]["prompt_passes"] += 1
+
+    def clock(device):
+        def run(fn):
+            timing[0] = True
+            windows.append({"prompt_passes": 0})
+            try:
+                out = fn()
+            finally:
+                timing[0] = False
+            windows[-1]["tokens"] = len(out.token_ids)
+            return 1.0, out
+        return run
+
+    monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "__call__", tokenise)
+    monkeypatch.setattr(latency, "timer", clock)
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(prompt_passes)
+    try:
+        config = {**smoke_config, "latency": {**smoke_config["latency"], "max_new_tokens": 3}}
+        measure_latency(latency_spec(config, "tiny_mistral", "ee-mamba-copy-t0.5"),
+                        task_spec(config, config["latency"]["task"]), {"prompts": 1, "repeats": 2, "warmup": 2},
+                        backbone_root / "tiny_mistral", tmp_path / "ee.json", flops_json, checkpoint)
+    finally:
+        hook.remove()
+    assert [w["tokens"] for w in windows[::2]] == [1, 1]  # first-token runs
+    assert all(w["prompt_passes"] == len(exits) for w in windows)
 
 
 def test_speedup_compares_decode_steps_of_the_same_run() -> None:

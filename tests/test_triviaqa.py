@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from dynamax_bench.generation.tasks import get_task
-from dynamax_bench.generation.tasks.triviaqa import exact_match, normalize_answer, token_f1
+from dynamax_bench.generation.tasks.squad import compute_f1, normalize_answer
+from dynamax_bench.generation.tasks.triviaqa import exact_match
 
 from .conftest import shared_data
 
@@ -24,12 +25,34 @@ def test_embedded_set_is_complete_and_disjoint_from_fewshot() -> None:
 
 def test_prompt_follows_lm_eval() -> None:
     task = get_task("triviaqa")
-    (sample,) = task.load({"kind": "embedded"}, limit=1, num_fewshot=1)
-    assert sample.prompt == (
-        "Question: What is the capital city of Portugal??\nAnswer: Lisbon\n\n"
-        "Question: What is the capital city of France??\nAnswer:"
-    )
+    (sample,) = task.load({"kind": "embedded"}, limit=1)
+    assert sample.prompt == "Question: What is the capital city of France??\nAnswer:"
     assert task.stop_strings == ("\n", ".", ",")
+
+
+def test_fewshot_examples_are_drawn_per_sample_from_the_pool_with_lm_evals_seed() -> None:
+    """(tests/test_lmeval_tasks.py checks the draws against lm-eval's own sampler.)"""
+    task = get_task("triviaqa")
+    pool = {task.doc_to_text(d) + " " + task.doc_to_target(d) + "\n\n"
+            for d in task.read({"kind": "embedded", "file": "triviaqa.train.jsonl"})}
+    samples = task.load({"kind": "embedded"}, limit=12, num_fewshot=3)
+    contexts = [s.prompt[: -len(task.doc_to_text(s.target))] for s in samples]
+    for context in contexts:
+        shots = [block + "\n\n" for block in context.split("\n\n")[:-1]]
+        assert len(shots) == 3 and set(shots) <= pool
+    assert len(set(contexts)) > 1  # not the same first three for every sample
+    assert [s.prompt for s in task.load({"kind": "embedded"}, limit=12, num_fewshot=3)] == [s.prompt for s in samples]
+
+
+def test_a_fewshot_pool_holding_an_evaluated_question_stops_the_run(tmp_path: Path) -> None:
+    task = get_task("triviaqa")
+    evaluated = task.load({"kind": "embedded"}, limit=3)
+    pool = tmp_path / "pool.jsonl"
+    records = [{"question": f"Filler question {i}?", "answer": {"aliases": ["x"]}} for i in range(5)]
+    records.append({"question": evaluated[2].target["question"], "answer": {"aliases": ["y"]}})
+    pool.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(ValueError, match=r"few-shot pool .* holds 1 evaluated samples.*fewshot_source"):
+        task.load({"kind": "embedded"}, limit=3, num_fewshot=2, fewshot_source={"kind": "local", "path": str(pool)})
 
 
 def test_reads_the_real_sample() -> None:
@@ -48,11 +71,14 @@ def test_malformed_record_names_file_line_and_field(tmp_path: Path) -> None:
 
 
 def test_metrics_on_fixed_strings() -> None:
-    assert normalize_answer("The Campbell-Bannerman!") == "campbell bannerman"
+    assert normalize_answer("The Campbell-Bannerman!") == "campbellbannerman"  # SQuAD's: punctuation removed
     assert exact_match("Paris.", ["paris"]) == 1.0
     assert exact_match("Paris, France", ["Paris"]) == 0.0
-    assert token_f1("Leonardo da Vinci", "da Vinci") == pytest.approx(0.8)
-    assert token_f1("nothing", "Paris") == 0.0
+    assert compute_f1("da Vinci", "Leonardo da Vinci") == pytest.approx(0.8)
+    assert compute_f1("Paris", "nothing") == 0.0
+    task = get_task("triviaqa")
+    sample = task.load({"kind": "embedded"}, limit=1)[0]
+    assert task.score_one(sample, " Paris, France")["f1"] == pytest.approx(2 / 3)  # best over the aliases
 
 
 @pytest.mark.parametrize("output", [" Paris.", "Paris", " paris ", "Paris .", "Paris, France", " The Paris"])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dynamax_bench.generation.tasks import get_task
-from dynamax_bench.generation.tasks.truthfulqa import QA_PRIMER, bleu, rouge, truthfulqa_scores
+from dynamax_bench.generation.tasks import Sample, get_task
+from dynamax_bench.generation.tasks.truthfulqa import QA_PRIMER, rouge_pair
 
 from .conftest import shared_data
 
@@ -24,25 +24,27 @@ COMPLETIONS = [
 
 @pytest.mark.parametrize("completion", COMPLETIONS)
 def test_scores_equal_lm_evals_process_results_gen(completion: str) -> None:
-    """The twelve metrics against lm-eval's own tasks/truthfulqa/utils.py on the same references."""
-    from lm_eval.tasks.truthfulqa.utils import process_results_gen
+    """The twelve metrics against lm-eval's own tasks/truthfulqa/utils.py, unpatched, on the same document."""
+    from lm_eval.tasks.truthfulqa.utils import preprocess_function, process_results_gen
 
-    expected = process_results_gen({"correct_answers": CORRECT, "incorrect_answers": INCORRECT}, [completion])
-    ours = truthfulqa_scores(completion, CORRECT, INCORRECT)
+    record = {"question": "Can you see the Great Wall from the Moon?", "correct_answers": CORRECT,
+              "incorrect_answers": INCORRECT}
+    expected = process_results_gen(preprocess_function(record), [completion])
+    task = get_task("truthfulqa")
+    doc = task.parse(record, "test", 0)
+    ours = task.score_one(Sample(id=doc["id"], prompt="", target=doc), completion)
     assert set(ours) == set(expected)
     for name, value in expected.items():
         assert ours[name] == pytest.approx(float(value), abs=1e-9), name
 
 
-def test_bleu_and_rouge_use_sacrebleu_and_rouge_score_directly() -> None:
-    import sacrebleu
-    from rouge_score import rouge_scorer
+@pytest.mark.parametrize("pair", [("The cat sat on the mat . It purred.", "The cat is on the mat . It slept."),
+                                  ("No.", "")])
+def test_rouge_pair_is_lm_evals_rouge_of_that_pair(pair: tuple[str, str]) -> None:
+    from lm_eval.tasks.truthfulqa.utils import rouge
 
-    ref, pred = "The cat sat on the mat.", "The cat is on the mat."
-    assert bleu(ref, pred) == pytest.approx(
-        sacrebleu.corpus_bleu([pred], [[ref]], smooth_method="exp", tokenize="intl").score)
-    assert rouge(ref, pred)["rouge1"] == pytest.approx(
-        rouge_scorer.RougeScorer(["rouge1"]).score(ref, pred)["rouge1"].fmeasure * 100)
+    ref, pred = pair
+    assert rouge_pair([ref], [pred]) == pytest.approx(rouge([ref], [pred]), abs=1e-9)
 
 
 def test_embedded_set_has_fifty_questions_with_both_kinds_of_answers() -> None:

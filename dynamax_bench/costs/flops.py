@@ -6,12 +6,18 @@ one skipped layer, and one step of each exit method (trained classifier kinds at
 options; training-free rules). Each count traces the library's own modules (through the engine's
 layer stack, so the traced code is the code that runs) with fvcore.
 
+The ledger also needs counts at other lengths: a layer over a prompt of any length, a decode step
+after any number of cached positions, and a stateful classifier's pass over a prompt. Those come
+as `per_length` / `prefill` length models (costs/lengths.py): fitted to fvcore counts at a few
+lengths and checked against counts at others, so they give fvcore's count at every length.
+
 Unit: fvcore's, one multiply-accumulate (MAC) = 1 flop for matrix products, convolutions and
 einsums. Work fvcore skips gets op handles here: `scaled_dot_product_attention` (QK^T and PV, two
 products of Lq x Lk x head_dim per head), and elementwise multiplications, divisions and
 exponentials at one per output element, softmax at two (the recurrent SSM update of the Mamba-2 decode step is
-elementwise); additions are not counted apart (the add half of a MAC). What stays uncounted is
-listed with every count.
+elementwise); einsums at one per combination of their indices (exact, where fvcore's own handle
+rounds numpy's report to four digits); additions are not counted apart (the add half of a MAC).
+What stays uncounted is listed with every count.
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ from typing import Any
 
 import torch
 from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import get_shape
+from fvcore.nn.jit_handles import einsum_flop_jit, get_shape
 from torch import Tensor, nn
 
 from dynamax_bench.backbones.prepare import load_backbone
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine.stacks import LayerStack, TransformerStack, layer_stack
 from dynamax_bench.classifiers.registry import build_classifier, is_trained
+from dynamax_bench.costs.lengths import fit_length_model
 from dynamax_bench.files import write_json
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,20 @@ def _softmax(inputs: list[Any], outputs: list[Any]) -> int:
     return 2 * _numel_of_output(inputs, outputs)  # an exponential and a division per element
 
 
+def _einsum(inputs: list[Any], outputs: list[Any]) -> int:
+    """One multiply-accumulate per combination of all indices (a two-operand einsum, as the Mamba-2
+    scan writes them). fvcore's own handle reads numpy's einsum_path report, printed to four
+    significant digits, so its counts are not exact."""
+    equation = inputs[0].toIValue().replace(" ", "")
+    shapes = [get_shape(v) for v in inputs[1].node().inputs()]
+    if len(shapes) != 2 or "." in equation:
+        return int(einsum_flop_jit(inputs, outputs))
+    sizes: dict[str, int] = {}
+    for operand, shape in zip(equation.split("->")[0].split(","), shapes):
+        sizes.update(zip(operand, shape))
+    return math.prod(sizes.values())
+
+
 def _cosine(inputs: list[Any], outputs: list[Any]) -> int:
     return 3 * math.prod(get_shape(inputs[0]))  # dot product and the two norms
 
@@ -67,6 +88,7 @@ HANDLES: dict[str, Callable] = {
     "aten::exp": _numel_of_output,
     "aten::softmax": _softmax,
     "aten::cosine_similarity": _cosine,
+    "aten::einsum": _einsum,
 }
 
 
@@ -108,21 +130,44 @@ def _filled_cache(stack: LayerStack, context_length: int) -> Any:
     return cache
 
 
-def backbone_blocks(stack: LayerStack, context_length: int) -> dict[str, dict]:
-    """Layer prefill and decode, head, and partial-forward work, for layer 0 (all layers are alike)."""
-    d = stack.config.hidden_size
-    model = stack.model
-    filled = _filled_cache(stack, context_length)
-
+def layer_prefill_count(stack: LayerStack, length: int) -> dict[str, Any]:
+    """fvcore's count of layer 0 over a prompt of `length` tokens, from an empty cache."""
     def prefill(hidden: Tensor) -> Tensor:
         cache = stack.new_cache()
-        inputs = stack.step_inputs(hidden, cache, torch.ones(1, hidden.shape[1], dtype=torch.long))
+        inputs = stack.step_inputs(hidden, cache, torch.ones(1, length, dtype=torch.long))
         return stack.layer(0, hidden, cache, inputs)
+
+    return count(_Traced(stack.model, prefill), (torch.randn(1, length, stack.config.hidden_size, dtype=stack.model.dtype),))
+
+
+def layer_decode_count(stack: LayerStack, context: int, filled: Any = None) -> dict[str, Any]:
+    """fvcore's count of one decode step of layer 0 with `context` positions cached."""
+    filled = filled if filled is not None else _filled_cache(stack, context)
 
     def decode(hidden: Tensor) -> Tensor:
         cache = copy.deepcopy(filled)
-        inputs = stack.step_inputs(hidden, cache, torch.ones(1, context_length + 1, dtype=torch.long))
+        inputs = stack.step_inputs(hidden, cache, torch.ones(1, context + 1, dtype=torch.long))
         return stack.layer(0, hidden, cache, inputs)
+
+    return count(_Traced(stack.model, decode), (torch.randn(1, 1, stack.config.hidden_size, dtype=stack.model.dtype),))
+
+
+def _layer_form(stack: LayerStack) -> dict[str, Any]:
+    """The length form of one layer's prefill: chunked for a Mamba-2 mixer, else polynomial."""
+    if isinstance(stack, TransformerStack):
+        return {"form": "polynomial", "degree": 2}
+    return {"form": "chunked", "chunk": stack.config.chunk_size}
+
+
+def backbone_blocks(stack: LayerStack, context_length: int) -> dict[str, dict]:
+    """Layer prefill and decode, head, and partial-forward work, for layer 0 (all layers are alike).
+
+    `layer_prefill` and `layer_decode` are counted at `context_length` (Table 1) and carry
+    `per_length`: the exact count at any prompt length, and at any number of cached positions.
+    """
+    d = stack.config.hidden_size
+    model = stack.model
+    filled = _filled_cache(stack, context_length)
 
     def partial(hidden: Tensor) -> Tensor:
         cache = copy.deepcopy(filled)
@@ -133,10 +178,19 @@ def backbone_blocks(stack: LayerStack, context_length: int) -> dict[str, dict]:
         return stack.partial_step(0, hidden, cache)
 
     one = torch.randn(1, 1, d, dtype=model.dtype)
+    prefill = layer_prefill_count(stack, context_length)
+    decode = layer_decode_count(stack, context_length, filled)
+    # a sliding window caps the cache, and with it a decode step's attention, past the window
+    window = getattr(stack.config, "sliding_window", None) if isinstance(stack, TransformerStack) else None
+    prefill_model = fit_length_model(
+        lambda t: (prefill if t == context_length else layer_prefill_count(stack, t))["flops"],
+        **_layer_form(stack), around=context_length)
+    decode_model = fit_length_model(
+        lambda t: (decode if t == context_length else layer_decode_count(stack, t))["flops"],
+        "polynomial", degree=1, around=context_length, valid_below=window)
     blocks = {
-        "layer_prefill": {**count(_Traced(model, prefill), (torch.randn(1, context_length, d, dtype=model.dtype),)),
-                          "tokens": context_length},
-        "layer_decode": count(_Traced(model, decode), (one,)),
+        "layer_prefill": {**prefill, "tokens": context_length, "per_length": prefill_model.to_dict()},
+        "layer_decode": {**decode, "per_length": decode_model.to_dict()},
         "head": count(_Traced(model, stack.head), (one,)),
         "head_prefill": {**count(_Traced(model, lambda h: stack.head_all(h)), (torch.randn(1, context_length, d),)),
                          "tokens": context_length},
@@ -148,8 +202,19 @@ def backbone_blocks(stack: LayerStack, context_length: int) -> dict[str, dict]:
     return blocks
 
 
+def _classifier_prefill(clf: nn.Module, d: int, context_length: int) -> dict:
+    """A stateful classifier's pass over a prompt from a fresh state, as a length model."""
+    def at(length: int) -> int:
+        return count(_Traced(clf, lambda h: clf(h, clf.new_state())), (torch.randn(1, length, d),))["flops"]
+
+    chunk = getattr(getattr(clf, "config", None), "chunk_size", None)
+    form = {"form": "chunked", "chunk": chunk} if chunk else {"form": "polynomial", "degree": 2}
+    return fit_length_model(at, **form, around=context_length).to_dict()
+
+
 def exit_method_step(kind: str, options: dict, stack: LayerStack, blocks: dict, context_length: int) -> dict:
-    """One decision at one exit for one token: a classifier step, or a training-free rule."""
+    """One decision at one exit for one token: a classifier step, or a training-free rule; a
+    stateful classifier also gets `prefill`, its pass over a prompt, as a length model."""
     d = stack.config.hidden_size
     one = torch.randn(1, 1, d)
     if is_trained(kind):
@@ -159,6 +224,7 @@ def exit_method_step(kind: str, options: dict, stack: LayerStack, blocks: dict, 
             with torch.no_grad():
                 clf(torch.randn(1, context_length, d), state)
             result = count(_Traced(clf, lambda h: clf(h, copy.deepcopy(state))), (one,))
+            result["prefill"] = _classifier_prefill(clf, d, context_length)
         else:
             result = count(_Traced(clf, lambda h: clf(h)), (one,))
         return {**result, "parameters": sum(p.numel() for p in clf.parameters())}

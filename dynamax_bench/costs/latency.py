@@ -1,12 +1,20 @@
-"""The `latency` rule: wall-clock time of one method on a fixed prompt set, after warm-up.
+"""The `latency` rule: wall-clock time of the model's work for one method, batch 1, after warm-up.
 
-Per repeat, every prompt is generated once; each sample's time is recorded (torch.cuda.Event pairs
-on a GPU, time.perf_counter on a CPU) and split into the time to the first token (the prompt's
-forward, which runs every layer whatever the method) and the time per decode step after it, where
-early exit saves. The file holds the median and the spread (25th and 75th percentiles, min, max)
-over repeats x prompts. Speedups against `full` are computed by the tables from the `full` job of
-the same run and profile, on the same prompts and machine (each method is its own job, run with
-every core the run has, so jobs do not share the processor while timing).
+What is timed is the model's work alone: every prompt is tokenised once, before any clock runs,
+and the engine is given token ids (its stop strings are checked on the tokens as they come; the
+rule itself decodes nothing). Per repeat and prompt, two runs of the same token ids with the same
+clock (torch.cuda.Event pairs on a GPU, time.perf_counter on a CPU):
+
+  time to first token  a run with max_new_tokens=1: the prompt's forward through every kept layer,
+                       a stateful exit method's pass over the prompt at every exit, the head;
+  the whole sample     a run with the task's max_new_tokens;
+
+and the time per decode step is (whole sample - first token) / (tokens - 1): the steps where early
+exit saves. The file holds the median and the spread (25th and 75th percentiles, min, max) over
+repeats x prompts. At least two warm-up prompts (the schema's minimum) run both paths first.
+Speedups against `full` are computed by the tables from the `full` job of the same run and
+profile, on the same prompts and machine (each method is its own job, run with every core the run
+has, so jobs do not share the processor while timing).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dynamax_bench.costs.ledger import full_token_flops, token_cost
+from dynamax_bench.costs.ledger import cell_flops
 from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.provenance import machine_description
@@ -59,14 +67,12 @@ def spread(values: list[float]) -> dict[str, float] | None:
     return {"median": median(values), "p25": float(q25), "p75": float(q75), "min": min(values), "max": max(values)}
 
 
-def decode_flops(decode_exits: list[int], method: MethodSpec, table: dict) -> dict:
-    """FLOPs per decode step of the timed tokens (the `flops` rule's block table over their exit
-    trace, as for a cell) against the full model's: the speedup the FLOPs predict for them."""
-    full = full_token_flops(table)
-    if not decode_exits:
-        return {"executed": None, "full": float(full), "predicted_speedup": None}
-    executed = sum(token_cost(layers, False, method, table) for layers in decode_exits) / len(decode_exits)
-    return {"executed": executed, "full": float(full), "predicted_speedup": full / executed}
+def decode_flops(records: list[dict], method: MethodSpec, table: dict) -> dict:
+    """FLOPs per decode step of the timed samples (the cost ledger over their prompt lengths and exit
+    traces, as for a cell) against the full model's: the speedup the FLOPs predict for those steps."""
+    ledger = cell_flops(records, method, table)
+    executed, full = ledger["per_token_executed"], ledger["per_token_full"]
+    return {"executed": executed, "full": full, "predicted_speedup": full / executed if executed else None}
 
 
 def measure_latency(
@@ -83,24 +89,30 @@ def measure_latency(
     decoder = Decoder.load(spec, backbone_dir, classifiers)
     method = spec.method.name
     task, samples = load_samples(task_spec)
-    prompts = [s.prompt for s in samples[: settings["prompts"]]]
-    generator = decoder.generator(task.stop_strings, spec.max_new_tokens)
+    tokenizer = decoder.backbone.tokenizer
+    prompts = [tokenizer(s.prompt).input_ids for s in samples[: settings["prompts"]]]  # outside every timed window
+    whole = decoder.generator(task.stop_strings, spec.max_new_tokens)
+    first_only = decoder.generator(task.stop_strings, 1)
     strategy = decoder.strategy
     clock = timer(decoder.backbone.model.device)
-    for prompt in prompts[: settings["warmup"]]:
-        generator.generate(prompt, strategy)
-    per_sample, per_token, first_token, per_decode_token, tokens, decode_exits = [], [], [], [], [], []
-    for _ in tqdm(range(settings["repeats"]), desc=f"latency {method}", unit="repeat"):
-        for prompt in prompts:
-            seconds, out = clock(lambda p=prompt: generator.generate(p, strategy))
+    for i in range(settings["warmup"]):
+        first_only.generate(prompts[i % len(prompts)], strategy)
+        whole.generate(prompts[i % len(prompts)], strategy)
+    per_sample, per_token, first_token, per_decode_token, tokens, records = [], [], [], [], [], []
+    for repeat in tqdm(range(settings["repeats"]), desc=f"latency {method}", unit="repeat"):
+        for ids in prompts:
+            first, _ = clock(lambda ids=ids: first_only.generate(ids, strategy))
+            seconds, out = clock(lambda ids=ids: whole.generate(ids, strategy))
             n = len(out.token_ids)
             per_sample.append(seconds)
             per_token.append(seconds / n)
-            first_token.append(out.first_token_seconds)
+            first_token.append(first)
             if n > 1:
-                per_decode_token.append((seconds - out.first_token_seconds) / (n - 1))
+                per_decode_token.append((seconds - first) / (n - 1))
             tokens.append(n)
-            decode_exits.extend(out.exit_layers[1:])
+            if repeat == 0:  # greedy decoding: every repeat generates the same tokens
+                records.append({"prompt_tokens": len(ids), "exit_layers": out.exit_layers})
+    device = decoder.backbone.model.device
     result = {
         "backbone": spec.backbone,
         "method": method,
@@ -113,12 +125,14 @@ def measure_latency(
         "mean_tokens": float(np.mean(tokens)),
         "seconds_per_sample": spread(per_sample),
         "seconds_per_token": spread(per_token),  # the whole sample over its tokens, prompt included
-        "seconds_to_first_token": spread(first_token),
+        "seconds_to_first_token": spread(first_token),  # a max_new_tokens=1 run of the same token ids
         "seconds_per_decode_token": spread(per_decode_token),  # what Table 3's speedup and Figure 3 use
-        "decode_tokens": len(decode_exits),
-        "flops_per_decode_token": decode_flops(decode_exits, spec.method, read_json(flops_path)),
-        "timer": "torch.cuda.Event" if decoder.backbone.model.device.type == "cuda" else "time.perf_counter",
-        "device": str(decoder.backbone.model.device),
+        "decode_tokens": sum(len(r["exit_layers"]) - 1 for r in records) * settings["repeats"],
+        "flops_per_decode_token": decode_flops(records, spec.method, read_json(flops_path)),
+        "timing": "token ids given (tokenisation outside the clock); first token: a max_new_tokens=1 run of the same "
+                  "ids; decode step: (whole sample - first token) / (tokens - 1), the same clock",
+        "timer": "torch.cuda.Event" if device.type == "cuda" else "time.perf_counter",
+        "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "machine": machine_description(),
     }

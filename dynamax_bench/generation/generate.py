@@ -1,8 +1,8 @@
 """The `generate` rule: one backbone, one task, one method -> one JSONL of generations.
 
 The file's first line is its header: the decode spec and task spec it was made with and the exit
-positions they resolved to; every further line is one sample (id, prompt, output, token_ids,
-exit_layers, stop_reason).
+positions they resolved to; every further line is one sample (id, prompt, prompt_tokens, output,
+token_ids, exit_layers, stop_reason).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ HEADER_KEY = "decode_spec"
 
 
 def trace_record(prompt: str, generation: Generation) -> dict[str, Any]:
-    """The per-sample fields later stages read: prompt, output and the per-token trace."""
+    """The per-sample fields later stages read: prompt, its length in tokens (the cost ledger
+    counts the whole prompt for every sample), output and the per-token trace."""
     return {
         "prompt": prompt,
+        "prompt_tokens": len(generation.prompt_ids),
         "output": generation.text,
         "token_ids": generation.token_ids,
         "exit_layers": generation.exit_layers,

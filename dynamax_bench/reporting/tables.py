@@ -69,6 +69,7 @@ def main_results(cells: list[dict], latency: list[dict] = ()) -> pd.DataFrame:
         row["prefix agreement"] = cell["consistency"]["token_prefix_agreement"]
         row["loops"] = cell["degeneration"]["loop_rate"]
         row["savings"] = cell["flops"]["savings"]
+        row["decode savings"] = cell["flops"]["decode_savings"]
         row["mean layers"] = cell["layers"]["mean_executed"]
         row["of L"] = cell["layers"]["num_layers"]
         row["speedup"] = speedup.get((cell["backbone"], cell["method"]))
@@ -227,6 +228,10 @@ def index_page(run: dict, cells: list[dict], tables: dict[str, list[str]], backb
         "Task metrics follow lm-eval: EM/F1 in [0, 1] (TriviaQA, CoQA); TruthfulQA BLEU and ROUGE on a",
         "0-100 scale, each as max (best correct reference), acc (best correct beats best incorrect)",
         "and diff (best correct minus best incorrect).",
+        "Savings are 1 - FLOPs executed / FLOPs of the full model for the same tokens, over everything the",
+        "method ran for each sample alone (batch 1): the prompt's forward, a stateful classifier's pass over",
+        "the prompt at every exit, every exit decision, the fills of skipped layers and the heads; decode",
+        "savings count the decode steps alone (claims use savings).",
         "Speedup is the median wall time per decode step of `full` over the method's, on the latency",
         "rule's prompts in the same run (the prompt's forward runs every layer under every method, so",
         "it is timed apart, as time to first token, in results/<profile>/latency/); FLOPs speedup is",

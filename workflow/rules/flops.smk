@@ -1,5 +1,6 @@
 rule flops:
-    """fvcore counts per block (layer, head, fill work, exit methods) at fixed shapes."""
+    """fvcore counts per block (layer, head, fill work, exit methods) at fixed shapes, and exact
+    per-length models of the layer prefill, the decode step and a stateful classifier's prompt pass."""
     input:
         backbone="resources/backbones/{backbone}",
     output:

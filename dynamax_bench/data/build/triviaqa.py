@@ -6,10 +6,23 @@ with the normalised fields computed by TriviaQA's own `normalize_answer`.
 Run: python -m dynamax_bench.data.build.triviaqa
 """
 
+import re
+import string
 from pathlib import Path
 
 from dynamax_bench.files import write_jsonl
-from dynamax_bench.generation.tasks.triviaqa import normalize_answer
+
+_PUNCTUATION = set(string.punctuation + "‘’´`")
+
+
+def normalize_answer(text: str) -> str:
+    """TriviaQA's own normalisation (triviaqa/utils/dataset_utils.py), which made the dataset's
+    normalized_* fields: punctuation becomes a space. Scoring uses SQuAD's (tasks/squad.py)."""
+    text = text.replace("_", " ").lower()
+    text = "".join(" " if ch in _PUNCTUATION else ch for ch in text)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split()).strip()
+
 
 QUESTIONS: list[tuple[str, list[str], str]] = [
     ("What is the capital city of France?", ["Paris"], "WikipediaEntity"),

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lm_eval.defaults import DEFAULT_OTHER_SEED
+
 from dynamax_bench.files import read_jsonl
+
+FEWSHOT_SEED = DEFAULT_OTHER_SEED  # lm-eval's default --fewshot_random_seed
 
 
 @dataclass(frozen=True)
@@ -33,8 +38,10 @@ def require(record: dict, key: str, kind: type | tuple[type, ...], where: str, f
 
 
 class Task(ABC):
-    """One evaluation task. Prompts follow lm-eval: few-shot examples, each `doc_to_text + ' ' +
-    doc_to_target`, joined and followed by '\\n\\n', then the query's `doc_to_text` (first-n sampler)."""
+    """One evaluation task, and the one source of its lm-eval task file (dynamax_bench/lmeval/task_files.py
+    writes the YAML from these attributes). Prompts follow lm-eval: few-shot examples, each
+    `doc_to_text + target_delimiter + doc_to_target + fewshot_delimiter`, then the query's
+    `doc_to_text`; the examples are drawn per sample as lm-eval's default sampler draws them."""
 
     name: ClassVar[str]
     hub_default: ClassVar[dict[str, str]]
@@ -46,6 +53,8 @@ class Task(ABC):
     options: ClassVar[tuple[str, ...]] = ()  # task-specific config keys passed to the constructor
     target_delimiter: ClassVar[str] = " "
     fewshot_delimiter: ClassVar[str] = "\n\n"
+    lm_eval_name: ClassVar[str | None] = None  # the lm-eval task name; default dynamax_<name>
+    lm_eval_fewshot: ClassVar[int] = 0  # num_fewshot of the lm-eval task file (a profile sets its own)
 
     @abstractmethod
     def parse(self, record: dict, where: str, index: int) -> dict[str, Any]:
@@ -77,24 +86,50 @@ class Task(ABC):
         docs = [sample for doc in self.read(source) for sample in self.expand(doc)]
         if limit is not None:
             docs = docs[:limit]
-        context = self.fewshot_context(num_fewshot, fewshot_source or self.default_fewshot_source(source))
-        return [Sample(id=doc["id"], prompt=context + self.doc_to_text(doc), target=doc) for doc in docs]
+        contexts = self.fewshot_contexts(docs, num_fewshot, fewshot_source or self.default_fewshot_source(source))
+        return [Sample(id=doc["id"], prompt=context + self.doc_to_text(doc), target=doc)
+                for doc, context in zip(docs, contexts)]
 
-    def fewshot_context(self, num_fewshot: int, source: dict) -> str:
+    def fewshot_contexts(self, docs: list[dict[str, Any]], num_fewshot: int, source: dict) -> list[str]:
+        """Each sample's few-shot examples, drawn as lm-eval 0.4's default sampler draws them.
+
+        lm-eval seeds one `random.Random` with its default few-shot seed (1234) and, for each
+        evaluated document in order, samples from the whole pool (the training split). As the
+        task's few-shot split and test split are both unset (lm-eval's triviaqa), it passes the
+        document to the sampler, which draws n + 1 examples, drops any equal to the document and
+        keeps the first n. The pool never holds an evaluated document here (that stops with an
+        error), so the first n of the n + 1 drawn are the ones lm-eval shows.
+        """
         if num_fewshot == 0:
-            return ""
+            return [""] * len(docs)
+        pool = self.fewshot_pool(source, docs)
+        if len(pool) < num_fewshot + 1:
+            raise ValueError(f"task {self.name}: {num_fewshot} few-shot examples asked; lm-eval's sampler draws "
+                             f"{num_fewshot + 1} from the pool, which has {len(pool)}")
+        rnd = random.Random(FEWSHOT_SEED)
+        return ["".join(self.doc_to_text(shot) + self.target_delimiter + self.doc_to_target(shot) + self.fewshot_delimiter
+                        for shot in rnd.sample(pool, num_fewshot + 1)[:num_fewshot])
+                for _ in docs]
+
+    def fewshot_pool(self, source: dict, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The few-shot pool, or an error when it holds an evaluated sample (same id or same question):
+        its example would show the answer to the question it precedes."""
         if self.embedded_fewshot_file is None:
             raise ValueError(
                 f"task {self.name} takes no few-shot examples (lm-eval's prompt for it is fixed); "
                 f"set tasks.{self.name}.num_fewshot to 0"
             )
         pool = self.read(source)
-        if len(pool) < num_fewshot:
-            raise ValueError(f"task {self.name}: {num_fewshot} few-shot examples asked, the pool has {len(pool)}")
-        return "".join(
-            self.doc_to_text(doc) + self.target_delimiter + self.doc_to_target(doc) + self.fewshot_delimiter
-            for doc in pool[:num_fewshot]
-        )
+        ids = {doc["id"] for doc in docs}
+        texts = {self.doc_to_text(doc) for doc in docs}
+        shared = [shot["id"] for shot in pool if shot["id"] in ids or self.doc_to_text(shot) in texts]
+        if shared:
+            raise ValueError(
+                f"task {self.name}: the few-shot pool {source} holds {len(shared)} evaluated samples "
+                f"(e.g. {shared[:3]}); point tasks.{self.name}.fewshot_source at examples disjoint from the "
+                "evaluated ones, or remove these from the pool"
+            )
+        return pool
 
     def default_fewshot_source(self, source: dict) -> dict:
         if source["kind"] == "embedded":

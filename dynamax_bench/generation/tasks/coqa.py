@@ -11,44 +11,13 @@ is a sample whose prompt holds the gold history before it: more samples from few
 
 from __future__ import annotations
 
-import re
-import string
-from collections import Counter
 from itertools import zip_longest
 from typing import Any
 
 from dynamax_bench.generation.tasks.base import Sample, Task, require
+from dynamax_bench.generation.tasks.squad import compute_exact, compute_f1
 
 TURNS = ("last", "all")
-_PUNCTUATION = set(string.punctuation)
-
-
-# SQuAD v2.0's official answer normalisation and scores (what lm-eval's coqa/utils.py takes from
-# transformers.data.metrics.squad_metrics, a module transformers 5 no longer ships).
-def normalize_answer(text: str) -> str:
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def get_tokens(text: str) -> list[str]:
-    return normalize_answer(text).split() if text else []
-
-
-def compute_exact(gold: str, prediction: str) -> int:
-    return int(normalize_answer(gold) == normalize_answer(prediction))
-
-
-def compute_f1(gold: str, prediction: str) -> float:
-    gold_toks, pred_toks = get_tokens(gold), get_tokens(prediction)
-    if not gold_toks or not pred_toks:
-        return float(gold_toks == pred_toks)  # no-answer: 1 when both are empty
-    same = sum((Counter(gold_toks) & Counter(pred_toks)).values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred_toks), same / len(gold_toks)
-    return 2 * precision * recall / (precision + recall)
 
 
 def compute_scores(golds: list[str], prediction: str) -> dict[str, float]:

@@ -1,47 +1,26 @@
-"""TriviaQA (rc.nocontext): lm-eval's prompt and stop sequences; EM and F1 over the answer aliases."""
+"""TriviaQA (rc.nocontext): lm-eval's prompt, stop sequences and few-shot sampling; EM (lm-eval's
+own metric) and F1 over the answer aliases.
+
+F1 is SQuAD's token F1 (the suite's one answer normaliser, tasks/squad.py), as CoQA's. TriviaQA's
+own evaluation script normalises differently: punctuation (with '_' and the quotes ‘’´`) becomes
+a space rather than nothing, so there 'sixty-six' and 'sixty six' match and here they do not.
+"""
 
 from __future__ import annotations
 
-import re
-import string
-from collections import Counter
+from lm_eval.api.metrics import exact_match_hf_evaluate
 
 from dynamax_bench.generation.tasks.base import Sample, Task, require
-
-# TriviaQA's own answer normalisation (triviaqa/utils/dataset_utils.py, normalize_answer).
-_PUNCTUATION = set(string.punctuation + "‘’´`")
-
-
-def normalize_answer(text: str) -> str:
-    text = text.replace("_", " ").lower()
-    text = "".join(" " if ch in _PUNCTUATION else ch for ch in text)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split()).strip()
-
-
-def token_f1(prediction: str, truth: str) -> float:
-    """SQuAD-style token F1 on normalised strings (TriviaQA's f1_score)."""
-    pred, gold = normalize_answer(prediction).split(), normalize_answer(truth).split()
-    common = Counter(pred) & Counter(gold)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred), same / len(gold)
-    return 2 * precision * recall / (precision + recall)
+from dynamax_bench.generation.tasks.squad import compute_f1
 
 
 def exact_match(prediction: str, aliases: list[str]) -> float:
-    """lm-eval's exact_match with ignore_case and ignore_punctuation, 1 when any alias matches.
+    """lm-eval's triviaqa metric: exact_match (ignore_case, ignore_punctuation), 1 when any alias matches.
 
     Like lm-eval, nothing is stripped after punctuation is removed: 'Paris .' does not match.
     """
-    table = str.maketrans("", "", string.punctuation)
-
-    def clean(text: str) -> str:
-        return text.lower().translate(table)
-
-    pred = clean(prediction)
-    return float(any(pred == clean(alias) for alias in aliases))
+    return max(float(exact_match_hf_evaluate([prediction], [alias], ignore_case=True, ignore_punctuation=True)
+                     ["exact_match"]) for alias in aliases)
 
 
 class TriviaQA(Task):
@@ -49,6 +28,7 @@ class TriviaQA(Task):
     hub_default = {"path": "mandarjoshi/trivia_qa", "name": "rc.nocontext", "split": "validation"}
     embedded_file = "triviaqa.jsonl"
     embedded_fewshot_file = "triviaqa.train.jsonl"
+    lm_eval_fewshot = 5
     # lm-eval tasks/triviaqa/default.yaml: doc_to_text and generation_kwargs.until
     stop_strings = ("\n", ".", ",")
     metrics = ("em", "f1")
@@ -72,5 +52,5 @@ class TriviaQA(Task):
         aliases = sample.target["aliases"]
         return {
             "em": exact_match(answer, aliases),
-            "f1": max(token_f1(answer, alias) for alias in aliases),
+            "f1": max(compute_f1(alias, answer) for alias in aliases),
         }
