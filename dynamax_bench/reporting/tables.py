@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pandas as pd
 
 from dynamax_bench.reporting import claims
+from dynamax_bench.reporting.claims import Outcome
 from dynamax_bench.reporting.statistics import IntervalSettings, estimate_of, paired_difference
 from dynamax_bench.reporting.figures import exit_histograms, latency_vs_threshold, quality_vs_savings
 from dynamax_bench.spec import method_of
@@ -252,7 +253,8 @@ def claims_tables(cells: list[dict], evidence: dict) -> tuple[pd.DataFrame, pd.D
     rows, details = claims.claims_scorecard(cells, evidence)
     names = {"a": "A", "a_value": "A value", "b": "B", "b_value": "B value", "difference": f"A - B{DIFF}",
              "lo": f"A - B{DIFF}{LO}", "hi": f"A - B{DIFF}{HI}"}
-    return pd.DataFrame(rows), pd.DataFrame([asdict(o) for o in details]).rename(columns=names)
+    comparisons = pd.DataFrame([asdict(o) for o in details], columns=[f.name for f in fields(Outcome)])
+    return pd.DataFrame(rows), comparisons.astype({"n": "Int64"}).rename(columns=names)
 
 
 def backbone_line(name: str, label: str, meta: dict | None) -> str:
