@@ -1,4 +1,5 @@
-"""Table files: what a reader sees for cells that a row does not have."""
+"""Table files: what a reader sees for cells that a row does not have, estimates with their
+intervals, paired differences, and the same bytes from the same cells."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from dynamax_bench.reporting.tables import write_table
+from dynamax_bench.files import write_json
+from dynamax_bench.reporting.tables import build_paper_tables, main_results, policy_ablation, pruning_comparison, write_table
+from tests.cells import EVIDENCE, SETTINGS, make_cell, share
 
 
 def test_missing_values_are_blank_not_nan(tmp_path: Path) -> None:
@@ -23,3 +27,76 @@ def test_missing_values_are_blank_not_nan(tmp_path: Path) -> None:
     csv = pd.read_csv(tmp_path / "t.csv")
     assert csv.loc[0, "EM"] == 0.25 and math.isnan(csv.loc[1, "EM"])
     assert "nan" not in (tmp_path / "t.tex").read_text().lower()
+
+
+def test_estimates_print_with_their_interval_and_keep_separate_columns_in_csv(tmp_path: Path) -> None:
+    df = pd.DataFrame([
+        {"method": "a", "EM": 0.672, "EM lo": 0.547, "EM hi": 0.781, "EM stderr": 0.06, "calm EM diff": 0.1,
+         "calm EM diff lo": -0.02, "calm EM diff hi": 0.2, "n": 16},
+        {"method": "b", "EM": 0.5, "EM lo": None, "EM hi": None, "EM stderr": None, "calm EM diff": None,
+         "calm EM diff lo": None, "calm EM diff hi": None, "n": 16},
+    ])
+    write_table(df, tmp_path, "t", "caption")
+    markdown = (tmp_path / "t.md").read_text()
+    assert "0.672 [0.547, 0.781]" in markdown and "+0.100 [-0.020, +0.200]" in markdown
+    assert " lo " not in markdown and "stderr" not in markdown
+    assert "| b        | 0.500 " in markdown  # no interval: the value alone
+    latex = (tmp_path / "t.tex").read_text()
+    assert "0.672 [0.547, 0.781]" in latex and "stderr" not in latex
+    csv = pd.read_csv(tmp_path / "t.csv")
+    assert list(csv.columns) == list(df.columns)
+    assert csv.loc[0, "EM lo"] == 0.547 and csv.loc[0, "EM stderr"] == 0.06
+
+
+def main_cells() -> list[dict]:
+    n = 12
+    return [make_cell("full", share(n, n)),
+            make_cell("prune4", share(3, n), savings=[0.4] * n),
+            make_cell("ee-calm-copy-t0.9", share(9, n), savings=[0.3 + 0.02 * (i % 3) for i in range(n)]),
+            make_cell("ee-calm-partial-t0.9", share(10, n), savings=[0.2] * n)]
+
+
+def test_main_results_carry_every_estimate_with_its_interval_and_n() -> None:
+    cells = main_cells()
+    df = main_results(cells)
+    row = df[df["method"] == "ee-calm-copy-t0.9"].iloc[0]
+    est = cells[2]["intervals"]["estimates"]
+    for column, quantity in (("EM", "metrics.em"), ("consistency", "consistency.output_match"),
+                             ("loops", "degeneration.loop_rate"), ("savings", "flops.total_savings"),
+                             ("exitable tokens", "tokens.exitable_share"), ("mean layers", "layers.mean_executed")):
+        assert (row[column], row[f"{column} lo"], row[f"{column} hi"]) == tuple(est[quantity][k] for k in ("value", "lo", "hi"))
+    assert row["EM stderr"] == est["metrics.em"]["stderr"] and row["n"] == 12
+    assert row["exitable tokens"] == 0.75  # 4 tokens per sample, the first from the prompt's forward
+    assert row["decode savings"] == cells[2]["flops"]["decode_savings"]
+
+
+def test_pruning_and_policy_tables_show_paired_differences() -> None:
+    cells = main_cells()
+    table4 = pruning_comparison(cells, SETTINGS).iloc[0]
+    assert table4["calm method"] == "ee-calm-copy-t0.9"  # savings 0.32 is the closest to 0.4
+    assert table4["calm consistency diff"] == pytest.approx(9 / 12 - 3 / 12)
+    assert table4["calm consistency diff lo"] > 0 and table4["n"] == 12
+    table5 = policy_ablation(cells, SETTINGS).set_index("policy")
+    assert table5.loc["copy", "consistency diff"] == pytest.approx(9 / 12 - 10 / 12)
+    assert table5.loc["copy", "savings diff"] == pytest.approx(0.32 - 0.2)
+    assert math.isnan(table5.loc["partial", "consistency diff"])  # the reference itself
+
+
+def test_paper_tables_from_the_same_cells_are_the_same_bytes(tmp_path: Path) -> None:
+    paths = []
+    for cell in main_cells():
+        paths.append(tmp_path / "cells" / f"{cell['method']}.json")
+        write_json(paths[-1], cell)
+    run = {"profile": "hand", "config_hash": "0", "device": "cpu", "dtype": "float32", "threads": 1}
+    for out in ("one", "two"):
+        build_paper_tables(run, paths, tmp_path / out, EVIDENCE)
+    for name in ("table3_main_results.csv", "table4_ee_vs_pruning.md", "table5_policy_ablation.tex",
+                 "table6_claims.md", "table6_claims_comparisons.csv"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    claims = pd.read_csv(tmp_path / "one" / "table6_claims.csv")
+    assert set(claims["verdict"]) <= {"holds", "fails", "inconclusive"} and len(claims) == 4
+    comparisons = pd.read_csv(tmp_path / "one" / "table6_claims_comparisons.csv")
+    assert {"A - B diff", "A - B diff lo", "A - B diff hi", "n", "confidence"} <= set(comparisons.columns)
+    # prune4 saves 0.4, more than any EE cell: nothing to compare it with
+    assert comparisons.set_index("claim").loc["pruning", "reason"].startswith("no EE cell saves 0.400")
+    assert "percentile bootstrap" in (tmp_path / "one" / "index.md").read_text()

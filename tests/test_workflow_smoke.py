@@ -42,13 +42,16 @@ def test_tables_equal_their_cells(smoke_run: Path) -> None:
             assert float(row[column]) == pytest.approx(value, abs=1e-6), (path, metric)
         assert float(row["consistency"]) == pytest.approx(cell["consistency"]["output_match"], abs=1e-6)
         assert float(row["mean layers"]) == pytest.approx(cell["layers"]["mean_executed"], abs=1e-5)
+        interval = cell["intervals"]["estimates"]["consistency.output_match"]
+        assert (float(row["consistency lo"]), float(row["consistency hi"])) == pytest.approx((interval["lo"], interval["hi"]))
+        assert int(row["n"]) == interval["n"] == len(cell["per_sample"]["ids"])
 
 
 @pytest.mark.slow
 def test_every_table_and_figure_is_written(smoke_run: Path) -> None:
     out = smoke_run / "paper_tables"
     for stem in ("table1_setup", "table2_distillation", "table3_main_results", "table4_ee_vs_pruning",
-                 "table5_policy_ablation", "table6_claims"):
+                 "table5_policy_ablation", "table6_claims", "table6_claims_comparisons"):
         for ext in ("md", "csv", "tex"):
             assert (out / f"{stem}.{ext}").stat().st_size > 100, f"{stem}.{ext}"
     for stem in ("figure1_quality_vs_savings", "figure2_exit_histograms", "figure3_latency_vs_threshold"):
@@ -65,9 +68,11 @@ def test_savings_in_the_tables_equal_the_cells_and_full_saves_nothing(smoke_run:
     rows = list(csv.DictReader(open(smoke_run / "paper_tables" / "table3_main_results.csv")))
     for row in rows:
         cell = read_json(smoke_run / "results" / "smoke" / "cells" / row["backbone"] / row["task"] / f"{row['method']}.json")
-        assert float(row["savings"]) == pytest.approx(cell["flops"]["savings"], abs=1e-6)
+        total = cell["intervals"]["estimates"]["flops.total_savings"]
+        assert float(row["savings"]) == pytest.approx(total["value"], abs=1e-6)
+        assert float(row["decode savings"]) == pytest.approx(cell["flops"]["decode_savings"], abs=1e-6)
         if row["method"] in ("full", "prune0"):
-            assert cell["flops"]["savings"] == 0.0
+            assert total["value"] == total["lo"] == total["hi"] == cell["flops"]["decode_savings"] == 0.0
 
 
 @pytest.mark.slow
@@ -166,6 +171,7 @@ def test_ci_gate_catches_an_off_by_one_engine(smoke_run: Path, tmp_path: Path, m
     from dynamax_bench.profile_checks import load_profile
     from dynamax_bench.reporting.check import compare, format_table, load_reference, read_cells
     from dynamax_bench.reporting.score import score_cell
+    from dynamax_bench.reporting.statistics import IntervalSettings
     from dynamax_bench.spec import decode_spec, task_spec
 
     results = tmp_path / "results"
@@ -178,7 +184,8 @@ def test_ci_gate_catches_an_off_by_one_engine(smoke_run: Path, tmp_path: Path, m
     tasks = task_spec(config, "triviaqa")
     generate_cell(decode_spec(config, "tiny_mistral", "triviaqa", "prune4"), tasks, backbone, generations)
     score_cell(tasks, generations, results / "generations" / "tiny_mistral" / "triviaqa" / "full.jsonl", backbone,
-               results / "flops" / "tiny_mistral.json", results / "cells" / f"{cell}.json", profile="smoke")
+               results / "flops" / "tiny_mistral.json", results / "cells" / f"{cell}.json", profile="smoke",
+               evidence=IntervalSettings.from_dict(config["evidence"]))
     rows = compare(read_cells(results), load_reference(REPO_ROOT / "reference" / "smoke.json"))
     failed = [r for r in rows if not r.passed]
     assert failed and {r.cell for r in failed} == {cell}

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dynamax_bench.files import atomic_path  # noqa: E402
+from dynamax_bench.reporting.statistics import estimate_of  # noqa: E402
 from dynamax_bench.spec import method_of  # noqa: E402
 
 
@@ -70,10 +71,15 @@ def exit_histograms(cells: list[dict], out_dir: Path) -> list[str]:
     return save_figure(fig, out_dir, "figure2_exit_histograms")
 
 
-def quality_vs_savings(cells: list[dict], out_dir: Path) -> list[str]:
+def error(estimates: list[dict]) -> list[list[float]]:
+    """matplotlib's asymmetric error bars (below, above) of estimates (value, lo, hi)."""
+    return [[max(e["value"] - e["lo"], 0.0) for e in estimates], [max(e["hi"] - e["value"], 0.0) for e in estimates]]
+
+
+def quality_vs_savings(cells: list[dict], out_dir: Path, confidence: float) -> list[str]:
     """Figure 1: consistency with full (top row) and the task's first metric (bottom row) against
-    FLOPs savings, one column per backbone and task: each exit kind and policy across thresholds,
-    static pruning levels, the oracle point."""
+    total FLOPs savings, one column per backbone and task: each exit kind and policy across
+    thresholds, static pruning levels, the oracle point; every point with its interval on both axes."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for cell in cells:
         groups[(cell["backbone"], cell["task"])].append(cell)
@@ -82,33 +88,35 @@ def quality_vs_savings(cells: list[dict], out_dir: Path) -> list[str]:
     for col, key in enumerate(keys):
         group_cells = groups[key]
         metric = next(iter(group_cells[0]["metrics"]))
-        for row, (label, value) in enumerate(
-            (("consistency with full", lambda c: c["consistency"]["output_match"]),
-             (metric, lambda c: c["metrics"][metric]))
-        ):
+        for row, (label, quantity) in enumerate((("consistency with full", "consistency.output_match"),
+                                                 (metric, f"metrics.{metric}"))):
             ax = axes[row][col]
-            series: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+            series: dict[str, list[tuple[float, dict, dict]]] = defaultdict(list)
             for cell in group_cells:
                 m = method_of(cell)
-                point = (cell["flops"]["savings"], value(cell))
+                point = (estimate_of(cell, "flops.total_savings"), estimate_of(cell, quantity))
                 if m.kind == "ee":
                     series[f"{m.exit_kind}-{m.policy}"].append((m.threshold, *point))
                 elif m.kind == "prune":
                     series["static pruning"].append((-m.prune, *point))
-                elif m.kind == "oracle":
-                    ax.scatter(*point, marker="*", s=120, color="black", label="oracle", zorder=3)
-                elif m.kind == "full":
-                    ax.scatter(*point, marker="s", color="grey", label="full", zorder=3)
+                elif m.kind in ("oracle", "full"):
+                    style = ({"marker": "*", "markersize": 11, "color": "black"} if m.kind == "oracle"
+                             else {"marker": "s", "color": "grey"})
+                    ax.errorbar(point[0]["value"], point[1]["value"], xerr=error([point[0]]), yerr=error([point[1]]),
+                                capsize=2, label=m.kind, zorder=3, **style)
             for name, points in sorted(series.items()):
-                points.sort()
+                points.sort(key=lambda p: p[0])
+                xs, ys = [p[1] for p in points], [p[2] for p in points]
                 style = {"color": "black", "linestyle": "--"} if name == "static pruning" else {}
-                ax.plot([p[1] for p in points], [p[2] for p in points], marker="o", markersize=3, label=name, **style)
-            ax.set_xlabel("FLOPs savings")
+                ax.errorbar([x["value"] for x in xs], [y["value"] for y in ys], xerr=error(xs), yerr=error(ys),
+                            marker="o", markersize=3, capsize=2, elinewidth=0.7, label=name, **style)
+            ax.set_xlabel("total FLOPs savings")
             ax.set_ylabel(label)
             ax.set_title(f"{key[0]} / {key[1]}", fontsize=9)
             ax.grid(alpha=0.3)
             if col == 0 and row == 0:
                 ax.legend(fontsize=6)
+    fig.suptitle(f"Quality against savings ({confidence:.0%} bootstrap intervals on both axes)", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out_dir, "figure1_quality_vs_savings")
 

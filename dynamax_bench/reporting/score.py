@@ -1,14 +1,20 @@
-"""The `score` rule: task metrics, consistency with `full`, and layer statistics of one cell."""
+"""The `score` rule: task metrics, consistency with `full`, and layer statistics of one cell.
+
+Every quantity is kept per sample (`per_sample`, one list per quantity in sample order, with the
+sample ids, so that comparisons between cells can be paired) and summarised with its interval
+(`intervals`, dynamax_bench/reporting/statistics.py); the headline values (`metrics`,
+`consistency`, `degeneration.loop_rate`, `layers.mean_executed`) are those estimates' points.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from statistics import fmean
 
 from dynamax_bench.costs.ledger import cell_flops
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.backbones.meta import read_backbone_meta
 from dynamax_bench.provenance import provenance
+from dynamax_bench.reporting.statistics import Estimate, IntervalSettings, estimates, lm_eval_stderr, quantities, ratio_from
 from dynamax_bench.generation.generate import read_generations
 from dynamax_bench.generation.tasks import load_samples
 from dynamax_bench.spec import DecodeSpec, TaskSpec
@@ -30,11 +36,12 @@ def prefix_agreement(tokens: list[int], reference: list[int]) -> float:
     return same / len(reference)
 
 
-def consistency(records: list[dict], full: list[dict]) -> dict[str, float]:
-    """Agreement of a method's outputs with the full model's on the same prompts."""
+def consistency(records: list[dict], full: list[dict]) -> dict[str, list[float]]:
+    """Per sample, agreement of a method's output with the full model's on the same prompt."""
     return {
-        "output_match": fmean(float(r["output"] == f["output"]) for r, f in zip(records, full)),
-        "token_prefix_agreement": fmean(prefix_agreement(r["token_ids"], f["token_ids"]) for r, f in zip(records, full)),
+        "consistency.output_match": [float(r["output"] == f["output"]) for r, f in zip(records, full)],
+        "consistency.token_prefix_agreement": [prefix_agreement(r["token_ids"], f["token_ids"])
+                                               for r, f in zip(records, full)],
     }
 
 
@@ -50,19 +57,42 @@ def loops(tokens: list[int], n: int = LOOP_NGRAM, min_count: int = LOOP_MIN_COUN
     return False
 
 
-def degeneration(records: list[dict]) -> dict[str, float | int]:
-    """Share of outputs that loop, with the definition recorded beside it."""
-    return {
-        "loop_rate": fmean(float(loops(r["token_ids"])) for r in records),
-        "ngram": LOOP_NGRAM,
-        "min_count": LOOP_MIN_COUNT,
-    }
-
-
 def check_aligned(records: list[dict], full: list[dict], what: str) -> None:
+    """Records of two files must be the same samples in the same order (consistency pairs them)."""
     ids, full_ids = [r["id"] for r in records], [f["id"] for f in full]
     if ids != full_ids:
         raise ValueError(f"{what}: sample ids differ from the full model's generations; rerun both with one config")
+
+
+def sample_lists(records: list[dict], full: list[dict], metrics: dict[str, list[float]], flops: list[dict]) -> dict:
+    """The `per_sample` block: one list per quantity, in sample order (see statistics.DERIVED for
+    the ratios built from the FLOPs, layer and token lists). `flops`: the ledger's per-sample
+    executed and full totals (prompt forward and a stateful classifier's prompt pass included)."""
+    if len(flops) != len(records):
+        raise ValueError(f"the cost ledger returned {len(flops)} per-sample totals for {len(records)} samples")
+    return {
+        "ids": [r["id"] for r in records],
+        **{f"metrics.{name}": values for name, values in metrics.items()},
+        **consistency(records, full),
+        "degeneration.loop_rate": [float(loops(r["token_ids"])) for r in records],
+        "flops.executed": [s["executed"] for s in flops],
+        "flops.full": [s["full"] for s in flops],
+        "layers.executed": [sum(r["exit_layers"]) for r in records],
+        "tokens.generated": [len(r["exit_layers"]) for r in records],
+    }
+
+
+def intervals(per_sample: dict[str, list], settings: IntervalSettings) -> dict:
+    """Every quantity's estimate (value, lo, hi, n), task metrics also with lm-eval's stderr."""
+    found: dict[str, Estimate] = estimates(
+        {q: ratio_from(per_sample, q, "per_sample") for q in quantities(per_sample)}, settings)
+    out = {}
+    for name, est in found.items():
+        entry = est.to_dict()
+        if name.startswith("metrics."):
+            entry["stderr"] = lm_eval_stderr(per_sample[name])
+        out[name] = entry
+    return {**settings.to_dict(), "estimates": out}
 
 
 def score_cell(
@@ -73,8 +103,10 @@ def score_cell(
     flops: str | Path,
     out_path: str | Path,
     profile: str,
+    evidence: IntervalSettings,
 ) -> dict:
-    """Score one cell; `flops` is the backbone's block table (rule flops) for the savings."""
+    """Score one cell; `flops` is the backbone's block table (rule flops) for the savings, `evidence`
+    the interval settings (the profile's `evidence` section)."""
     meta = read_backbone_meta(backbone_dir)
     header, records = read_generations(generations)
     _, full = read_generations(full_generations)
@@ -82,7 +114,12 @@ def score_cell(
     task, samples = load_samples(task_spec)
     check_aligned(records, [{"id": s.id} for s in samples], str(generations))
     spec = DecodeSpec.from_dict(header["decode_spec"])
-    per_sample = [task.score_one(sample, record["output"]) for sample, record in zip(samples, records)]
+    scores = [task.score_one(sample, record["output"]) for sample, record in zip(samples, records)]
+    costs = cell_flops(records, spec.method, read_json(flops))
+    metrics = {name: [s[name] for s in scores] for name in task.metrics}
+    per_sample = sample_lists(records, full, metrics, costs.pop("per_sample"))
+    summary = intervals(per_sample, evidence)
+    value = {name: entry["value"] for name, entry in summary["estimates"].items()}
     exits = [layer for record in records for layer in record["exit_layers"]]
     cell = {
         "backbone": meta["name"],
@@ -91,19 +128,22 @@ def score_cell(
         "method": spec.method.name,
         "spec": spec.to_dict(),
         "task_spec": task_spec.to_dict(),
-        "metrics": {name: fmean(s[name] for s in per_sample) for name in task.metrics},
-        "consistency": consistency(records, full),
-        "degeneration": degeneration(records),
+        "metrics": {name: value[f"metrics.{name}"] for name in task.metrics},
+        "consistency": {name: value[f"consistency.{name}"] for name in ("output_match", "token_prefix_agreement")},
+        "degeneration": {"loop_rate": value["degeneration.loop_rate"], "ngram": LOOP_NGRAM, "min_count": LOOP_MIN_COUNT},
         "layers": {
             "num_layers": meta["num_layers"],
             "exit_positions": header["exit_layers"],
-            "mean_executed": fmean(exits),
+            "mean_executed": value["layers.mean_executed"],
             "histogram": {str(layer): exits.count(layer) for layer in sorted(set(exits))},
         },
-        "flops": cell_flops(records, spec.method, read_json(flops)),
+        "flops": costs,
+        "intervals": summary,
+        "per_sample": per_sample,
         "n_samples": len(records),
         "n_tokens": len(exits),
-        "provenance": provenance(profile, {"decode_spec": spec.to_dict(), "task_spec": task_spec.to_dict()}),
+        "provenance": provenance(profile, {"decode_spec": spec.to_dict(), "task_spec": task_spec.to_dict(),
+                                           "evidence": evidence.to_dict()}),
     }
     write_json(out_path, cell)
     return cell

@@ -1,5 +1,10 @@
+from dynamax_bench.reporting.statistics import IntervalSettings
+
+
 rule score:
-    """One cell of Table 3: task metrics, consistency with full, layers executed."""
+    """One cell of Table 3: task metrics, consistency with full, layers executed, each per sample
+    and with its interval (evidence: confidence, resamples, seed; not min_samples, which only the
+    claims read, so changing it reruns paper_tables and no cell)."""
     input:
         generations=f"{RESULTS}/generations/{{backbone}}/{{task}}/{{method}}.jsonl",
         full=f"{RESULTS}/generations/{{backbone}}/{{task}}/full.jsonl",
@@ -11,6 +16,7 @@ rule score:
         runtime=RUNTIME,
         task=lambda w: task_spec(config, w.task).to_dict(),
         profile=PROFILE,
+        evidence=IntervalSettings.from_dict(config["evidence"]).to_dict(),
     log:
         f"{LOGS}/score/{{backbone}}/{{task}}/{{method}}.log",
     conda:

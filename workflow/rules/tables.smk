@@ -16,6 +16,7 @@ rule paper_tables:
     params:
         runtime=RUNTIME,
         run=run_description(config),
+        evidence=config["evidence"],
     log:
         f"{LOGS}/paper_tables.log",
     conda:

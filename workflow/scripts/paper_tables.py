@@ -7,6 +7,7 @@ build_paper_tables(
     snakemake.params.run,
     snakemake.input.cells,
     snakemake.output[0],
+    evidence=snakemake.params.evidence,
     classifier_paths=snakemake.input.classifiers,
     latency_paths=snakemake.input.latency,
     flops_paths=snakemake.input.flops,

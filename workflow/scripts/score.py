@@ -2,6 +2,7 @@ from dynamax_bench.runtime import set_up
 
 set_up(snakemake.params.runtime, snakemake.log[0])
 from dynamax_bench.reporting.score import score_cell  # noqa: E402
+from dynamax_bench.reporting.statistics import IntervalSettings  # noqa: E402
 from dynamax_bench.spec import TaskSpec  # noqa: E402
 
 score_cell(
@@ -12,4 +13,5 @@ score_cell(
     snakemake.input.flops,
     snakemake.output[0],
     profile=snakemake.params.profile,
+    evidence=IntervalSettings.from_dict(snakemake.params.evidence),
 )

@@ -1,0 +1,119 @@
+"""The bootstrap behind every interval: coverage on simulated data, pairing, determinism, errors."""
+
+from __future__ import annotations
+
+import math
+import statistics as stats
+
+import numpy as np
+import pytest
+
+from dynamax_bench.reporting.statistics import (
+    IntervalSettings,
+    Ratio,
+    estimate,
+    estimates,
+    lm_eval_stderr,
+    paired_difference,
+    paired_n,
+)
+from tests.cells import make_cell, share
+
+
+def coverage(draw, truth: float, n: int, reps: int, resamples: int = 400) -> float:
+    """Share of `reps` simulated data sets whose 95% interval of the mean covers `truth`."""
+    rng = np.random.default_rng(2024)
+    hits = 0
+    for rep in range(reps):
+        values = draw(rng, n)
+        est = estimate(lambda take, r=Ratio.mean(values): take(r), n, IntervalSettings(0.95, resamples, rep))
+        hits += est.includes(truth)
+    return hits / reps
+
+
+def test_interval_covers_the_true_mean_at_about_the_nominal_rate() -> None:
+    bernoulli = coverage(lambda rng, n: (rng.random(n) < 0.3).astype(float), 0.3, n=60, reps=300)
+    normal = coverage(lambda rng, n: rng.normal(5.0, 2.0, n), 5.0, n=60, reps=300)
+    # 300 replications: a binomial standard error of 0.013 around 0.95
+    assert 0.90 <= bernoulli <= 0.99, bernoulli
+    assert 0.90 <= normal <= 0.99, normal
+
+
+def test_a_rare_event_on_few_samples_is_under_covered_which_min_samples_guards() -> None:
+    """P(no event in 10 samples of p=0.1) = 0.35: then every resample is 0 and the interval [0, 0]
+    misses 0.1. At the default min_samples (30) coverage is back near nominal."""
+    rare = lambda rng, n: (rng.random(n) < 0.1).astype(float)  # noqa: E731
+    assert coverage(rare, 0.1, n=10, reps=300) < 0.8
+    assert coverage(rare, 0.1, n=30, reps=300) >= 0.88
+
+
+def test_percentile_interval_matches_the_normal_interval_on_many_samples() -> None:
+    values = np.random.default_rng(0).normal(0.0, 1.0, 2000)
+    est = estimate(lambda take, r=Ratio.mean(values): take(r), len(values), IntervalSettings(0.95, 4000, 1))
+    half = 1.96 * stats.stdev(values) / math.sqrt(len(values))
+    assert est.value == pytest.approx(float(values.mean()))
+    assert est.lo == pytest.approx(est.value - half, abs=0.1 * half)
+    assert est.hi == pytest.approx(est.value + half, abs=0.1 * half)
+
+
+def test_ratio_statistic_is_a_ratio_of_sums_not_a_mean_of_ratios() -> None:
+    executed, full = np.array([10.0, 90.0]), np.array([100.0, 100.0])
+    savings = Ratio(full - executed, full)
+    assert savings.value() == pytest.approx(1 - 100 / 200)
+    layers = Ratio(np.array([30.0, 2.0]), np.array([10.0, 1.0]))
+    assert layers.value() == pytest.approx(32 / 11)  # mean layers over tokens, not the mean of 3.0 and 2.0
+
+
+def test_constant_quantity_has_a_zero_width_interval() -> None:
+    found = estimates({"x": Ratio.mean([0.75] * 12)}, IntervalSettings(resamples=200))
+    assert found["x"].value == found["x"].lo == found["x"].hi == 0.75 and found["x"].n == 12
+
+
+def test_paired_difference_of_identical_samples_is_exactly_zero_with_zero_width() -> None:
+    a = make_cell("ee-calm-copy-t0.9", share(7, 20), savings=[0.1 * (i % 4) for i in range(20)])
+    b = make_cell("ee-calm-partial-t0.9", share(7, 20), savings=[0.1 * (i % 4) for i in range(20)])
+    for quantity in ("consistency.output_match", "flops.total_savings", "layers.mean_executed"):
+        diff = paired_difference(a, b, quantity, IntervalSettings(resamples=300))
+        assert (diff.value, diff.lo, diff.hi) == (0.0, 0.0, 0.0), quantity
+
+
+def test_pairing_narrows_the_interval_of_correlated_samples() -> None:
+    """Two methods that agree on most samples: the paired interval of their difference is far
+    narrower than one that ignores the pairing (resampling each side on its own)."""
+    rng = np.random.default_rng(3)
+    base = (rng.random(80) < 0.5).astype(float)
+    flip = base.copy()
+    flip[:4] = 1.0 - flip[:4]
+    a, b = make_cell("ee-calm-copy-t0.9", list(base)), make_cell("ee-calm-partial-t0.9", list(flip))
+    settings = IntervalSettings(resamples=1000, seed=5)
+    paired = paired_difference(a, b, "consistency.output_match", settings)
+    one = estimate(lambda take, r=Ratio.mean(base): take(r), 80, settings)
+    other = estimate(lambda take, r=Ratio.mean(flip): take(r), 80, IntervalSettings(resamples=1000, seed=6))
+    unpaired_width = math.hypot(one.hi - one.lo, other.hi - other.lo)
+    assert paired.hi - paired.lo < 0.5 * unpaired_width
+
+
+def test_same_inputs_and_settings_give_identical_estimates_and_a_new_seed_other_draws() -> None:
+    values = list(np.random.default_rng(1).random(25))
+    run = lambda seed: estimates({"m": Ratio.mean(values)}, IntervalSettings(resamples=300, seed=seed))["m"]  # noqa: E731
+    assert run(11) == run(11)
+    assert (run(11).lo, run(11).hi) != (run(12).lo, run(12).hi)
+
+
+def test_paired_comparison_refuses_cells_of_different_samples() -> None:
+    a = make_cell("ee-calm-copy-t0.9", share(3, 5), backbone="tiny", task="triviaqa")
+    b = make_cell("full", share(3, 5), backbone="tiny", task="triviaqa", ids=["s0", "s1", "s2", "s3", "other"])
+    with pytest.raises(ValueError, match="tiny/triviaqa/ee-calm-copy-t0.9 and tiny/triviaqa/full: their sample ids differ"):
+        paired_n([a, b])
+
+
+def test_a_cell_scored_before_intervals_says_how_to_rescore() -> None:
+    old = {"backbone": "b", "task": "t", "method": "full"}
+    with pytest.raises(ValueError, match="rerun its score rule"):
+        paired_n([old, old])
+
+
+def test_task_metrics_carry_lm_evals_stderr_of_the_mean() -> None:
+    values = [0.0, 1.0, 1.0, 0.5, 0.25]
+    assert lm_eval_stderr(values) == pytest.approx(stats.stdev(values) / math.sqrt(len(values)))
+    assert lm_eval_stderr([1.0]) is None
