@@ -14,6 +14,7 @@ from dynamax_bench.classifiers.distill import distill, load_store, select_top_k
 from dynamax_bench.classifiers.oracle import OracleStore, extract_oracle
 from dynamax_bench.classifiers.training import Variant, exit_weights, train_variants
 from dynamax_bench.files import read_json, write_jsonl
+from dynamax_bench.reporting.tables import distillation_table, exit_weight_ablation_table, top_k_selection_table
 
 SENTENCES = [
     "The river flows past the old mill and into the lake.",
@@ -139,6 +140,11 @@ def test_exit_weights_act_only_on_shared_parameters(tmp_path: Path, oracle_dir: 
         (p, w) for p in ("per_exit", "shared") for w in ("uniform", "decaying")}
     assert "AdamW" in info["statement"] and "do act" in info["statement"]
     assert read_json(tmp_path / "ablation.json")["statement"] == info["statement"]
+    table = exit_weight_ablation_table([info])
+    assert len(table) == 4 and set(table["exit weights"]) == {"uniform", "decaying"}
+    shared = table[table["parameters"] == "shared"]
+    assert (shared["max parameter difference, uniform vs decaying"] == diff["shared"]).all()
+    assert set(table.columns) >= {"sim. consistency t=0.5", "sim. savings t=0.8", "mean test F1", "epoch kept"}
 
 
 def test_distill_is_deterministic(tmp_path: Path, oracle_dir: Path, selection: Path) -> None:
@@ -149,6 +155,25 @@ def test_distill_is_deterministic(tmp_path: Path, oracle_dir: Path, selection: P
     a, b = (read_json(tmp_path / n / "calm.json") for n in ("a", "b"))
     a["training"].pop("seconds"), b["training"].pop("seconds")
     assert a == b
+
+
+def test_table2_reports_the_test_split_per_k_and_the_choice(tmp_path: Path, oracle_dir: Path, selection: Path) -> None:
+    info = distill(oracle_dir, selection, "mamba", tmp_path / "mamba.safetensors", options={"head_dim": 16, "chunk_size": 64},
+                   settings={**SETTINGS, "epochs": 1}, thresholds=THRESHOLDS, seed=SEED)
+    meta = read_json(tmp_path / "mamba.json")
+    table = distillation_table([meta])
+    chosen = info["training"]["top_k"]
+    # mamba at the chosen k, and the probe (calm) at every candidate: 1 + 4 sets of 4 exits
+    assert len(table) == 5 * 4
+    mamba = table[table["kind"] == "mamba"]
+    assert set(mamba["top-k"]) == {chosen} and set(mamba["k choice"]) == {"chosen"}
+    assert list(mamba["F1"]) == [info["test"]["exits"][str(e)]["f1"] for e in (4, 5, 6, 7)]
+    assert list(mamba["test tokens"]) == [info["split"]["tokens"]["test"]] * 4
+    calm = table[table["kind"] == "calm"]
+    assert sorted(set(calm["top-k"])) == [1, 3, 5, 10]
+    assert (calm.groupby("top-k")["positive rate"].mean().diff().dropna() >= 0).all()  # labels relax with k
+    choice = top_k_selection_table([meta])
+    assert len(choice) == 4 * len(THRESHOLDS) and list(choice[choice["chosen"] == "yes"]["top-k"].unique()) == [chosen]
 
 
 def test_store_is_read_lazily_one_shard_at_a_time(oracle_dir: Path) -> None:

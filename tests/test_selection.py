@@ -48,3 +48,5 @@ def test_the_largest_k_within_the_interval_of_k1_at_every_threshold_is_chosen() 
     assert not decision["candidates"]["5"]["admissible"]
     assert decision["candidates"]["3"]["thresholds"]["0.9"]["floor"] == 0.95
     assert choose_top_k({1: simulated[1]})[0] == 1  # one candidate fixes k
+    with pytest.raises(ValueError, match="classifiers.thresholds"):
+        choose_top_k({1: {}, 3: {}})

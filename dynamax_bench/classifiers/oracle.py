@@ -98,11 +98,11 @@ class ShardWriter:
     def flush(self) -> None:
         if self.documents == self.shard_documents[-1]:
             return
-        tensors = {f"hidden.{e}": torch.cat(self.hidden[e]) for e in self.exits}
-        tensors |= {f"rank.{e}": torch.cat(self.rank[e]) for e in self.exits}
+        tensors = {}
+        for e in self.exits:  # each exit's parts are freed as soon as they are joined: ~1 shard, not 2
+            tensors[f"hidden.{e}"], self.hidden[e] = torch.cat(self.hidden[e]), []
+            tensors[f"rank.{e}"], self.rank[e] = torch.cat(self.rank[e]), []
         save_file(tensors, str(self.folder / shard_name(len(self.shard_documents) - 1)))
-        self.hidden = {e: [] for e in self.exits}
-        self.rank = {e: [] for e in self.exits}
         self.buffered = 0
         self.shard_documents.append(self.documents)
 

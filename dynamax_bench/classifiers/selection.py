@@ -74,6 +74,8 @@ def choose_top_k(simulated: dict[int, dict[str, dict]]) -> tuple[int, dict]:
 
     simulated: {k: simulate_thresholds(...) of the classifiers trained at k} on the validation split.
     """
+    if not all(simulated.values()):
+        raise ValueError("no threshold to compare the candidates at; give classifiers.thresholds at least one value")
     reference = min(simulated)
     decisions = {}
     for k, by_threshold in sorted(simulated.items()):
