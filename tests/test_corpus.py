@@ -26,6 +26,7 @@ def test_generated_corpus_is_seeded(smoke_config: dict, tiny_mistral, backbone_r
     records = read_jsonl(tmp_path / "a.jsonl")
     assert len(records) == 3
     assert records[0]["text"].startswith("Write a short encyclopedia article about photosynthesis.")
+    assert [r["topic"] for r in records] == ["photosynthesis", "the water cycle", "volcanoes"]
 
 
 def test_local_source_and_budget(smoke_config: dict, tmp_path: Path) -> None:

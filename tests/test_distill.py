@@ -1,17 +1,20 @@
-"""Distillation on the smoke backbone: the held-out loss falls and the metrics are recorded."""
+"""Distillation on the smoke backbone: top-k choice, training, clean splits, the weight ablation."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
+import torch
 
 from dynamax_bench.backbones.prepare import Backbone
+from dynamax_bench.classifiers.ablation import exit_weight_ablation
 from dynamax_bench.classifiers.checkpoints import load_classifiers
-from dynamax_bench.classifiers.distill import distill, exit_weights
-from dynamax_bench.files import write_jsonl
-from dynamax_bench.classifiers.oracle import extract_oracle
+from dynamax_bench.classifiers.distill import distill, load_store, select_top_k
+from dynamax_bench.classifiers.oracle import OracleStore, extract_oracle
+from dynamax_bench.classifiers.training import Variant, exit_weights, train_variants
+from dynamax_bench.files import read_json, write_jsonl
+from dynamax_bench.reporting.tables import distillation_table, exit_weight_ablation_table, top_k_selection_table
 
 SENTENCES = [
     "The river flows past the old mill and into the lake.",
@@ -19,6 +22,11 @@ SENTENCES = [
     "A recipe for bread needs flour, water, salt and yeast.",
     "The library opens at nine and closes at five on weekdays.",
 ]
+SETTINGS = {"epochs": 6, "batch_size": 4, "learning_rate": 3e-3, "weight_decay": 0.01, "balance_classes": True,
+            "exit_weights": "decaying", "share_parameters": False, "validation_fraction": 0.2, "test_fraction": 0.2,
+            "top_k": {"candidates": [1, 3, 5, 10], "probe": "calm"}}
+THRESHOLDS = [0.5, 0.8]
+SEED = 1234
 
 
 def test_exit_weights_decay_linearly_and_sum_to_one() -> None:
@@ -29,24 +37,152 @@ def test_exit_weights_decay_linearly_and_sum_to_one() -> None:
 
 
 @pytest.fixture(scope="module")
-def oracle_dir(tmp_path_factory: pytest.TempPathFactory, smoke_config: dict, tiny_mistral: Backbone) -> Path:
+def oracle_dir(tmp_path_factory: pytest.TempPathFactory, tiny_mistral: Backbone) -> Path:
+    """20 documents on 10 topics (2 each), stored in several shards."""
     root = tmp_path_factory.mktemp("distill")
-    docs = [{"id": str(i), "text": " ".join(SENTENCES[(i + j) % 4] for j in range(6))} for i in range(20)]
+    docs = [{"id": str(i), "topic": f"topic {i % 10}", "text": " ".join(SENTENCES[(i + j) % 4] for j in range(6))}
+            for i in range(20)]
     write_jsonl(root / "corpus.jsonl", docs)
-    extract_oracle(smoke_config, tiny_mistral.model.name_or_path, root / "corpus.jsonl", root / "oracle")
+    extract_oracle(tiny_mistral.model.name_or_path, root / "corpus.jsonl", root / "oracle", exits={"count": 4},
+                   max_length=64, shard_mb=0.2)
     return root / "oracle"
 
 
+@pytest.fixture(scope="module")
+def selection(tmp_path_factory: pytest.TempPathFactory, oracle_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("top_k") / "tiny_mistral.json"
+    select_top_k(oracle_dir, out, probe="calm", options={}, settings=SETTINGS, thresholds=THRESHOLDS, seed=SEED)
+    return out
+
+
+def test_top_k_choice_follows_its_criterion(selection: Path) -> None:
+    """The chosen k is the largest candidate at or above k=1's lower 95% bound at every threshold,
+    and every candidate's test metrics come from the same oracle pass (labels relax with k)."""
+    info = read_json(selection)
+    assert sorted(int(k) for k in info["sweep"]) == [1, 3, 5, 10] and info["reference"] == 1
+    for k, verdict in info["candidates"].items():
+        for t, check in verdict["thresholds"].items():
+            assert check["floor"] == info["sweep"]["1"]["validation"]["early_exit"][t]["interval"][0]
+            assert check["admissible"] == (k == "1" or check["consistency"] >= check["floor"])
+        assert verdict["admissible"] == all(c["admissible"] for c in verdict["thresholds"].values())
+    admissible = [int(k) for k, v in info["candidates"].items() if v["admissible"]]
+    assert info["chosen"] == max(admissible)
+    rates = [info["sweep"][str(k)]["test"]["exits"]["4"]["positive_rate"] for k in (1, 3, 5, 10)]
+    assert rates == sorted(rates) and rates[-1] > rates[0]
+    sim = info["sweep"]["1"]["validation"]["early_exit"]["0.5"]
+    assert 0.0 <= sim["savings"] <= 1.0 and sim["interval"][0] <= sim["consistency"] <= sim["interval"][1]
+
+
+def test_test_split_holds_topics_training_never_saw(oracle_dir: Path) -> None:
+    store, splits, record = load_store(oracle_dir, SETTINGS, SEED)
+    topics = {s: {store.meta["documents"][d]["topic"] for d in docs} for s, docs in splits.items()}
+    assert topics["test"].isdisjoint(topics["train"]) and topics["validation"].isdisjoint(topics["train"])
+    assert topics["test"].isdisjoint(topics["validation"])
+    assert record["by"] == "topic" and record["documents"] == {"train": 12, "validation": 4, "test": 4}
+
+
 @pytest.mark.parametrize("kind", ["calm", "ffn", "mamba"])
-def test_training_lowers_the_heldout_loss(tmp_path: Path, smoke_config: dict, oracle_dir: Path, kind: str) -> None:
-    config = copy.deepcopy(smoke_config)
-    config["distill"].update(epochs=6, learning_rate=3e-3, heldout_fraction=0.2, batch_size=4)
-    info = distill(config, oracle_dir, kind, tmp_path / f"{kind}.safetensors")
-    assert info["heldout"]["loss"] < info["heldout_initial"]["loss"] and info["training"]["selected_epoch"] >= 1
-    exits = info["heldout"]["exits"]
+def test_training_lowers_the_validation_loss(tmp_path: Path, oracle_dir: Path, selection: Path, kind: str) -> None:
+    options = {"head_dim": 16, "chunk_size": 64} if kind == "mamba" else {}  # the smoke profile's (64-token documents)
+    info = distill(oracle_dir, selection, kind, tmp_path / f"{kind}.safetensors", options=options, settings=SETTINGS,
+                   thresholds=THRESHOLDS, seed=SEED)
+    assert info["validation"]["loss"] < info["validation_initial_loss"] and info["training"]["selected_epoch"] >= 1
+    assert info["training"]["top_k"] == read_json(selection)["chosen"] == info["top_k_selection"]["chosen"]
+    assert info["dtype"] == "float32"
+    exits = info["test"]["exits"]
     assert sorted(exits) == ["4", "5", "6", "7"]
     for metrics in exits.values():
         assert set(metrics) >= {"positive_rate", "accuracy", "precision", "recall", "f1"}
-        assert 0.0 <= metrics["f1"] <= 1.0
+        assert 0.0 <= metrics["f1"] <= 1.0 and metrics["tokens"] == exits["4"]["tokens"]
+    assert exits["4"]["tokens"] == info["split"]["tokens"]["test"]
+    assert set(info["test"]["early_exit"]) == {"0.5", "0.8"}
     loaded, meta = load_classifiers(tmp_path / f"{kind}.safetensors")
     assert sorted(loaded) == [4, 5, 6, 7] and meta["kind"] == kind and len(meta["curve"]) == 6
+    assert all(p.dtype == torch.float32 for clf in loaded.values() for p in clf.state_dict().values())
+
+
+def test_a_selection_from_another_split_is_refused(tmp_path: Path, oracle_dir: Path, selection: Path) -> None:
+    settings = {**SETTINGS, "test_fraction": 0.3}
+    with pytest.raises(ValueError, match="another split"):
+        distill(oracle_dir, selection, "calm", tmp_path / "calm.safetensors", options={}, settings=settings,
+                thresholds=THRESHOLDS, seed=SEED)
+
+
+def test_variants_trained_together_equal_variants_trained_alone(oracle_dir: Path) -> None:
+    """The k sweep trains its variants in one pass: each must end exactly where it would alone."""
+    store, splits, _ = load_store(oracle_dir, SETTINGS, SEED)
+    settings = {**SETTINGS, "epochs": 2}
+    together = train_variants(store, "calm", {}, [Variant(1), Variant(5, "uniform")], splits, settings, SEED)
+    (alone,) = train_variants(store, "calm", {}, [Variant(5, "uniform")], splits, settings, SEED)
+    assert together[1].curve == alone.curve and together[1].selected_epoch == alone.selected_epoch
+    for name, value in alone.last_parameters.items():
+        assert torch.equal(together[1].last_parameters[name], value), name
+
+
+def test_shared_parameters_are_one_classifier_saved_per_exit(tmp_path: Path, oracle_dir: Path, selection: Path) -> None:
+    settings = {**SETTINGS, "share_parameters": True, "epochs": 2}
+    distill(oracle_dir, selection, "calm", tmp_path / "calm.safetensors", options={}, settings=settings,
+            thresholds=THRESHOLDS, seed=SEED)
+    loaded, meta = load_classifiers(tmp_path / "calm.safetensors")
+    assert meta["training"]["share_parameters"] is True
+    assert torch.equal(loaded[4].linear.weight, loaded[7].linear.weight)
+    assert not torch.equal(loaded[4].mean, loaded[7].mean)  # each exit keeps its own standardisation
+
+
+def test_exit_weights_act_only_on_shared_parameters(tmp_path: Path, oracle_dir: Path, selection: Path) -> None:
+    """Per-exit classifiers: AdamW cancels each exit's weight, so uniform and decaying end (almost)
+    equal; one classifier shared by the exits: the weights trade exits off and the parameters differ."""
+    info = exit_weight_ablation(oracle_dir, selection, tmp_path / "ablation.json", probe="calm", options={},
+                                settings=SETTINGS, thresholds=THRESHOLDS, seed=SEED)
+    diff = info["parameter_difference"]
+    assert diff["per_exit"] < 1e-4 < diff["shared"]
+    assert {(r["parameters"], r["exit_weights"]) for r in info["rows"]} == {
+        (p, w) for p in ("per_exit", "shared") for w in ("uniform", "decaying")}
+    assert "AdamW" in info["statement"] and "do act" in info["statement"]
+    assert read_json(tmp_path / "ablation.json")["statement"] == info["statement"]
+    table = exit_weight_ablation_table([info])
+    assert len(table) == 4 and set(table["exit weights"]) == {"uniform", "decaying"}
+    shared = table[table["parameters"] == "shared"]
+    assert (shared["max parameter difference, uniform vs decaying"] == diff["shared"]).all()
+    assert set(table.columns) >= {"sim. consistency t=0.5", "sim. savings t=0.8", "mean test F1", "epoch kept"}
+
+
+def test_distill_is_deterministic(tmp_path: Path, oracle_dir: Path, selection: Path) -> None:
+    for name in ("a", "b"):
+        distill(oracle_dir, selection, "calm", tmp_path / name / "calm.safetensors", options={},
+                settings={**SETTINGS, "epochs": 2}, thresholds=THRESHOLDS, seed=SEED)
+    assert (tmp_path / "a" / "calm.safetensors").read_bytes() == (tmp_path / "b" / "calm.safetensors").read_bytes()
+    a, b = (read_json(tmp_path / n / "calm.json") for n in ("a", "b"))
+    a["training"].pop("seconds"), b["training"].pop("seconds")
+    assert a == b
+
+
+def test_table2_reports_the_test_split_per_k_and_the_choice(tmp_path: Path, oracle_dir: Path, selection: Path) -> None:
+    info = distill(oracle_dir, selection, "mamba", tmp_path / "mamba.safetensors", options={"head_dim": 16, "chunk_size": 64},
+                   settings={**SETTINGS, "epochs": 1}, thresholds=THRESHOLDS, seed=SEED)
+    meta = read_json(tmp_path / "mamba.json")
+    table = distillation_table([meta])
+    chosen = info["training"]["top_k"]
+    # mamba at the chosen k, and the probe (calm) at every candidate: 1 + 4 sets of 4 exits
+    assert len(table) == 5 * 4
+    mamba = table[table["kind"] == "mamba"]
+    assert set(mamba["top-k"]) == {chosen} and set(mamba["k choice"]) == {"chosen"}
+    assert list(mamba["F1"]) == [info["test"]["exits"][str(e)]["f1"] for e in (4, 5, 6, 7)]
+    assert list(mamba["test tokens"]) == [info["split"]["tokens"]["test"]] * 4
+    calm = table[table["kind"] == "calm"]
+    assert sorted(set(calm["top-k"])) == [1, 3, 5, 10]
+    assert (calm.groupby("top-k")["positive rate"].mean().diff().dropna() >= 0).all()  # labels relax with k
+    choice = top_k_selection_table([meta])
+    assert len(choice) == 4 * len(THRESHOLDS) and list(choice[choice["chosen"] == "yes"]["top-k"].unique()) == [chosen]
+
+
+def test_store_is_read_lazily_one_shard_at_a_time(oracle_dir: Path) -> None:
+    """Opening the store reads only its index; documents come from the shards on demand, and a
+    reader holds one shard open at a time (its touched pages count as resident memory)."""
+    store = OracleStore(oracle_dir)
+    last = store.num_documents - 1
+    assert store.meta["num_shards"] > 1 and store._shard is None
+    store.hidden(4, last)
+    assert store._shard[0] == store.shard_of[last] != 0
+    store.ranks(4, 0)
+    assert store._shard[0] == 0

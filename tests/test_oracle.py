@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import layer_stack
-from dynamax_bench.classifiers.oracle import OracleStore, document_pass, exit_ranks, extract_oracle, split_documents
+from dynamax_bench.classifiers.oracle import OracleStore, document_pass, exit_ranks, extract_oracle
 
 
 class LogitStack:
@@ -41,22 +42,43 @@ def test_last_exit_of_a_model_matches_itself(tiny_mistral: Backbone) -> None:
     torch.testing.assert_close(hiddens[4], reference, atol=1e-5, rtol=1e-4)
 
 
-def test_split_holds_out_the_last_documents() -> None:
-    assert split_documents(10, 0.2) == {"train": list(range(8)), "heldout": [8, 9]}
-    assert split_documents(3, 0.01)["heldout"] == [2]
-
-
-def test_store_round_trip(tmp_path, smoke_config: dict, tiny_mamba2: Backbone) -> None:
+def test_sharded_store_reads_back_every_document_as_the_pass_produced_it(tmp_path, tiny_mamba2: Backbone) -> None:
+    """Documents written across several shards come back by index exactly as `document_pass` gave
+    them (hidden states and ranks), with the offsets, topics and label rates in the metadata."""
     from dynamax_bench.files import write_jsonl
 
     corpus = tmp_path / "corpus.jsonl"
-    write_jsonl(corpus, [{"id": str(i), "text": f"Document {i}: the sea is blue and the sky is grey."} for i in range(5)])
-    meta = extract_oracle(smoke_config, tiny_mamba2.model.name_or_path, corpus, tmp_path / "oracle")
+    texts = [f"Document {i}: the sea is blue and the sky is grey." + " More words." * i for i in range(5)]
+    write_jsonl(corpus, [{"id": str(i), "text": t, "topic": "sea" if i % 2 else None} for i, t in enumerate(texts)])
+    meta = extract_oracle(tiny_mamba2.model.name_or_path, corpus, tmp_path / "oracle", exits={"count": 4},
+                          max_length=64, shard_mb=0.01)
     store = OracleStore(tmp_path / "oracle")
     assert store.exits == meta["exit_layers"] == [4, 5, 6, 7]
-    assert store.offsets[-1] == meta["num_tokens"] and len(store.offsets) == 6
-    assert store.documents("heldout") == [4]
-    d = store.hidden(5, 2)
-    assert d.shape == (store.offsets[3] - store.offsets[2], tiny_mamba2.model.config.hidden_size)
-    assert set(store.labels(5, 2, 1).tolist()) <= {0, 1}
-    assert (store.labels(5, 2, 5) >= store.labels(5, 2, 1)).all()  # top-k relaxes
+    assert meta["num_shards"] >= 3 and len(list((tmp_path / "oracle").glob("shard-*.safetensors"))) == meta["num_shards"]
+    assert store.offsets[-1] == meta["num_tokens"] and store.num_documents == 5
+    assert [d["topic"] for d in meta["documents"]] == [None, "sea", None, "sea", None]
+    stack = layer_stack(tiny_mamba2.model)
+    positives = 0
+    for d, text in enumerate(texts):
+        ids = tiny_mamba2.tokenizer(text, return_tensors="pt").input_ids[:, :64]
+        hiddens, ranks = document_pass(stack, ids, store.exits)
+        assert store.length(d) == ids.shape[1]
+        for e in store.exits:
+            torch.testing.assert_close(store.hidden(e, d), hiddens[e][0], rtol=0, atol=0)
+            assert torch.equal(store.ranks(e, d), ranks[e])
+        positives += int((store.ranks(5, d) < 3).sum())
+        assert (store.labels(5, d, 5) >= store.labels(5, d, 1)).all()  # top-k relaxes
+    assert meta["positive_rate"]["top3"]["5"] == positives / meta["num_tokens"]
+
+
+def test_store_in_bfloat16_and_a_missing_store_is_named(tmp_path, tiny_mistral: Backbone) -> None:
+    from dynamax_bench.files import write_jsonl
+
+    write_jsonl(tmp_path / "corpus.jsonl", [{"id": "a", "text": "one two three four"}])
+    extract_oracle(tiny_mistral.model.name_or_path, tmp_path / "corpus.jsonl", tmp_path / "oracle", exits=None,
+                   max_length=16, store_dtype="bfloat16")
+    store = OracleStore(tmp_path / "oracle")
+    assert store.hidden(store.exits[0], 0).dtype == torch.float32  # read back widened
+    assert store.meta["store_dtype"] == "bfloat16"
+    with pytest.raises(FileNotFoundError, match="extract_oracle"):
+        OracleStore(tmp_path / "nowhere")

@@ -79,13 +79,18 @@ def test_savings_in_the_tables_equal_the_cells_and_full_saves_nothing(smoke_run:
 def test_distillation_table_equals_the_classifier_files(smoke_run: Path) -> None:
     rows = list(csv.DictReader(open(smoke_run / "paper_tables" / "table2_distillation.csv")))
     metas = sorted((smoke_run / "results" / "smoke" / "classifiers").rglob("*.json"))
-    assert len(metas) == 4 and len(rows) == 4 * 4  # calm and mamba on two backbones, four exits
+    # calm and mamba at the chosen k, and calm (the probe) at the 3 other candidates, on two backbones, four exits
+    assert len(metas) == 4 and len(rows) == 2 * (2 + 3) * 4
     for path in metas:
         meta = read_json(path)
+        assert meta["training"]["top_k"] == read_json(smoke_run / "results" / "smoke" / "top_k" / f"{meta['backbone']}.json")["chosen"]
         for layer in meta["exit_layers"]:
-            row = next(r for r in rows if (r["backbone"], r["kind"], int(r["exit layer"])) ==
-                       (meta["backbone"], meta["kind"], layer))
-            assert float(row["F1"]) == pytest.approx(meta["heldout"]["exits"][str(layer)]["f1"], abs=1e-6)
+            row = next(r for r in rows if (r["backbone"], r["kind"], int(r["top-k"]), int(r["exit layer"])) ==
+                       (meta["backbone"], meta["kind"], meta["training"]["top_k"], layer))
+            assert float(row["F1"]) == pytest.approx(meta["test"]["exits"][str(layer)]["f1"], abs=1e-6)
+            assert row["k choice"] == "chosen"
+    choice = list(csv.DictReader(open(smoke_run / "paper_tables" / "table2b_top_k_choice.csv")))
+    assert len(choice) == 2 * 4 * 1  # two backbones, four candidates, one threshold
     for name in ("figure2_exit_histograms.png", "figure2_exit_histograms.pdf"):
         assert (smoke_run / "paper_tables" / name).stat().st_size > 1000
 

@@ -5,18 +5,25 @@ reads (the residual stream after e layers, exactly what the engine hands the cla
 the rank of the exit's greedy token among the full model's logits at t. A label for any top-k
 relaxation is then `rank < k` (k=1: strict agreement), so changing k needs no new pass.
 
-Store layout (a folder):
-  exits.safetensors  hidden.<layer> (N, d) in distill.store_dtype, rank.<layer> (N,) int32 per exit,
-                     offsets (D+1,) int64: tokens of document i are offsets[i]:offsets[i+1]
-  oracle.json        exit layers, documents per split, label rates for several k
+The store is written in shards as the pass produces it (a 7B backbone's store is tens of GB),
+and read back one document at a time through safetensors' lazy `safe_open`, so neither rule
+ever holds more than about one shard. Store layout (a folder):
+  shard-<n>.safetensors  hidden.<layer> (n, d) in the store dtype and rank.<layer> (n,) int32 per
+                         exit, for a run of whole documents
+  index.safetensors      offsets (D+1,) int64: tokens of document i are offsets[i]:offsets[i+1];
+                         shard_documents (S+1,) int64: shard s holds documents
+                         shard_documents[s]:shard_documents[s+1]
+  oracle.json            exit layers, widths, per-document id and topic, label rates for several k
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
@@ -28,11 +35,15 @@ from dynamax_bench.files import atomic_dir, read_json, read_jsonl, write_json
 
 log = logging.getLogger(__name__)
 
-REPORTED_K = (1, 2, 5, 10)
+REPORTED_K = (1, 3, 5, 10)
 # Hidden states dominate the store: tokens x exits x width. bfloat16 halves it at 7B widths.
 STORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-STORE_FILE = "exits.safetensors"
+INDEX_FILE = "index.safetensors"
 META_FILE = "oracle.json"
+
+
+def shard_name(number: int) -> str:
+    return f"shard-{number:05d}.safetensors"
 
 
 def exit_ranks(stack: LayerStack, hiddens: dict[int, Tensor], final: Tensor) -> dict[int, Tensor]:
@@ -63,80 +74,147 @@ def document_pass(stack: LayerStack, input_ids: Tensor, exits: list[int]) -> tup
     return hiddens, exit_ranks(stack, hiddens, hidden)
 
 
-def split_documents(num_documents: int, heldout_fraction: float) -> dict[str, list[int]]:
-    """The last documents are held out (the corpus order is already seeded and fixed)."""
-    heldout = max(1, round(num_documents * heldout_fraction)) if num_documents > 1 else 0
-    return {"train": list(range(num_documents - heldout)), "heldout": list(range(num_documents - heldout, num_documents))}
+class ShardWriter:
+    """Buffers whole documents and writes a shard whenever the buffer reaches `shard_bytes`."""
+
+    def __init__(self, folder: Path, exits: list[int], shard_bytes: int) -> None:
+        self.folder, self.exits, self.shard_bytes = folder, exits, shard_bytes
+        self.hidden: dict[int, list[Tensor]] = {e: [] for e in exits}
+        self.rank: dict[int, list[Tensor]] = {e: [] for e in exits}
+        self.buffered = 0
+        self.shard_documents = [0]  # first document of every shard, then the end
+        self.documents = 0
+
+    def add(self, hiddens: dict[int, Tensor], ranks: dict[int, Tensor]) -> None:
+        """One document: {exit: (T, d)} in the store dtype, {exit: (T,)} int32, on the CPU."""
+        for e in self.exits:
+            self.hidden[e].append(hiddens[e])
+            self.rank[e].append(ranks[e])
+            self.buffered += hiddens[e].nbytes + ranks[e].nbytes
+        self.documents += 1
+        if self.buffered >= self.shard_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.documents == self.shard_documents[-1]:
+            return
+        tensors = {}
+        for e in self.exits:  # each exit's parts are freed as soon as they are joined: ~1 shard, not 2
+            tensors[f"hidden.{e}"], self.hidden[e] = torch.cat(self.hidden[e]), []
+            tensors[f"rank.{e}"], self.rank[e] = torch.cat(self.rank[e]), []
+        save_file(tensors, str(self.folder / shard_name(len(self.shard_documents) - 1)))
+        self.buffered = 0
+        self.shard_documents.append(self.documents)
 
 
-def extract_oracle(config: dict, backbone_dir: str | Path, corpus_path: str | Path, out_dir: str | Path) -> dict:
-    """Write the oracle store of one backbone over the corpus."""
-    settings = config["distill"]
-    runtime = config["runtime"]
-    backbone = load_backbone(backbone_dir, runtime["device"], runtime["dtype"])
+def extract_oracle(
+    backbone_dir: str | Path,
+    corpus_path: str | Path,
+    out_dir: str | Path,
+    *,
+    exits: dict | None,
+    max_length: int,
+    store_dtype: str = "float32",
+    shard_mb: float = 256,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> dict:
+    """Write the oracle store of one backbone over the corpus, shard by shard.
+
+    exits: the backbone's `exits` entry of the profile (None: the default positions);
+    device, dtype: where and in which precision the backbone runs.
+    """
+    if store_dtype not in STORE_DTYPES:
+        raise ValueError(f"distill.store_dtype: {store_dtype!r} is not one of {sorted(STORE_DTYPES)}")
+    backbone = load_backbone(backbone_dir, device, dtype)
     stack = layer_stack(backbone.model)
-    exits = exit_positions(config["backbones"][backbone.meta["name"]], backbone.num_layers)
+    layers = exit_positions({"exits": exits}, backbone.num_layers)
     documents = read_jsonl(corpus_path)
     if not documents:
         raise ValueError(f"{corpus_path}: the corpus is empty; check the corpus section of the config")
-    hidden_parts: dict[int, list[Tensor]] = {e: [] for e in exits}
-    rank_parts: dict[int, list[Tensor]] = {e: [] for e in exits}
     offsets = [0]
-    for document in tqdm(documents, desc=f"oracle {backbone.meta['name']}", unit="doc"):
-        ids = backbone.tokenizer(document["text"], return_tensors="pt").input_ids[:, : settings["max_length"]]
-        hiddens, ranks = document_pass(stack, ids.to(backbone.model.device), exits)
-        for e in exits:
-            hidden_parts[e].append(hiddens[e][0].to(STORE_DTYPES[settings["store_dtype"]]).cpu())
-            rank_parts[e].append(ranks[e].cpu())
-        offsets.append(offsets[-1] + ids.shape[1])
-    tensors = {f"hidden.{e}": torch.cat(hidden_parts[e]) for e in exits}
-    tensors |= {f"rank.{e}": torch.cat(rank_parts[e]) for e in exits}
-    tensors["offsets"] = torch.tensor(offsets, dtype=torch.int64)
-    splits = split_documents(len(documents), settings["heldout_fraction"])
-    meta = {
-        "backbone": backbone.meta["name"],
-        "backbone_label": backbone.meta["label"],
-        "num_layers": backbone.num_layers,
-        "exit_layers": exits,
-        "num_documents": len(documents),
-        "num_tokens": offsets[-1],
-        "max_length": settings["max_length"],
-        "splits": splits,
-        "positive_rate": {
-            f"top{k}": {str(e): float((tensors[f"rank.{e}"] < k).float().mean()) for e in exits} for k in REPORTED_K
-        },
-    }
+    positives = {k: {e: 0 for e in layers} for k in REPORTED_K}
     with atomic_dir(out_dir) as tmp:
-        save_file(tensors, str(tmp / STORE_FILE))
+        writer = ShardWriter(tmp, layers, int(shard_mb * 2**20))
+        for document in tqdm(documents, desc=f"oracle {backbone.meta['name']}", unit="doc"):
+            ids = backbone.tokenizer(document["text"], return_tensors="pt").input_ids[:, :max_length]
+            if ids.shape[1] == 0:
+                raise ValueError(f"{corpus_path}: document {document.get('id')!r} has no tokens; drop it from the corpus")
+            hiddens, ranks = document_pass(stack, ids.to(backbone.model.device), layers)
+            hiddens = {e: h[0].to(STORE_DTYPES[store_dtype]).cpu() for e, h in hiddens.items()}
+            ranks = {e: r.cpu() for e, r in ranks.items()}
+            writer.add(hiddens, ranks)
+            for k in REPORTED_K:
+                for e in layers:
+                    positives[k][e] += int((ranks[e] < k).sum())
+            offsets.append(offsets[-1] + ids.shape[1])
+        writer.flush()
+        save_file({"offsets": torch.tensor(offsets, dtype=torch.int64),
+                   "shard_documents": torch.tensor(writer.shard_documents, dtype=torch.int64)},
+                  str(tmp / INDEX_FILE))
+        meta = {
+            "backbone": backbone.meta["name"],
+            "backbone_label": backbone.meta["label"],
+            "num_layers": backbone.num_layers,
+            "hidden_size": backbone.model.config.hidden_size,
+            "exit_layers": layers,
+            "store_dtype": store_dtype,
+            "num_documents": len(documents),
+            "num_tokens": offsets[-1],
+            "num_shards": len(writer.shard_documents) - 1,
+            "max_length": max_length,
+            "documents": [{"id": str(d.get("id", i)), "topic": d.get("topic")} for i, d in enumerate(documents)],
+            "positive_rate": {f"top{k}": {str(e): n / offsets[-1] for e, n in per_exit.items()}
+                              for k, per_exit in positives.items()},
+        }
         write_json(tmp / META_FILE, meta)
-    log.info("oracle store: %d documents, %d tokens, exits %s; top-1 positive rate %s", len(documents),
-             offsets[-1], exits, meta["positive_rate"]["top1"])
+    log.info("oracle store: %d documents, %d tokens in %d shards, exits %s; top-1 positive rate %s", len(documents),
+             offsets[-1], meta["num_shards"], layers, meta["positive_rate"]["top1"])
     return meta
 
 
 class OracleStore:
-    """The extracted store, read back for training: per-document hidden states and labels."""
+    """The extracted store, read lazily: one document's hidden states and ranks at a time."""
 
     def __init__(self, path: str | Path) -> None:
-        path = Path(path)
-        if not (path / STORE_FILE).exists():
-            raise FileNotFoundError(f"no oracle store in {path}; build it with the extract_oracle rule")
-        self.meta = read_json(path / META_FILE)
-        self.tensors = load_file(str(path / STORE_FILE))
+        self.path = Path(path)
+        if not (self.path / INDEX_FILE).exists() or not (self.path / META_FILE).exists():
+            raise FileNotFoundError(f"no oracle store in {self.path}; build it with the extract_oracle rule")
+        self.meta = read_json(self.path / META_FILE)
+        index = load_file(str(self.path / INDEX_FILE))
         self.exits: list[int] = self.meta["exit_layers"]
-        self.offsets: list[int] = self.tensors["offsets"].tolist()
+        self.hidden_size: int = self.meta["hidden_size"]
+        self.offsets: list[int] = index["offsets"].tolist()
+        self.shard_documents: list[int] = index["shard_documents"].tolist()
+        self.shard_of = [s for s in range(len(self.shard_documents) - 1)
+                         for _ in range(self.shard_documents[s], self.shard_documents[s + 1])]
+        self._shard: tuple[int, Any] | None = None  # the one open shard (its mapped pages count as resident)
 
-    def documents(self, split: str) -> list[int]:
-        return self.meta["splits"][split]
+    @property
+    def num_documents(self) -> int:
+        return len(self.offsets) - 1
+
+    def length(self, document: int) -> int:
+        return self.offsets[document + 1] - self.offsets[document]
+
+    def _slice(self, document: int, name: str) -> Tensor:
+        """A copy of one document's rows: only one shard is open at a time, so the pages a reader
+        has touched are released shard by shard instead of adding up to the whole store."""
+        shard = self.shard_of[document]
+        if self._shard is None or self._shard[0] != shard:
+            self._shard = None
+            self._shard = (shard, safe_open(str(self.path / shard_name(shard)), framework="pt"))
+        start = self.offsets[document] - self.offsets[self.shard_documents[shard]]
+        return self._shard[1].get_slice(name)[start : start + self.length(document)].clone()
 
     def hidden(self, exit_layer: int, document: int) -> Tensor:
         """Float32 hidden states (T, d) of one document (stored possibly in a narrower dtype)."""
-        return self.tensors[f"hidden.{exit_layer}"][self.offsets[document] : self.offsets[document + 1]].float()
+        return self._slice(document, f"hidden.{exit_layer}").float()
+
+    def ranks(self, exit_layer: int, document: int) -> Tensor:
+        """Rank of the exit's greedy token among the full model's logits, (T,) int32."""
+        return self._slice(document, f"rank.{exit_layer}")
 
     def labels(self, exit_layer: int, document: int, top_k: int) -> Tensor:
         """1 where the exit's top-1 token is among the full model's top-k, as int64 (T,)."""
-        ranks = self.tensors[f"rank.{exit_layer}"][self.offsets[document] : self.offsets[document + 1]]
-        return (ranks < top_k).long()
-
-    def split_hidden(self, exit_layer: int, split: str) -> Tensor:
-        return torch.cat([self.hidden(exit_layer, d) for d in self.documents(split)])
+        return (self.ranks(exit_layer, document) < top_k).long()

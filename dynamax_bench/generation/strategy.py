@@ -37,9 +37,8 @@ def build_strategy(method: MethodSpec, backbone: Backbone, classifiers: str | Pa
         return Strategy.early_exit(training_free_rule(method.exit_kind, method.threshold), method.policy)
     if classifiers is None:
         raise ValueError(f"method {method.name!r} needs the trained {method.exit_kind!r} classifiers (distill rule)")
+    # Classifiers run in the float32 they were trained in, standardisation included, on any backbone dtype.
     trained, _ = load_classifiers(classifiers, method.exit_kind, backbone.model.device)
-    dtype = backbone.model.dtype
-    return Strategy.early_exit(ClassifierRule({e: c.to(dtype) for e, c in trained.items()}, method.threshold),
-                               method.policy)
+    return Strategy.early_exit(ClassifierRule(trained, method.threshold), method.policy)
 
 

@@ -1,3 +1,19 @@
+# What each training rule reads of the distill section: a change reruns exactly these jobs.
+TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "weight_decay", "balance_classes", "exit_weights",
+                     "share_parameters", "validation_fraction", "test_fraction")
+DISTILL = config["distill"]
+PROBE = DISTILL["top_k"]["probe"]
+try:
+    if not is_trained(PROBE):
+        raise ValueError(f"{PROBE!r} is a training-free exit rule")
+except ValueError as err:
+    raise WorkflowError(f"distill.top_k.probe: {err}; name a trained classifier kind (calm, ffn, mamba or a plug-in's)")
+
+
+def kind_options(kind):
+    return config["classifiers"]["options"].get(kind, {})
+
+
 rule extract_oracle:
     """One backbone pass over the corpus: exit hidden states and top-k label ranks for every kind."""
     input:
@@ -8,7 +24,9 @@ rule extract_oracle:
     params:
         runtime=RUNTIME,
         exits=lambda w: config["backbones"][w.backbone].get("exits"),
-        settings={k: config["distill"][k] for k in ("max_length", "heldout_fraction", "store_dtype")},
+        store={k: DISTILL[k] for k in ("max_length", "store_dtype", "shard_mb")},
+        device=config["runtime"]["device"],
+        dtype=config["runtime"]["dtype"],
     log:
         f"{LOGS}/extract_oracle/{{backbone}}.log",
     benchmark:
@@ -22,17 +40,44 @@ rule extract_oracle:
         "../scripts/extract_oracle.py"
 
 
-rule distill:
-    """Train one classifier kind at every exit of a frozen backbone against the oracle labels."""
+rule select_top_k:
+    """Train the probe kind at every candidate k in one pass; choose k on the validation split."""
     input:
         oracle=f"{RESULTS}/oracle/{{backbone}}",
+    output:
+        f"{RESULTS}/top_k/{{backbone}}.json",
+    params:
+        runtime=RUNTIME,
+        probe=PROBE,
+        options=kind_options(PROBE),
+        settings={**{k: DISTILL[k] for k in TRAINING_SETTINGS}, "top_k": DISTILL["top_k"]},
+        thresholds=config["classifiers"]["thresholds"],
+    log:
+        f"{LOGS}/select_top_k/{{backbone}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/select_top_k/{{backbone}}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/select_top_k.py"
+
+
+rule distill:
+    """Train one classifier kind at every exit of a frozen backbone, at the chosen top-k."""
+    input:
+        oracle=f"{RESULTS}/oracle/{{backbone}}",
+        top_k=f"{RESULTS}/top_k/{{backbone}}.json",
     output:
         weights=f"{RESULTS}/classifiers/{{backbone}}/{{kind}}.safetensors",
         metrics=f"{RESULTS}/classifiers/{{backbone}}/{{kind}}.json",
     params:
         runtime=RUNTIME,
-        options=lambda w: config["classifiers"]["options"].get(w.kind, {}),
-        settings=config["distill"],
+        options=lambda w: kind_options(w.kind),
+        settings={k: DISTILL[k] for k in TRAINING_SETTINGS},
+        thresholds=config["classifiers"]["thresholds"],
     log:
         f"{LOGS}/distill/{{backbone}}/{{kind}}.log",
     benchmark:
@@ -44,3 +89,29 @@ rule distill:
         CONDA_ENV
     script:
         "../scripts/distill.py"
+
+
+rule exit_weight_ablation:
+    """Uniform vs decaying exit weights, per-exit vs shared parameters, on the probe kind."""
+    input:
+        oracle=f"{RESULTS}/oracle/{{backbone}}",
+        top_k=f"{RESULTS}/top_k/{{backbone}}.json",
+    output:
+        f"{RESULTS}/ablations/exit_weights/{{backbone}}.json",
+    params:
+        runtime=RUNTIME,
+        probe=PROBE,
+        options=kind_options(PROBE),
+        settings={k: DISTILL[k] for k in TRAINING_SETTINGS},
+        thresholds=config["classifiers"]["thresholds"],
+    log:
+        f"{LOGS}/exit_weight_ablation/{{backbone}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/exit_weight_ablation/{{backbone}}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/exit_weight_ablation.py"
