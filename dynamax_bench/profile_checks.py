@@ -18,7 +18,7 @@ from dynamax_bench.spec import TASK_COMMON_KEYS
 
 def check_profile(config: dict) -> None:
     """Policies fit the family; corpus generators and teachers exist; classifier kinds are
-    registered; few-shot only where a task has a pool."""
+    registered; fused Mamba-2 kernels only asked for on a GPU; few-shot only where a task has a pool."""
     unknown = [k for k in config["classifiers"]["kinds"] if k not in known_kinds()]
     if unknown:
         raise ConfigError(f"classifiers.kinds: unknown kind(s) {unknown}; known kinds: {known_kinds()}")
@@ -53,6 +53,12 @@ def check_profile(config: dict) -> None:
                 f"corpus.sources[{i}].backbone: {source['backbone']!r} must name a transformer backbone of this "
                 f"profile with weights of its own ({teachers(config)})"
             )
+    runtime = config["runtime"]
+    if runtime.get("mamba_kernels") == "required" and runtime["device"] == "cpu":
+        raise ConfigError(
+            "runtime.mamba_kernels: 'required' asks for the fused Mamba-2 CUDA kernels but runtime.device is cpu; "
+            "set runtime.mamba_kernels: auto (or run on cuda)"
+        )
     for name, task in config["tasks"].items():
         check_task(name, task)
         if task.get("num_fewshot", 0) and TASKS[name].embedded_fewshot_file is None:

@@ -8,8 +8,6 @@ import random
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 
 
 def job_runtime(config: dict) -> dict:
@@ -19,20 +17,27 @@ def job_runtime(config: dict) -> dict:
     return {"seed": config["seed"], "threads": runtime["threads"], "offline": runtime["offline"]}
 
 
-def set_up(runtime: dict, log_file: str | Path | None = None) -> None:
+def set_up(runtime: dict, log_file: str | Path | None = None, *, torch: bool = True) -> None:
     """Make a job deterministic and quiet about the network before any model code runs.
 
     runtime: `job_runtime(config)`, passed to every rule as `params.runtime` so that a change reruns it.
+    torch: seed torch and set its threads; the rules that run no model (score, paper_tables, check)
+    pass False and skip importing it (seconds of start-up per job).
     """
+    import numpy as np  # here, not at the top: the Snakefile imports job_runtime when it parses
+
     if runtime.get("offline", True):
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    torch.set_num_threads(runtime.get("threads", 2))
     seed = runtime["seed"]
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    if torch:
+        import torch as torch_module
+
+        torch_module.set_num_threads(runtime.get("threads", 2))
+        torch_module.manual_seed(seed)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)

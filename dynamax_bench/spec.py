@@ -88,6 +88,7 @@ class DecodeSpec:
     dtype: str
     device: str
     seed: int
+    mamba_kernels: str = "auto"  # runtime.mamba_kernels: `required` fails where Mamba-2 would run the PyTorch fallback
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,6 +157,7 @@ def decode_spec(config: dict, backbone: str, task: str, method: str) -> DecodeSp
         dtype=runtime["dtype"],
         device=runtime["device"],
         seed=config["seed"],
+        mamba_kernels=runtime["mamba_kernels"],
     )
 
 

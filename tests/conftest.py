@@ -1,9 +1,12 @@
-"""Shared fixtures: the smoke profile's tiny models, and SmolLM2 prepared once per session."""
+"""Shared fixtures: the smoke profile's tiny models, SmolLM2 prepared once per session, and one run of
+the smoke DAG through a cluster executor that every test reading a whole run shares."""
 
 from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,8 @@ from dynamax_bench.config import REPO_ROOT  # noqa: E402
 from dynamax_bench.profile_checks import load_profile  # noqa: E402
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+CLUSTER_PROFILE = REPO_ROOT / "tests" / "profiles" / "cluster-generic"
+SMOKE_LOG = "snakemake.stderr"  # the main Snakemake process's log, in the smoke run's folder
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -80,3 +85,23 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (the real dataset samples live in ../shared/data beside the checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke profile end to end in a temporary folder, every job submitted through
+    snakemake-executor-plugin-cluster-generic (tests/profiles/cluster-generic: one process per job,
+    as on a cluster). One run for the session: the DAG's tests read it, none rebuilds it."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "paper_tables/", "--snakefile", str(REPO_ROOT / "Snakefile"),
+         "--directory", str(workdir), "--configfile", str(REPO_ROOT / "config" / "smoke.yaml"),
+         "--profile", str(CLUSTER_PROFILE)],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )
+    (workdir / SMOKE_LOG).write_text(result.stderr)
+    if result.returncode != 0:
+        failed = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in (workdir / "logs" / "cluster").glob("*.log")
+                           if "Error" in p.read_text())
+        pytest.fail(f"smoke run through cluster-generic failed:\n{result.stderr[-4000:]}\n{failed[-6000:]}")
+    return workdir

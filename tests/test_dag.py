@@ -1,27 +1,57 @@
-"""The DAG is tidy: lint-clean, and a dry run of every profile plans every rule, offline."""
+"""The DAG is tidy: lint-clean, and a dry run of every profile plans every rule, offline; the paper
+profile's dry run goes through the Slurm profile and shows what each rule asks Slurm for."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yte
 
 from dynamax_bench.config import REPO_ROOT, distilled_backbones, load_config
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile")]
+SLURM_PROFILE = REPO_ROOT / "profiles" / "slurm"
+SLURM_ENV = {"DYNAMAX_SLURM_ACCOUNT": "dynamax_acct", "DYNAMAX_SLURM_PARTITION": "dynamax_part",
+             "DYNAMAX_SLURM_GPU_MODEL": "h100"}
+GPU_RULES = {"generate", "latency", "extract_oracle", "distill"}  # run a model on every CUDA profile
+CPU_RULES = {"prepare_backbone", "prepare_corpus", "flops", "score", "paper_tables"}  # paper profile
 
 
-def run(args: list[str], workdir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True)
+def run(args: list[str], workdir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    # from the checkout, so that a profile's `configfile:` resolves as it does for a user
+    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True,
+                          cwd=REPO_ROOT, env={**os.environ, **(env or {})})
 
 
-def rules_of_the_workflow(workdir: Path) -> set[str]:
-    result = run(["--list-rules"], workdir)
+@pytest.fixture(scope="module")
+def workflow_rules(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    result = run(["--list-rules"], tmp_path_factory.mktemp("rules"))
     assert result.returncode == 0, result.stderr[-3000:]
     return {m.group(1) for line in result.stdout.splitlines() if (m := re.match(r"^([a-z_]+)\b", line))}
+
+
+@pytest.fixture(scope="module")
+def paper_on_slurm(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Dry run of the paper profile with profiles/slurm: nothing is submitted, no sbatch is needed."""
+    result = run(["paper_tables/", "-n", "--profile", str(SLURM_PROFILE)], tmp_path_factory.mktemp("slurm"), SLURM_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def planned_resources(dry_run: str) -> dict[str, list[dict[str, str]]]:
+    """Rule -> the `resources:` of each of its planned jobs, as Snakemake prints them."""
+    jobs: dict[str, list[dict[str, str]]] = {}
+    for block in re.split(r"\n(?=\[)", dry_run):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        resources = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if rule and resources:
+            jobs.setdefault(rule.group(1), []).append(dict(kv.split("=", 1) for kv in resources.group(1).split(", ")))
+    return jobs
 
 
 def test_lint_is_clean(tmp_path: Path) -> None:
@@ -30,14 +60,41 @@ def test_lint_is_clean(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("profile", ["default", "smoke", "paper"])
-def test_dry_run_plans_every_rule(tmp_path: Path, profile: str) -> None:
+def test_dry_run_plans_every_rule(tmp_path: Path, profile: str, workflow_rules: set[str],
+                                  request: pytest.FixtureRequest) -> None:
     """No network needed: the paper profile's hub backbones and datasets are only planned."""
     # `all` is the default target itself; `check` runs on demand, not for paper_tables/;
     # `train_backbone` only where a backbone is trained by the pipeline (not the paper's hub models)
-    expected = rules_of_the_workflow(tmp_path) - {"all", "check"}
+    expected = workflow_rules - {"all", "check"}
     if not distilled_backbones(load_config(REPO_ROOT / "config" / f"{profile}.yaml")):
         expected -= {"train_backbone"}
-    result = run(["paper_tables/", "-n", "--configfile", str(REPO_ROOT / "config" / f"{profile}.yaml")], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    planned = set(re.findall(r"^(?:localrule|rule) ([a-z_]+):", result.stdout, flags=re.M))
+    if profile == "paper":
+        stdout = request.getfixturevalue("paper_on_slurm")
+    else:
+        result = run(["paper_tables/", "-n", "--configfile", str(REPO_ROOT / "config" / f"{profile}.yaml")], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        stdout = result.stdout
+    planned = set(re.findall(r"^(?:localrule|rule) ([a-z_]+):", stdout, flags=re.M))
     assert planned == expected, f"not planned: {sorted(expected - planned)}; unexpected: {sorted(planned - expected)}"
+
+
+def test_slurm_profile_asks_a_gpu_for_model_rules_and_cpus_for_the_rest(paper_on_slurm: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = planned_resources(paper_on_slurm)
+    for key, value in SLURM_ENV.items():
+        monkeypatch.setenv(key, value)
+    # set-resources as Snakemake reads the profile (YTE rendered in the same environment)
+    expected = yte.process_yaml((SLURM_PROFILE / "config.v8+.yaml").read_text(), require_use_yte=True)["set-resources"]
+    assert GPU_RULES | CPU_RULES == set(jobs), sorted(jobs)
+    for rule, planned in jobs.items():
+        for resources in planned:
+            # the profile's values reach every job, with the account and partition of the environment
+            for key, value in expected[rule].items():
+                assert resources.get(key) == str(value), (rule, key, resources)
+            assert (resources["slurm_account"], resources["slurm_partition"]) == ("dynamax_acct", "dynamax_part")
+            if rule in GPU_RULES:
+                assert resources["gpu"] == "1" and resources["gpu_model"] == "h100", (rule, resources)
+                assert int(resources["cpus_per_gpu"]) >= 1 and "cpus_per_task" not in resources
+            else:
+                assert resources.get("gpu", "0") == "0" and "gpu_model" not in resources, (rule, resources)
+            assert int(resources["mem_mb"]) > 0 and int(resources["runtime"]) > 0

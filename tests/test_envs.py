@@ -44,7 +44,7 @@ def pinned_version(pin: str) -> Version | None:
     return Version(m.group(1)) if m else None
 
 
-@pytest.mark.parametrize("env, extras", [("cpu.yaml", ("test",)), ("cuda.yaml", ("test", "gpu"))])
+@pytest.mark.parametrize("env, extras", [("cpu.yaml", ("test", "cluster")), ("cuda.yaml", ("test", "gpu", "cluster"))])
 def test_env_pins_every_dependency_within_the_project_range(env: str, extras: tuple[str, ...]) -> None:
     pins = env_pins(env)
     for req in project_requirements(extras):
@@ -60,3 +60,11 @@ def test_gpu_env_has_the_fused_mamba_kernels_and_cpu_env_has_none() -> None:
     assert {"mamba-ssm", "causal-conv1d"} <= set(env_pins("cuda.yaml"))
     assert not {"mamba-ssm", "causal-conv1d"} & set(env_pins("cpu.yaml"))
 
+
+
+def test_torch_and_the_kernels_are_pinned_exactly() -> None:
+    """The fused kernels link against one torch: an open torch range lets the solver pick another."""
+    cuda, cpu = env_pins("cuda.yaml"), env_pins("cpu.yaml")
+    for name in ("pytorch-gpu", "mamba-ssm", "causal-conv1d"):
+        assert pinned_version(cuda[name]) is not None, f"envs/cuda.yaml: {name} {cuda[name]!r} is not an exact pin"
+    assert pinned_version(cpu["torch"]) is not None, f"envs/cpu.yaml: torch {cpu['torch']!r} is not an exact pin"

@@ -1,8 +1,10 @@
-"""The smoke profile end to end through Snakemake, in a temporary working directory."""
+"""The smoke profile end to end through Snakemake and a cluster executor (the session's `smoke_run`,
+tests/conftest.py), in a temporary working directory."""
 
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import subprocess
 import sys
@@ -12,19 +14,25 @@ import pytest
 
 from dynamax_bench.config import REPO_ROOT
 from dynamax_bench.files import read_json
+from tests.conftest import SMOKE_LOG
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("smoke")
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "paper_tables/", "--cores", "2",
-         "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(REPO_ROOT / "config" / "smoke.yaml")],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
+@pytest.mark.slow
+def test_every_job_went_through_the_executor_as_its_own_process(smoke_run: Path) -> None:
+    """All jobs but the `all` target were submitted to cluster-generic, each ran in a process of its
+    own (the external id is that process's pid) and finished there. That its cells are a local run's:
+    test_ci_gate_passes_against_the_committed_reference (values of a local run, reference/smoke.json)
+    and test_rerun_gives_identical_cells (bytes of a local rerun)."""
+    log = (smoke_run / SMOKE_LOG).read_text()
+    jobs = {int(j): r for r, j in re.findall(r"^rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", log, re.M)}
+    submitted = {int(j): int(pid) for j, pid in re.findall(r"^Submitted job (\d+) with external jobid '(\d+)'", log, re.M)}
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", log.split("Job stats:")[1].split("\n\n")[0], re.M))
+    assert len(jobs) == int(stats["total"]) - int(stats["all"]) == 91
+    assert set(submitted) == set(jobs) and "localrule all:" in log
+    assert len(set(submitted.values())) == len(submitted)
+    for jobid, rule in jobs.items():
+        job_log = (smoke_run / "logs" / "cluster" / f"snakejob.{rule}.{jobid}.log").read_text()
+        assert "1 of 1 steps (100%) done" in job_log, (rule, jobid, job_log[-2000:])
 
 
 @pytest.mark.slow
@@ -125,7 +133,8 @@ def test_invariants_hold_in_the_cells(smoke_run: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("cell", ["tiny_mistral/triviaqa/oracle.json", "tiny_mamba2/triviaqa/ee-mamba-skip-t0.5.json"])
 def test_rerun_gives_identical_cells(smoke_run: Path, cell: str) -> None:
-    """Retraining the classifiers and regenerating gives the same bytes (seeded, CPU)."""
+    """Retraining the classifiers, regenerating and rescoring with the local executor gives the bytes
+    the cluster executor's jobs wrote (seeded, CPU): a local run and an executor run agree exactly."""
     cell = Path("results/smoke/cells") / cell
     before = (smoke_run / cell).read_bytes()
     result = subprocess.run(

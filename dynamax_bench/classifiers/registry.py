@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dynamax_bench.classifiers.kinds import CalmClassifier, ExitClassifier, FfnClassifier, MambaClassifier
-from dynamax_bench.classifiers.training_free import MaxSoftmaxRule, SaturationRule
-from dynamax_bench.engine.rules import ExitRule
+if TYPE_CHECKING:
+    from dynamax_bench.classifiers.kinds import ExitClassifier
+    from dynamax_bench.engine.rules import ExitRule
 
 ENTRY_POINT_GROUP = "dynamax_bench.exit_methods"
 
@@ -33,21 +34,45 @@ class ExitMethod:
     trained: an `ExitClassifier` the distill rule trains (else a training-free `ExitRule`).
     stateful: it keeps per-sequence state, so it also steps at the exits after the one a token
     took (the cost ledger counts those steps).
+    target: the class, or "module:Class" for a built-in, imported on first use of `cls`: the
+    Snakefile and the score rule ask only `trained` and `stateful`, without loading torch.
     """
 
     name: str
-    cls: type
     trained: bool
     stateful: bool
+    target: type | str
+
+    @property
+    def cls(self) -> type:
+        if isinstance(self.target, type):
+            return self.target
+        module, _, attr = self.target.partition(":")
+        cls = getattr(import_module(module), attr)
+        if self.trained:
+            cls.kind = self.name
+        return cls
 
 
 EXIT_METHODS: dict[str, ExitMethod] = {}
 
+# Built-in methods: (class, trained, stateful); tests/test_exit_methods.py checks the flags against the classes.
+BUILTIN_METHODS: dict[str, tuple[str, bool, bool]] = {
+    "calm": ("dynamax_bench.classifiers.kinds:CalmClassifier", True, False),
+    "ffn": ("dynamax_bench.classifiers.kinds:FfnClassifier", True, False),
+    "mamba": ("dynamax_bench.classifiers.kinds:MambaClassifier", True, True),
+    "maxsoftmax": ("dynamax_bench.classifiers.training_free:MaxSoftmaxRule", False, False),
+    "saturation": ("dynamax_bench.classifiers.training_free:SaturationRule", False, False),
+}
+
 
 def register(name: str, cls: type) -> ExitMethod:
     """Add an exit method under `name`; its class says whether it is trained and stateful."""
+    from dynamax_bench.classifiers.kinds import ExitClassifier
+    from dynamax_bench.engine.rules import ExitRule
+
     if name in EXIT_METHODS:
-        raise ValueError(f"exit method {name!r} is registered twice ({EXIT_METHODS[name].cls} and {cls})")
+        raise ValueError(f"exit method {name!r} is registered twice ({EXIT_METHODS[name].target} and {cls})")
     if isinstance(cls, type) and issubclass(cls, ExitClassifier):
         cls.kind = name
         trained = True
@@ -55,14 +80,13 @@ def register(name: str, cls: type) -> ExitMethod:
         trained = False
     else:
         raise TypeError(f"exit method {name!r}: {cls!r} is neither an ExitClassifier nor an ExitRule subclass")
-    method = ExitMethod(name=name, cls=cls, trained=trained, stateful=bool(getattr(cls, "stateful", False)))
+    method = ExitMethod(name=name, trained=trained, stateful=bool(getattr(cls, "stateful", False)), target=cls)
     EXIT_METHODS[name] = method
     return method
 
 
-for _name, _cls in {"calm": CalmClassifier, "ffn": FfnClassifier, "mamba": MambaClassifier,
-                    "maxsoftmax": MaxSoftmaxRule, "saturation": SaturationRule}.items():
-    register(_name, _cls)
+for _name, (_target, _trained, _stateful) in BUILTIN_METHODS.items():
+    EXIT_METHODS[_name] = ExitMethod(name=_name, trained=_trained, stateful=_stateful, target=_target)
 
 
 @cache

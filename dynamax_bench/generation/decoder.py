@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dynamax_bench.backbones.kernels import check_mamba2_kernels
 from dynamax_bench.backbones.prepare import Backbone, load_backbone
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine import EarlyExitGenerator, Generation, Strategy
@@ -31,8 +32,13 @@ class Decoder:
 
     @classmethod
     def load(cls, spec: DecodeSpec, backbone_dir: str | Path, classifiers: str | Path | None = None) -> Decoder:
-        """Load the prepared backbone on the spec's device and dtype, then build the decoder."""
-        return cls.for_backbone(spec, load_backbone(backbone_dir, spec.device, spec.dtype), classifiers)
+        """Load the prepared backbone on the spec's device and dtype, then build the decoder; a Mamba-2
+        mixer (backbone or `mamba` classifier) must run the fused kernels where the spec requires them."""
+        backbone = load_backbone(backbone_dir, spec.device, spec.dtype)
+        decoder = cls.for_backbone(spec, backbone, classifiers)
+        rule_modules = getattr(decoder.strategy.rule, "classifiers", {}).values()
+        check_mamba2_kernels(spec.mamba_kernels, backbone.model.device, [backbone.model, *rule_modules])
+        return decoder
 
     @classmethod
     def for_backbone(cls, spec: DecodeSpec, backbone: Backbone, classifiers: str | Path | None = None) -> Decoder:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dynamax_bench.engine import Generation
 from dynamax_bench.files import read_jsonl, write_jsonl
-from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.generation.tasks import load_samples
 from dynamax_bench.spec import DecodeSpec, TaskSpec
+
+if TYPE_CHECKING:  # the score rule reads generations without loading torch and transformers
+    from dynamax_bench.engine import Generation
 
 log = logging.getLogger(__name__)
 HEADER_KEY = "decode_spec"
@@ -56,6 +57,8 @@ def generate_cell(
     classifiers: str | Path | None = None,
 ) -> None:
     """Generate every sample of a task with one method and write the generations file."""
+    from dynamax_bench.generation.decoder import Decoder
+
     decoder = Decoder.load(spec, backbone_dir, classifiers)
     task, samples = load_samples(task_spec)
     log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens, batch %d", spec.backbone, task.name,

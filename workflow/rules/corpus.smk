@@ -13,7 +13,8 @@ rule prepare_corpus:
         f"{RESULTS}/benchmarks/prepare_corpus.tsv"
     threads: THREADS
     resources:
-        gpu=GPU,
+        # a GPU only where a backbone writes the corpus (the paper profile streams FineWeb-Edu)
+        gpu=GPU if corpus_backbones() else 0,
     conda:
         CONDA_ENV
     script:

@@ -14,8 +14,9 @@ rule latency:
         f"{LOGS}/latency/{{backbone}}/{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/latency/{{backbone}}/{{method}}.tsv"
-    # every core of the run: no other job shares the processor while this one is timed
-    threads: lambda wildcards: workflow.cores
+    # on one machine every core of the run: no other job shares the processor while this one is
+    # timed; under a cluster executor (no core count) the job's own allocation of runtime.threads
+    threads: lambda wildcards: workflow.cores if workflow.local_exec else THREADS
     resources:
         gpu=GPU,
     conda:

@@ -1,6 +1,6 @@
 from dynamax_bench.runtime import set_up
 
-set_up(snakemake.params.runtime, snakemake.log[0])
+set_up(snakemake.params.runtime, snakemake.log[0], torch=False)  # runs no model
 from pathlib import Path  # noqa: E402
 
 from dynamax_bench.reporting.check import check_run  # noqa: E402

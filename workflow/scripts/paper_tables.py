@@ -1,6 +1,6 @@
 from dynamax_bench.runtime import set_up
 
-set_up(snakemake.params.runtime, snakemake.log[0])
+set_up(snakemake.params.runtime, snakemake.log[0], torch=False)  # runs no model
 from dynamax_bench.reporting.tables import build_paper_tables  # noqa: E402
 
 build_paper_tables(

@@ -1,6 +1,6 @@
 from dynamax_bench.runtime import set_up
 
-set_up(snakemake.params.runtime, snakemake.log[0])
+set_up(snakemake.params.runtime, snakemake.log[0], torch=False)  # runs no model
 from dynamax_bench.reporting.score import score_cell  # noqa: E402
 from dynamax_bench.reporting.statistics import IntervalSettings  # noqa: E402
 from dynamax_bench.spec import TaskSpec  # noqa: E402
