@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dynamax_bench.files import read_jsonl
+from dynamax_bench.files import read_json, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class Task(ABC):
         docs = [sample for doc in self.read(source) for sample in self.expand(doc)]
         if limit is not None:
             docs = docs[:limit]
-        context = self.fewshot_context(num_fewshot, fewshot_source or self.default_fewshot_source(source))
+        context = self.fewshot_context(num_fewshot, self.pool_source(fewshot_source, source))
         return [Sample(id=doc["id"], prompt=context + self.doc_to_text(doc), target=doc) for doc in docs]
 
     def fewshot_context(self, num_fewshot: int, source: dict) -> str:
@@ -95,6 +94,15 @@ class Task(ABC):
             self.doc_to_text(doc) + self.target_delimiter + self.doc_to_target(doc) + self.fewshot_delimiter
             for doc in pool[:num_fewshot]
         )
+
+    def pool_source(self, fewshot_source: dict | None, source: dict) -> dict:
+        """Where few-shot examples come from; `{kind: embedded}` is the embedded few-shot pool, never
+        the embedded evaluation set."""
+        if fewshot_source is None:
+            return self.default_fewshot_source(source)
+        if fewshot_source["kind"] == "embedded" and "file" not in fewshot_source:
+            return {"kind": "embedded", "file": self.embedded_fewshot_file}
+        return fewshot_source
 
     def default_fewshot_source(self, source: dict) -> dict:
         if source["kind"] == "embedded":
@@ -126,7 +134,7 @@ class Task(ABC):
             # read_jsonl skips blank lines; recover line numbers for error messages
             lines = [i for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1) if line.strip()]
             return [(r, f"{path}:{n}") for r, n in zip(records, lines)]
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         records = data["data"] if isinstance(data, dict) and "data" in data else data
         if not isinstance(records, list):
             raise ValueError(f"{path}: expected a list of records (or an object with 'data')")
