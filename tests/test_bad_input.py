@@ -170,7 +170,7 @@ CASES = [
     Case("dynamax-lm-eval: a backbone name, not a folder", missing_backbone,
          ("no prepared backbone at tiny_mistral",
           "snakemake --cores 1 resources/backbones/tiny_mistral --configfile config/smoke.yaml",
-          "pass that folder")),
+          "then use the folder resources/backbones/tiny_mistral")),
 ]
 
 

@@ -22,8 +22,9 @@ def build_hint(backbone_dir: str | Path) -> str:
         return (f"no profile in {REPO_ROOT / 'config'} declares a backbone named {name!r}; pass a prepared folder, "
                 f"resources/backbones/<name> for a backbone of a profile")
     target = f"resources/backbones/{name}"
-    return (f"build it from the checkout with `snakemake --cores 1 {target} --configfile config/{profiles[0]}.yaml` "
-            f"(declared by {', '.join(profiles)}) and pass that folder, {target}")
+    hint = (f"build it from the checkout with `snakemake --cores 1 {target} --configfile config/{profiles[0]}.yaml` "
+            f"(declared by {', '.join(profiles)})")
+    return hint if Path(backbone_dir).as_posix().endswith(target) else f"{hint}; then use the folder {target}"
 
 
 def read_backbone_meta(backbone_dir: str | Path) -> dict:
