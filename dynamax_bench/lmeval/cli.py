@@ -12,13 +12,21 @@ dynamax_bench/lmeval/tasks (tag `dynamax`):
 
 from __future__ import annotations
 
+import sys
+
 
 def main() -> None:
     from lm_eval.__main__ import cli_evaluate
 
-    import dynamax_bench.lmeval.model  # noqa: F401  (registers "dynamax")
+    from dynamax_bench.backbones.prepare import BackboneError
+    from dynamax_bench.config import ConfigError
+    from dynamax_bench.lmeval.model import ModelArgsError  # registers "dynamax"
 
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except (ModelArgsError, BackboneError, ConfigError) as err:  # the user's input: one line, not a traceback
+        print(f"dynamax-lm-eval: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

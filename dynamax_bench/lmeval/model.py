@@ -13,6 +13,7 @@ lm-eval's CLI with this module imported:
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +25,9 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import normalize_gen_kwargs
+from lm_eval.utils import simple_parse_args_string
 
-from dynamax_bench.backbones.prepare import load_backbone
+from dynamax_bench.backbones.prepare import DTYPES, load_backbone
 from dynamax_bench.engine import Generation
 from dynamax_bench.files import write_jsonl
 from dynamax_bench.generation.decoder import Decoder
@@ -41,6 +43,10 @@ NO_LOGLIKELIHOOD = (
     "in one teacher-forced pass. Run loglikelihood and multiple-choice tasks (e.g. truthfulqa_mc1) with "
     "lm-eval's `hf` model, and generate_until tasks (truthfulqa_gen, coqa, triviaqa) with `dynamax`."
 )
+
+
+class ModelArgsError(ValueError):
+    """A bad --model_args value, reported before any weights load (dynamax-lm-eval prints it on one line)."""
 
 
 def parse_exits(exits: int | str | Sequence[int]) -> dict[str, Any]:
@@ -97,6 +103,24 @@ class DynamaxLM(LM):
     per-token trace of every request).
     """
 
+    @classmethod
+    def check_arguments(cls, names: Sequence[str]) -> None:
+        """Unknown --model_args keys, named before anything loads."""
+        accepted = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+        unknown = sorted(set(names) - set(accepted))
+        if unknown:
+            raise ModelArgsError(f"--model_args: unknown argument(s) {unknown}; the dynamax model takes {accepted}")
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> DynamaxLM:
+        cls.check_arguments(list(simple_parse_args_string(arg_string)))
+        return super().create_from_arg_string(arg_string, additional_config)
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict | None = None) -> DynamaxLM:
+        cls.check_arguments(list(arg_dict))
+        return super().create_from_arg_obj(arg_dict, additional_config)
+
     def __init__(
         self,
         backbone: str,
@@ -126,14 +150,20 @@ class DynamaxLM(LM):
                     f"(got method={method!r}, kind={kind!r}, policy={policy!r}, threshold={threshold!r})"
                 )
             method = ee_name(kind, policy, float(threshold))
+        try:  # every argument is checked before the weights load
+            method_spec, exits_spec = parse_method(method), parse_exits(exits)
+        except ValueError as err:
+            raise ModelArgsError(f"--model_args: {err}") from None
+        if dtype not in DTYPES:
+            raise ModelArgsError(f"--model_args dtype={dtype!r}: use one of {sorted(DTYPES)}")
         self.backbone_dir = Path(backbone)
         loaded = load_backbone(self.backbone_dir, lm_eval_device(device), dtype)
         self.spec = DecodeSpec(
             backbone=loaded.meta["name"],
             family=loaded.family,
             task="lm-eval",
-            method=parse_method(method),
-            exits=parse_exits(exits),
+            method=method_spec,
+            exits=exits_spec,
             repetition_penalty=float(repetition_penalty),
             max_new_tokens=int(max_gen_toks),
             batch_size=batch_rows(batch_size, max_batch_size),

@@ -1,100 +1,80 @@
-"""Regression check: compare a run's cell files with `reference/<profile>.json` within tolerances.
+"""Regression check: compare a run's cells with `reference/<profile>.json` within their tolerances.
 
-A reference holds, per cell (`<backbone>/<task>/<method>`), the expected value of every numeric
-field of the cell (dotted paths such as `metrics.em`), and a list of tolerance rules matched by
-path pattern: `absolute` (|value - reference| <= tol), `relative` (|value - reference| <= tol *
-|reference|) or `exact`. The first rule whose pattern matches a path applies.
+Every field the reference holds is checked; a run cell or field the reference does not hold is
+listed as unchecked, never failed (a reference may be partial, e.g. reference/paper_reported.json).
+The generated tokens are gated by their hash on the reference's platform; where a cell's tokens
+equal the reference's, every number of it must too; otherwise numbers must stay within the
+intervals derived from the sample count (dynamax_bench/reporting/tolerances.py).
 
-    python -m dynamax_bench.reporting.check results/smoke reference/smoke.json            # check
-    python -m dynamax_bench.reporting.check results/smoke reference/smoke.json --regenerate --reason "..."
+    python -m dynamax_bench.reporting.check results/ci reference/ci.json            # check
+    python -m dynamax_bench.reporting.check results/ci reference/ci.json --regenerate --reason "..."
+
+Exit status: 0 every checked field passes; 1 a field is outside its tolerance (a regression);
+2 the check cannot run (no run, a missing or malformed reference, a refused --regenerate).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import fnmatch
-import getpass
 import logging
 import math
-import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
-import yaml
-
-from dynamax_bench.config import REPO_ROOT
 from dynamax_bench.files import atomic_path, read_json, write_json
-from dynamax_bench.provenance import git_commit
+from dynamax_bench.reporting.reference import (
+    HASH_FIELD,
+    ReferenceError,
+    build_reference,
+    load_reference,
+    numeric_fields,
+    platform_of,
+    read_latency,
+    run_cells,
+    token_hash,
+)
 
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "reference.schema.yaml"
-SKIPPED_ROOTS = ("provenance", "spec", "task_spec")  # how a cell was made, not what it measured
-DEFAULT_TOLERANCES = [
-    {"pattern": "metrics.*", "kind": "absolute", "tol": 0.02},
-    {"pattern": "consistency.*", "kind": "absolute", "tol": 0.02},
-    {"pattern": "latency.*", "kind": "relative", "tol": 0.5},
-    {"pattern": "flops.*", "kind": "exact"},
-    {"pattern": "*", "kind": "absolute", "tol": 1e-6},
-]
+SAME_TOKENS_TOL = 1e-9
 
 
-class ReferenceError(ValueError):
-    """A reference file that cannot be used; the message names the file and the field."""
+@dataclass(frozen=True)
+class RunCell:
+    """What a check reads of one cell: its numbers, its token hash, and the platform that made it."""
+
+    fields: dict[str, float | str]
+    platform: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Comparison:
     cell: str
     path: str
-    value: float | None
-    reference: float | None
+    value: float | str | None
+    reference: float | str | None
     tolerance: str
-    passed: bool
+    status: str  # pass | FAIL | unchecked
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "FAIL"
 
 
-def numeric_fields(cell: dict, prefix: str = "") -> dict[str, float]:
-    """Dotted path -> number for every numeric leaf of a cell (provenance excluded)."""
-    fields: dict[str, float] = {}
-    for key, value in cell.items():
-        path = f"{prefix}{key}"
-        if not prefix and key in SKIPPED_ROOTS:
-            continue
-        if isinstance(value, dict):
-            fields.update(numeric_fields(value, f"{path}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            fields[path] = float(value)
-    return fields
+def read_cells(results_dir: str | Path) -> dict[str, RunCell]:
+    """Every cell of a run, with the hash of its generations file where there is one."""
+    results_dir = Path(results_dir)
+    cells = {}
+    for key, path in run_cells(results_dir).items():
+        cell = read_json(path)
+        fields: dict[str, float | str] = dict(numeric_fields(cell))
+        generations = results_dir / "generations" / f"{key}.jsonl"
+        if generations.exists():
+            from dynamax_bench.generation.generate import read_generations
 
-
-def cell_key(path: Path, cells_dir: Path) -> str:
-    return path.relative_to(cells_dir).with_suffix("").as_posix()
-
-
-def read_cells(results_dir: str | Path) -> dict[str, dict[str, float]]:
-    cells_dir = Path(results_dir) / "cells"
-    if not cells_dir.is_dir():
-        raise FileNotFoundError(f"no cells under {cells_dir}; run the profile first (snakemake paper_tables/)")
-    return {cell_key(p, cells_dir): numeric_fields(read_json(p)) for p in sorted(cells_dir.rglob("*.json"))}
-
-
-def load_reference(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise ReferenceError(f"reference file {path} not found; create it with --regenerate from a trusted run")
-    reference = read_json(path)
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(reference), key=lambda e: list(e.path))
-    if errors:
-        where = ".".join(map(str, errors[0].absolute_path)) or "<top>"
-        raise ReferenceError(f"{path}: invalid reference at '{where}': {errors[0].message}")
-    if "sources" in reference:
-        unsourced = [f"{cell}:{field}" for cell, fields in reference["cells"].items() for field in fields
-                     if f"{cell}:{field}" not in reference["sources"]]
-        if unsourced:
-            raise ReferenceError(f"{path}: values without a source (table and row of the paper): {unsourced[:5]}")
-    return reference
+            fields[HASH_FIELD] = token_hash(read_generations(generations)[1])
+        cells[key] = RunCell(fields, platform_of(cell) if "spec" in cell and "provenance" in cell else {})
+    return cells
 
 
 def tolerance_for(path: str, rules: list[dict]) -> dict:
@@ -118,64 +98,119 @@ def describe(rule: dict) -> str:
     return "exact" if rule["kind"] == "exact" else f"{'±' if rule['kind'] == 'absolute' else '×'}{rule['tol']:g}"
 
 
-def compare(cells: dict[str, dict[str, float]], reference: dict) -> list[Comparison]:
-    """Every (cell, field) of the reference against the run; missing cells or fields fail."""
-    rules = reference["tolerances"]
+def status(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
+def _platform_text(platform: dict) -> str:
+    return "/".join(str(platform.get(k, "?")) for k in ("device", "dtype", "torch"))
+
+
+def compare_field(cell: str, path: str, expected, value, rules: list[dict], same_tokens: bool) -> Comparison:
+    """One reference field against the run's value."""
+    reference = expected["value"] if isinstance(expected, dict) else expected
+    if value is None:
+        return Comparison(cell, path, None, reference, "-", "FAIL")
+    if same_tokens:
+        ok = math.isclose(value, reference, rel_tol=SAME_TOKENS_TOL, abs_tol=SAME_TOKENS_TOL)
+        return Comparison(cell, path, value, reference, "same tokens: exact", status(ok))
+    if isinstance(expected, dict):
+        ok = expected["low"] <= value <= expected["high"]
+        return Comparison(cell, path, value, reference,
+                          f"[{expected['low']:.4g}, {expected['high']:.4g}] {expected['rule']}", status(ok))
+    rule = tolerance_for(path, rules)
+    return Comparison(cell, path, value, reference, describe(rule), status(within(value, reference, rule)))
+
+
+def tokens_match(cells: dict[str, RunCell], reference: dict, cell: str) -> bool:
+    expected = reference["cells"].get(cell, {}).get(HASH_FIELD)
+    return expected is not None and cell in cells and cells[cell].fields.get(HASH_FIELD) == expected
+
+
+def compare_cell(cell: str, expected: dict, run: RunCell, reference: dict, check_tokens: bool,
+                 same_tokens: bool) -> list[Comparison]:
+    """same_tokens: this cell's tokens and its full model's (consistency reads both) are the reference's."""
     rows = []
-    for cell, expected_fields in sorted(reference["cells"].items()):
-        actual = cells.get(cell, {})
-        for path, expected in sorted(expected_fields.items()):
-            rule = tolerance_for(path, rules)
-            value = actual.get(path)
-            passed = value is not None and within(value, expected, rule)
-            rows.append(Comparison(cell, path, value, expected, describe(rule), passed))
-    for cell in sorted(set(cells) - set(reference["cells"])):
-        rows.append(Comparison(cell, "(cell)", None, None, "not in reference", False))
+    run_hash = run.fields.get(HASH_FIELD)
+    platform = reference.get("platform")
+    for path, wanted in sorted(expected.items()):
+        if path == HASH_FIELD:
+            if not check_tokens:
+                rows.append(Comparison(cell, path, run_hash, wanted, "not gated (--no-tokens)", "unchecked"))
+            elif platform is None or run.platform != platform or platform.get("device") != "cpu":
+                rows.append(Comparison(cell, path, run_hash, wanted,
+                                       f"not gated: tokens are gated on the reference's platform "
+                                       f"({_platform_text(platform or {})}), this run is {_platform_text(run.platform)}",
+                                       "unchecked"))
+            else:
+                rows.append(Comparison(cell, path, run_hash, wanted, f"exact on {_platform_text(platform)}",
+                                       status(run_hash == wanted)))
+            continue
+        rows.append(compare_field(cell, path, wanted, run.fields.get(path), reference["tolerances"], same_tokens))
     return rows
 
 
-def format_table(rows: list[Comparison]) -> str:
-    def number(x: float | None) -> str:
-        return "missing" if x is None else f"{x:.6g}"
+def compare(cells: dict[str, RunCell], reference: dict, latency: dict | None = None,
+            check_tokens: bool = True) -> list[Comparison]:
+    """Every field the reference holds against the run; cells only in the run are unchecked."""
+    rows: list[Comparison] = []
+    for cell, expected in sorted(reference["cells"].items()):
+        if cell not in cells:
+            rows.append(Comparison(cell, "(cell)", None, None, "in the reference, not in the run", "FAIL"))
+            continue
+        full = cell.rsplit("/", 1)[0] + "/full"
+        same_tokens = tokens_match(cells, reference, cell) and tokens_match(cells, reference, full)
+        rows.extend(compare_cell(cell, expected, cells[cell], reference, check_tokens, same_tokens))
+    for cell in sorted(set(cells) - set(reference["cells"])):
+        rows.append(Comparison(cell, "(cell)", None, None, "not in the reference", "unchecked"))
+    expected_latency = reference.get("latency") or {}
+    if not expected_latency:
+        rows.append(Comparison("latency", "(all)", None, None,
+                               "not gated: the reference holds no latency values", "unchecked"))
+    for key, fields in sorted(expected_latency.items()):
+        measured = (latency or {}).get(key, {})
+        for path, wanted in sorted(fields.items()):
+            rows.append(compare_field(f"latency/{key}", path, wanted, measured.get(path), reference["tolerances"], False))
+    return rows
+
+
+def unchecked_fields(cells: dict[str, RunCell], reference: dict) -> list[str]:
+    """Field paths of checked cells that the reference does not hold."""
+    return sorted({path for cell, expected in reference["cells"].items() if cell in cells
+                   for path in cells[cell].fields if path not in expected})
+
+
+def format_table(rows: list[Comparison], unchecked: list[str] | None = None) -> str:
+    def shown(x: float | str | None, result: str) -> str:
+        if x is None:
+            return "missing" if result == "FAIL" else "-"
+        return x if isinstance(x, str) else f"{x:.6g}"
 
     header = ("cell", "field", "value", "reference", "tolerance", "result")
-    body = [(r.cell, r.path, number(r.value), number(r.reference), r.tolerance, "pass" if r.passed else "FAIL")
+    body = [(r.cell, r.path, shown(r.value, r.status), shown(r.reference, r.status), r.tolerance, r.status)
             for r in rows]
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in [header, *body]]
-    failed = sum(not r.passed for r in rows)
-    lines.append(f"check: {len(rows) - failed} of {len(rows)} fields within tolerance, {failed} outside")
+    checked = [r for r in rows if r.status != "unchecked"]
+    failed = sum(r.status == "FAIL" for r in rows)
+    if unchecked:
+        lines.append(f"unchecked fields (not in the reference): {', '.join(unchecked)}")
+    lines.append(f"check: {len(checked) - failed} of {len(checked)} fields within tolerance, {failed} outside, "
+                 f"{len(rows) - len(checked)} unchecked")
     return "\n".join(lines)
 
 
-def regenerate(results_dir: str | Path, reference_path: str | Path, reason: str) -> dict:
-    """Write a reference from a run, recording who, when, from what and why."""
-    old = Path(reference_path)
-    tolerances = load_reference(old)["tolerances"] if old.exists() else DEFAULT_TOLERANCES
+def run_check(results_dir: str | Path, reference_path: str | Path, check_tokens: bool = True) -> tuple[list[Comparison], str]:
+    """Rows and printed table of one check (raises ReferenceError / FileNotFoundError when it cannot run)."""
+    reference = load_reference(reference_path)
     cells = read_cells(results_dir)
-    any_cell = next(iter(sorted(Path(results_dir, "cells").rglob("*.json"))))
-    provenance = read_json(any_cell)["provenance"]
-    reference = {
-        "profile": provenance["profile"],
-        "generated": {
-            "by": f"{getpass.getuser()}@{socket.gethostname()}",
-            "at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-            "from": str(results_dir),
-            "git_commit": git_commit(),
-            "spec_hash": provenance["spec_hash"],
-            "reason": reason,
-        },
-        "tolerances": tolerances,
-        "cells": cells,
-    }
-    write_json(reference_path, reference)
-    return reference
+    rows = compare(cells, reference, read_latency(results_dir), check_tokens)
+    return rows, format_table(rows, unchecked_fields(cells, reference))
 
 
 def check_run(results_dir: str | Path, reference_path: str | Path, report_path: str | Path) -> bool:
-    """The `check` rule: print and write the comparison table; True when every field passes."""
-    rows = compare(read_cells(results_dir), load_reference(reference_path))
-    table = format_table(rows)
+    """The `check` rule: log and write the comparison table; True when no field fails."""
+    rows, table = run_check(results_dir, reference_path)
     logging.getLogger(__name__).info("comparison with %s:\n%s", reference_path, table)
     with atomic_path(report_path) as tmp:
         tmp.write_text(table + "\n", encoding="utf-8")
@@ -185,25 +220,32 @@ def check_run(results_dir: str | Path, reference_path: str | Path, report_path: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dynamax_bench.reporting.check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", help="a profile's results folder, e.g. results/smoke")
-    parser.add_argument("reference", help="reference file, e.g. reference/smoke.json")
-    parser.add_argument("--regenerate", action="store_true", help="overwrite the reference from this run")
+    parser.add_argument("results", help="a profile's results folder, e.g. results/ci")
+    parser.add_argument("reference", help="reference file, e.g. reference/ci.json")
+    parser.add_argument("--regenerate", action="store_true", help="write the reference from this run")
     parser.add_argument("--reason", default="", help="why the reference changes (recorded in the file)")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --regenerate: replace only the run's cells, keep the reference's others")
+    parser.add_argument("--with-latency", action="store_true",
+                        help="with --regenerate: also record the run's latency medians (machine-specific)")
+    parser.add_argument("--no-tokens", action="store_true",
+                        help="do not gate the token hashes (another CPU's kernels may round differently); "
+                             "quality is still gated by the derived intervals")
     parser.add_argument("--report", help="also write the comparison table to this file")
     args = parser.parse_args(argv)
-    if args.regenerate:
-        if not args.reason:
-            parser.error("--regenerate needs --reason: say why the reference values change")
-        reference = regenerate(args.results, args.reference, args.reason)
-        print(f"wrote {args.reference}: {len(reference['cells'])} cells")
-        return 0
+    if args.regenerate and not args.reason:
+        parser.error("--regenerate needs --reason: say why the reference values change")
     try:
-        reference = load_reference(args.reference)
-        rows = compare(read_cells(args.results), reference)
+        if args.regenerate:
+            reference = build_reference(args.results, args.reference, args.reason, merge=args.merge,
+                                        with_latency=args.with_latency)
+            write_json(args.reference, reference)
+            print(f"wrote {args.reference}: {len(reference['cells'])} cells")
+            return 0
+        rows, table = run_check(args.results, args.reference, check_tokens=not args.no_tokens)
     except (ReferenceError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    table = format_table(rows)
     print(table)
     if args.report:
         with atomic_path(args.report) as tmp:

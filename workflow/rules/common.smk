@@ -2,7 +2,7 @@
 import os
 
 from dynamax_bench.config import ConfigError, backbone_names, distilled_backbones, task_names
-from dynamax_bench.profile_checks import check_profile
+from dynamax_bench.profile_checks import check_profile, prune_problem, target_problem
 from dynamax_bench.provenance import run_description
 from dynamax_bench.runtime import job_runtime
 from dynamax_bench.classifiers.registry import is_trained
@@ -70,9 +70,19 @@ def corpus_backbones(wildcards=None):
     }
 
 
+def task_data(task):
+    """The local files a task reads (its samples, its few-shot pool): inputs of the jobs that read
+    them, so that editing one reruns them."""
+    spec = task_spec(config, task)
+    return [source["path"] for source in (spec.source, spec.fewshot_source) if source and source["kind"] == "local"]
+
+
 def generate_inputs(wildcards):
     """The backbone, and for an ee method the trained classifiers of its kind."""
     inputs = {"backbone": f"resources/backbones/{wildcards.backbone}"}
+    problem = prune_problem(config, wildcards.backbone, wildcards.method)
+    if problem:
+        raise WorkflowError(problem)
     method = parse_method(wildcards.method)
     if method.kind == "ee" and is_trained(method.exit_kind):
         inputs["classifiers"] = f"{RESULTS}/classifiers/{wildcards.backbone}/{method.exit_kind}.safetensors"

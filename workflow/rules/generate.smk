@@ -2,6 +2,7 @@ rule generate:
     """Early-exit generation of one method on one task under its decode spec: one JSONL line per sample."""
     input:
         unpack(generate_inputs),
+        data=lambda w: task_data(w.task),
     output:
         f"{RESULTS}/generations/{{backbone}}/{{task}}/{{method}}.jsonl",
     params:

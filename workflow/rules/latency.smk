@@ -3,6 +3,7 @@ rule latency:
     input:
         unpack(generate_inputs),
         flops=f"{RESULTS}/flops/{{backbone}}.json",
+        data=task_data(config["latency"]["task"]),
     output:
         f"{RESULTS}/latency/{{backbone}}/{{method}}.json",
     params:

@@ -10,6 +10,7 @@ rule score:
         full=f"{RESULTS}/generations/{{backbone}}/{{task}}/full.jsonl",
         backbone="resources/backbones/{backbone}",
         flops=f"{RESULTS}/flops/{{backbone}}.json",
+        data=lambda w: task_data(w.task),
     output:
         f"{RESULTS}/cells/{{backbone}}/{{task}}/{{method}}.json",
     params:

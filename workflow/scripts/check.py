@@ -6,5 +6,5 @@ from pathlib import Path  # noqa: E402
 from dynamax_bench.reporting.check import check_run  # noqa: E402
 
 results = Path(snakemake.output[0]).parent
-if not check_run(results, snakemake.input.reference, snakemake.output[0]):
-    raise SystemExit(f"check failed: values outside tolerance against {snakemake.input.reference} (table in {snakemake.log[0]})")
+if not check_run(results, snakemake.params.reference, snakemake.output[0]):
+    raise SystemExit(f"check failed: values outside tolerance against {snakemake.params.reference} (table in {snakemake.log[0]})")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import Any, ClassVar
 
 from lm_eval.defaults import DEFAULT_OTHER_SEED
 
-from dynamax_bench.files import read_jsonl
+from dynamax_bench.files import read_json, read_jsonl
 
 FEWSHOT_SEED = DEFAULT_OTHER_SEED  # lm-eval's default --fewshot_random_seed
 
@@ -86,7 +85,7 @@ class Task(ABC):
         docs = [sample for doc in self.read(source) for sample in self.expand(doc)]
         if limit is not None:
             docs = docs[:limit]
-        contexts = self.fewshot_contexts(docs, num_fewshot, fewshot_source or self.default_fewshot_source(source))
+        contexts = self.fewshot_contexts(docs, num_fewshot, self.pool_source(fewshot_source, source))
         return [Sample(id=doc["id"], prompt=context + self.doc_to_text(doc), target=doc)
                 for doc, context in zip(docs, contexts)]
 
@@ -131,6 +130,15 @@ class Task(ABC):
             )
         return pool
 
+    def pool_source(self, fewshot_source: dict | None, source: dict) -> dict:
+        """Where few-shot examples come from; `{kind: embedded}` is the embedded few-shot pool, never
+        the embedded evaluation set."""
+        if fewshot_source is None:
+            return self.default_fewshot_source(source)
+        if fewshot_source["kind"] == "embedded" and "file" not in fewshot_source:
+            return {"kind": "embedded", "file": self.embedded_fewshot_file}
+        return fewshot_source
+
     def default_fewshot_source(self, source: dict) -> dict:
         if source["kind"] == "embedded":
             return {"kind": "embedded", "file": self.embedded_fewshot_file}
@@ -161,7 +169,7 @@ class Task(ABC):
             # read_jsonl skips blank lines; recover line numbers for error messages
             lines = [i for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1) if line.strip()]
             return [(r, f"{path}:{n}") for r, n in zip(records, lines)]
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         records = data["data"] if isinstance(data, dict) and "data" in data else data
         if not isinstance(records, list):
             raise ValueError(f"{path}: expected a list of records (or an object with 'data')")

@@ -1,0 +1,165 @@
+"""The regression gate on real weights: the ci profile's DAG (config/ci.yaml) against reference/ci.json,
+and faults injected on purpose that the gate must catch, each named by the field that caught it.
+
+The DAG runs once per module; each fault regenerates only the cells it touches, in a copy of that
+run, through the rules' own functions (generate_cell, score_cell), with the profile's thread count.
+"""
+
+from __future__ import annotations
+
+import shutil
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dynamax_bench.classifiers.registry import is_trained
+from dynamax_bench.config import REPO_ROOT
+from dynamax_bench.files import read_json
+from dynamax_bench.generation.generate import generate_cell
+from dynamax_bench.profile_checks import load_profile
+from dynamax_bench.reporting.check import Comparison, compare, load_reference, read_cells
+from dynamax_bench.reporting.reference import HASH_FIELD
+from dynamax_bench.reporting.score import score_cell
+from dynamax_bench.spec import decode_spec, parse_method, task_spec
+
+CI = REPO_ROOT / "config" / "ci.yaml"
+REFERENCE = REPO_ROOT / "reference" / "ci.json"
+
+
+@pytest.fixture(scope="module")
+def ci_config() -> dict:
+    return load_profile(CI)
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory: pytest.TempPathFactory, smollm2, backbone_root: Path) -> Path:
+    """The ci profile's whole DAG up to the check rule. Its SmolLM2 folder is the session's (the
+    same prepare_backbone of the same GGUF file), so the GGUF is dequantised once per test session."""
+    workdir = tmp_path_factory.mktemp("ci")
+    shutil.copytree(backbone_root / "smollm2", workdir / "resources" / "backbones" / "smollm2")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "results/ci/check.txt", "--cores", "2",
+         "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(CI)],
+        capture_output=True, text=True,
+    )
+    log = workdir / "logs" / "ci" / "check.log"
+    assert result.returncode == 0, (log.read_text() if log.exists() else result.stderr)[-6000:]
+    return workdir
+
+
+def rerun(run: Path, tmp: Path, config: dict, cells: list[str], generate: bool = True) -> list[Comparison]:
+    """Regenerate (or only rescore) some cells in a copy of the run, then compare it with reference/ci.json."""
+    results = tmp / "results"
+    shutil.copytree(run / "results" / "ci", results)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config["runtime"]["threads"])  # as the rule's job set-up: same kernels, same tokens
+    try:
+        for cell in cells:
+            backbone, task, method = cell.split("/")
+            tasks, backbone_dir = task_spec(config, task), run / "resources" / "backbones" / backbone
+            generations = results / "generations" / f"{cell}.jsonl"
+            if generate:
+                kind = parse_method(method).exit_kind
+                classifiers = results / "classifiers" / backbone / f"{kind}.safetensors" if kind and is_trained(kind) else None
+                generate_cell(decode_spec(config, backbone, task, method), tasks, backbone_dir, generations, classifiers)
+            score_cell(tasks, generations, results / "generations" / backbone / task / "full.jsonl", backbone_dir,
+                       results / "flops" / f"{backbone}.json", results / "cells" / f"{cell}.json", profile="ci")
+    finally:
+        torch.set_num_threads(threads)
+    return compare(read_cells(results), load_reference(REFERENCE))
+
+
+def caught(rows: list[Comparison]) -> dict[str, set[str]]:
+    """Cell -> fields outside tolerance."""
+    failed: dict[str, set[str]] = {}
+    for row in rows:
+        if row.status == "FAIL":
+            failed.setdefault(row.cell, set()).add(row.path)
+    return failed
+
+
+@pytest.mark.slow
+def test_ci_profile_passes_its_reference_with_every_cell_and_token_checked(ci_run: Path) -> None:
+    report = (ci_run / "results" / "ci" / "check.txt").read_text()
+    assert " 0 outside" in report
+    rows = compare(read_cells(ci_run / "results" / "ci"), load_reference(REFERENCE))
+    cells = {row.cell for row in rows if row.path == HASH_FIELD}
+    assert len(cells) == len(list((ci_run / "results" / "ci" / "cells").rglob("*.json"))) == 29
+    assert all(row.status == "pass" for row in rows if row.path == HASH_FIELD)  # gated here, not skipped
+    for path in (ci_run / "results" / "ci" / "cells").rglob("*.json"):
+        assert any(value > 0 for value in read_json(path)["metrics"].values()), path
+
+
+@pytest.mark.slow
+def test_a_cell_regenerated_without_a_fault_passes(ci_run: Path, ci_config: dict, tmp_path: Path) -> None:
+    """The control of every fault below: the rerun harness itself reproduces the reference."""
+    assert caught(rerun(ci_run, tmp_path, ci_config, ["smollm2/triviaqa/ee-maxsoftmax-copy-t0.9"])) == {}
+
+
+@pytest.mark.slow
+def test_gate_catches_pruning_that_keeps_one_layer_too_many(ci_run: Path, ci_config: dict, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from dynamax_bench.engine import Strategy
+
+    monkeypatch.setattr(Strategy, "prune", classmethod(lambda cls, n, dropped: cls(keep_layers=n - dropped + 1)))
+    cell = "smollm2/triviaqa/prune2"
+    failed = caught(rerun(ci_run, tmp_path, ci_config, [cell]))
+    assert set(failed) == {cell} and "layers.mean_executed" in failed[cell]
+
+
+@pytest.mark.slow
+def test_gate_catches_a_silently_ignored_repetition_penalty(ci_run: Path, ci_config: dict, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from dynamax_bench.engine.generator import EarlyExitGenerator
+
+    init = EarlyExitGenerator.__init__
+    monkeypatch.setattr(EarlyExitGenerator, "__init__",
+                        lambda self, *args, **kwargs: init(self, *args, **{**kwargs, "repetition_penalty": 1.0}))
+    cell = "smollm2/truthfulqa/full"
+    failed = caught(rerun(ci_run, tmp_path, ci_config, [cell]))
+    assert set(failed) == {cell} and HASH_FIELD in failed[cell]
+
+
+@pytest.mark.slow
+def test_gate_catches_an_exit_at_greater_than_instead_of_greater_or_equal(ci_run: Path, ci_config: dict,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from dynamax_bench.engine.rules import ExitRule
+
+    monkeypatch.setattr(ExitRule, "should_exit", lambda self, point, hidden: self.confidence(point, hidden) > self.threshold)
+    cell = "smollm2/triviaqa/ee-saturation-copy-t0"  # saturation reports 0.0 at the first exit: a tie at t0
+    failed = caught(rerun(ci_run, tmp_path, ci_config, [cell]))
+    assert set(failed) == {cell} and "layers.mean_executed" in failed[cell]
+
+
+@pytest.mark.slow
+def test_gate_catches_copy_writing_the_wrong_layers_kv(ci_run: Path, ci_config: dict, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from dynamax_bench.engine.stacks import TransformerStack
+
+    def fill_from_one_layer_too_early(self, policy, executed, hidden, cache, inputs):
+        source = cache.layers[executed - 2]
+        for index in range(executed, self.num_layers):
+            cache.update(source.keys[:, :, -1:, :], source.values[:, :, -1:, :], index)
+
+    monkeypatch.setattr(TransformerStack, "fill_skipped", fill_from_one_layer_too_early)
+    cell = "smollm2/triviaqa/ee-maxsoftmax-copy-t0.9"
+    failed = caught(rerun(ci_run, tmp_path, ci_config, [cell]))
+    assert set(failed) == {cell} and HASH_FIELD in failed[cell]
+
+
+@pytest.mark.slow
+def test_gate_catches_a_normalisation_that_keeps_punctuation(ci_run: Path, ci_config: dict, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same tokens, another score: caught exactly, however small against the sample-size interval."""
+    from dynamax_bench.generation.tasks import coqa
+
+    assert coqa._PUNCTUATION == set(string.punctuation)
+    monkeypatch.setattr(coqa, "_PUNCTUATION", set())
+    cell = "smollm2/coqa/full"
+    failed = caught(rerun(ci_run, tmp_path, ci_config, [cell], generate=False))
+    assert set(failed) == {cell} and "metrics.f1" in failed[cell]

@@ -1,0 +1,25 @@
+# A cell or generations path that names a backbone, task or method form this profile does not have
+# matches no rule, and Snakemake would only say "No rule to produce". This rule matches exactly those
+# paths (the negative look-ahead leaves every valid one to generate and score), and fails while the
+# DAG is built with the names the profile does have.
+VALID_TARGET = (
+    f"(?:{'|'.join(backbone_names(config))})/(?:{'|'.join(task_names(config))})/(?:{METHOD_PATTERN})\\.jsonl?$"
+)
+
+
+def unknown_target(wildcards):
+    raise WorkflowError(
+        target_problem(config, f"{RESULTS}/{wildcards.stage}/{wildcards.rest}", wildcards.rest)
+    )
+
+
+rule unknown_target:
+    """Fails with the backbones, tasks and method forms of the profile (no job ever runs)."""
+    input:
+        unknown_target,
+    output:
+        f"{RESULTS}/{{stage}}/{{rest}}",
+    wildcard_constraints:
+        stage="cells|generations",
+        rest=f"(?!{VALID_TARGET}).+",
+    localrule: True
