@@ -32,7 +32,7 @@ from torch import Tensor
 
 from dynamax_bench.engine.caches import drop_leading, keep_rows
 from dynamax_bench.engine.generator import Decoder, Generation, Strategy
-from dynamax_bench.engine.neartie import CONFIDENCE_BOUND, LOGIT_MARGIN_BOUND, NearTie
+from dynamax_bench.engine.neartie import Bounds, NearTie
 from dynamax_bench.engine.prefill import Prefiller
 from dynamax_bench.engine.prefix import plan_batches
 from dynamax_bench.engine.rowstate import RowState, select_rows, write_rows
@@ -90,6 +90,7 @@ class BatchedGenerator(Decoder):
         self.batch_size = batch_size
         self.share_prefixes = share_prefixes
         self.window = getattr(self.stack.config, "sliding_window", None)
+        self.bounds = Bounds.for_dtype(self.model.dtype)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str | Sequence[int]], strategy: Strategy) -> list[Generation]:
@@ -139,14 +140,13 @@ class BatchedGenerator(Decoder):
         exits (B,): layers executed (None: the prompt's forward). Returns the tokens (B,)."""
         scores = self.processors(batch.history, self.stack.head(hidden))  # (B, vocab)
         tokens = scores.argmax(-1)
-        top2 = scores.topk(2, dim=-1).values
-        margins = (top2[:, 0] - top2[:, 1]).tolist()
+        margins = self.bounds.margins(scores).tolist()
         num_layers = strategy.keep_layers or self.stack.num_layers
         executed = [num_layers] * len(batch.rows) if exits is None else exits.tolist()
         if strategy.oracle and exits is not None:
             executed = self._oracle(batch, tokens, exit_hiddens)
         for row, token, layer, margin in zip(batch.rows, tokens.tolist(), executed, margins):
-            if margin < LOGIT_MARGIN_BOUND:
+            if margin < self.bounds.logit_margin:
                 row.near_ties.append(NearTie(token=len(row.tokens), kind="logit_margin", layer=layer, value=margin))
             row.tokens.append(token)
             row.exits.append(layer)
@@ -161,14 +161,13 @@ class BatchedGenerator(Decoder):
         picks, margins = [], []
         for hidden in exit_hiddens:
             scores = self.processors(history, self.stack.head(hidden))
-            top2 = scores.topk(2, dim=-1).values
             picks.append(scores.argmax(-1).tolist())
-            margins.append((top2[:, 0] - top2[:, 1]).tolist())
+            margins.append(self.bounds.margins(scores).tolist())
         layers = []
         for r, (row, token) in enumerate(zip(batch.rows, tokens.tolist())):
             chosen = self.stack.num_layers
             for point, pick, margin in zip(self.points.values(), picks, margins):
-                if margin[r] < LOGIT_MARGIN_BOUND:
+                if margin[r] < self.bounds.logit_margin:
                     row.near_ties.append(NearTie(token=len(row.tokens), kind="oracle_margin", layer=point.layer,
                                                  value=margin[r]))
                 if pick[r] == token:
@@ -219,15 +218,12 @@ class BatchedGenerator(Decoder):
                 left += int(leaving.numel())
         return hidden, executed, exit_hiddens
 
-    @staticmethod
-    def _note_confidences(batch: _Batch, running: Tensor, confidence: Tensor, point: ExitPoint, threshold: float):
-        distance = confidence - threshold
-        close = (distance.abs() < CONFIDENCE_BOUND).nonzero().squeeze(1).tolist()
-        for r in close:
+    def _note_confidences(self, batch: _Batch, running: Tensor, confidence: Tensor, point: ExitPoint,
+                          threshold: float) -> None:
+        for r in self.bounds.confidence_ties(confidence, threshold).nonzero().squeeze(1).tolist():
             row = batch.rows[int(running[r])]
             row.near_ties.append(NearTie(token=len(row.tokens), kind="confidence", layer=point.layer,
-                                         value=float(distance[r])))
-
+                                         value=float(confidence[r] - threshold)))
 
 def on_rows(rows: Tensor, hidden: Tensor, state: RowState, call: Callable[[Tensor, RowState], T]) -> T:
     """Call a rule hook on some rows of the batch: their hidden states (n, 1, d) and a copy of their

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -39,7 +38,7 @@ class ExitRule:
     """Base class: never exits. Subclasses override `confidence` (and `prefill`/`advance` if stateful)."""
 
     threshold: float = 1.0
-    stateful: ClassVar[bool] = False
+    stateful: bool = False  # sees the prompt and the exited states after its exit (prefill, advance)
 
     def prefill(self, point: ExitPoint, hidden: Tensor, state: RowState) -> None:
         """See the prompt's hidden states (B, T, d) at one exit (stateful rules only)."""
