@@ -22,19 +22,19 @@ PROMPT = "Question: Which planet is known as the Red Planet?\nAnswer:"
 def test_max_softmax_confidence_is_the_heads_top_probability() -> None:
     head = torch.nn.Linear(8, 5).requires_grad_(False)
     point = ExitPoint(index=0, layer=4, head=lambda h: head(h[:, -1]))
-    hidden = torch.randn(1, 1, 8)
-    expected = head(hidden[:, -1]).softmax(-1).max().item()
-    assert MaxSoftmaxRule(0.5).confidence(point, hidden) == pytest.approx(expected)
+    hidden = torch.randn(3, 1, 8)
+    expected = head(hidden[:, -1]).softmax(-1).max(-1).values
+    torch.testing.assert_close(MaxSoftmaxRule(0.5).confidence(point, hidden, {}), expected)
 
 
 def test_saturation_compares_consecutive_exits_and_never_leaves_at_the_first() -> None:
     rule = SaturationRule(0.99)
     first, second = (ExitPoint(index=i, layer=4 + i, head=lambda h: h) for i in range(2))
-    h = torch.randn(1, 1, 8)
-    rule.reset()
-    assert rule.confidence(first, h) == 0.0
-    assert rule.confidence(second, h) == pytest.approx(1.0)  # the same state twice: saturated
-    assert rule.confidence(second, -h) == pytest.approx(-1.0)
+    h = torch.randn(2, 1, 8)
+    state: dict = {}  # per row: the hidden state at the previous exit
+    assert rule.confidence(first, h, state).tolist() == [0.0, 0.0]
+    assert rule.confidence(second, h, state).tolist() == pytest.approx([1.0, 1.0])  # the same state twice: saturated
+    assert rule.confidence(second, -h, state).tolist() == pytest.approx([-1.0, -1.0])
 
 
 def test_max_softmax_at_threshold_zero_leaves_at_the_first_exit(tiny_mistral: Backbone) -> None:
@@ -59,7 +59,7 @@ def test_a_package_adds_an_exit_method_through_its_entry_point(
             '''Leaves at every exit after the first: a rule the suite has never seen.'''
             def __init__(self, threshold):
                 self.threshold = threshold
-            def confidence(self, point, hidden):
+            def confidence(self, point, hidden, state):
                 return 1.0 if point.index >= 1 else 0.0
     """))
     dist = tmp_path / "my_exit_rule-0.1.dist-info"

@@ -7,9 +7,10 @@ residual stream of a pretrained LM has a few features thousands of times larger 
 
 Adding a kind is one class: subclass `ExitClassifier`, declare its options with defaults in
 `options`, and name it in the registry (dynamax_bench/classifiers/registry.py) or in a plug-in's
-entry point. A stateful kind sets `stateful = True`, returns its state object from `new_state()`
-and updates it in `forward` when one is passed; its step-by-step outputs must equal its
-full-sequence outputs.
+entry point. A stateful kind sets `stateful = True`; its state is a `RowState` (named tensors,
+one row per sequence, see dynamax_bench/engine/rowstate.py), empty before the first position,
+which `forward` continues and updates when one is passed, so the engine can select, stack and
+copy rows of it. Its step-by-step outputs must equal its full-sequence outputs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from dynamax_bench.engine.caches import recurrent_cache
+from dynamax_bench.engine.rowstate import RowState
 
 
 class ExitClassifier(nn.Module):
@@ -40,12 +44,12 @@ class ExitClassifier(nn.Module):
     def standardise(self, hidden: Tensor) -> Tensor:
         return (hidden.to(self.mean.dtype) - self.mean) * self.scale
 
-    def new_state(self) -> Any:
-        """The per-sequence state a stateful kind carries across tokens (None: stateless)."""
+    def new_state(self) -> RowState | None:
+        """The state a stateful kind carries across tokens before the first one (None: stateless)."""
         return None
 
-    def forward(self, hidden: Tensor, state: Any = None) -> Tensor:
-        """Logits (B, T, 2) for hidden states (B, T, d); a stateful kind continues `state` in place."""
+    def forward(self, hidden: Tensor, state: RowState | None = None) -> Tensor:
+        """Logits (B, T, 2) for hidden states (B, T, d); a stateful kind continues `state` (B rows) in place."""
         return self.head(self.standardise(hidden))
 
     def head(self, features: Tensor) -> Tensor:
@@ -122,10 +126,18 @@ class MambaClassifier(ExitClassifier):
         self.mixer = Mamba2Mixer(self.config, layer_idx=0)
         self.mixer.out_proj = nn.Linear(inner, 2)
 
-    def new_state(self) -> Any:
-        from transformers.cache_utils import DynamicCache
+    def new_state(self) -> RowState:
+        return {}
 
-        return DynamicCache(config=self.config)
-
-    def forward(self, hidden: Tensor, state: Any = None) -> Tensor:
-        return self.mixer(self.norm(self.standardise(hidden)), cache_params=state)
+    def forward(self, hidden: Tensor, state: RowState | None = None) -> Tensor:
+        """With a state: continue its 'conv' (B, conv_dim, kernel) and 'ssm' (B, heads, head_dim,
+        state_size) entries, held by a one-layer transformers cache for the mixer's own chunked
+        scan (several positions) or recurrent step (one)."""
+        features = self.norm(self.standardise(hidden))
+        if state is None:
+            return self.mixer(features)
+        cache = recurrent_cache(state.get("conv"), state.get("ssm"))
+        logits = self.mixer(features, cache=cache)
+        layer = cache.layers[0]
+        state["conv"], state["ssm"] = layer.conv_states[0], layer.recurrent_states[0]
+        return logits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dynamax_bench.engine.rowstate import RowState
 from dynamax_bench.engine.rules import ExitPoint, ExitRule
 
 
@@ -14,24 +15,23 @@ class MaxSoftmaxRule(ExitRule):
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
 
-    def confidence(self, point: ExitPoint, hidden: Tensor) -> float:
-        return float(point.head(hidden).softmax(-1).max())
+    def confidence(self, point: ExitPoint, hidden: Tensor, state: RowState) -> Tensor:
+        return point.head(hidden).softmax(-1).amax(-1)
 
 
 class SaturationRule(ExitRule):
     """Hidden-state saturation (CALM): cosine similarity of the token's hidden state at this exit
     with the one at the previous exit position; the first exit has nothing to compare with and
-    never exits."""
+    never exits. The previous exit's state is kept per row under 'previous' (within one step:
+    every row at an exit was at the exit before it)."""
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
-        self.previous: Tensor | None = None
 
-    def confidence(self, point: ExitPoint, hidden: Tensor) -> float:
-        previous, self.previous = self.previous, hidden[0, -1].float()
-        if point.index == 0 or previous is None:
-            return 0.0
-        return float(torch.nn.functional.cosine_similarity(previous, self.previous, dim=0))
-
-    def reset(self) -> None:
-        self.previous = None
+    def confidence(self, point: ExitPoint, hidden: Tensor, state: RowState) -> Tensor:
+        current = hidden[:, -1].float()  # (B, d)
+        previous = state.get("previous")
+        state["previous"] = current
+        if point.index == 0:
+            return current.new_zeros(current.shape[0])
+        return torch.nn.functional.cosine_similarity(previous, current, dim=-1)

@@ -1,4 +1,5 @@
-"""The early-exit engine: layer stacks, exit rules and the generator that drives them.
+"""The early-exit engine: layer stacks, exit rules, the batch-1 reference generator and the
+batched generator that reproduces it.
 
 Names are imported on first use (PEP 562), so the torch-free `engine.policies` can be read by the
 Snakefile and the profile checks without loading torch and transformers.
@@ -10,21 +11,30 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "EarlyExitGenerator": "generator",
-    "Generation": "generator",
-    "Strategy": "generator",
+    "Agreement": "correctness",
+    "BatchedGenerator": "batched",
     "ClassifierRule": "rules",
     "ConstantRule": "rules",
+    "EarlyExitGenerator": "generator",
     "ExitPoint": "rules",
     "ExitRule": "rules",
+    "Generation": "generator",
     "LayerStack": "stacks",
     "Mamba2Stack": "stacks",
+    "NearTie": "neartie",
+    "RowState": "rowstate",
+    "Strategy": "generator",
     "TransformerStack": "stacks",
     "layer_stack": "stacks",
+    "verify": "correctness",
 }
 
 if TYPE_CHECKING:
+    from dynamax_bench.engine.batched import BatchedGenerator
+    from dynamax_bench.engine.correctness import Agreement, verify
     from dynamax_bench.engine.generator import EarlyExitGenerator, Generation, Strategy
+    from dynamax_bench.engine.neartie import NearTie
+    from dynamax_bench.engine.rowstate import RowState
     from dynamax_bench.engine.rules import ClassifierRule, ConstantRule, ExitPoint, ExitRule
     from dynamax_bench.engine.stacks import LayerStack, Mamba2Stack, TransformerStack, layer_stack
 

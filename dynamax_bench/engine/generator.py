@@ -1,17 +1,20 @@
-"""Early-exit greedy generation, one decoder layer at a time.
+"""Early-exit greedy generation, one decoder layer at a time: the batch-1 reference path.
 
 The prompt is processed by one full forward (all layers, like `model.generate`), so the first
 generated token comes from the full model (or the pruned one). Every later token is a decode
 step that runs layer by layer; at each exit position the strategy's rule may end the step,
 the token is read from the exited hidden state through the final norm and LM head, and the
 stack's state policy fills the caches of the skipped layers.
+
+`EarlyExitGenerator` decodes one prompt at a time and is the reference that the batched engine
+(engine/batched.py) must reproduce token for token (engine/correctness.py checks it).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -19,8 +22,11 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 from transformers.cache_utils import Cache
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-from dynamax_bench.engine.rules import ExitPoint, ExitRule
+from dynamax_bench.engine.neartie import NearTie
+from dynamax_bench.engine.rowstate import RowState
+from dynamax_bench.engine.rules import ExitPoint, ExitRule, decide
 from dynamax_bench.engine.stacks import LayerStack, layer_stack
+from dynamax_bench.engine.stopping import StopStrings
 
 
 @dataclass(frozen=True)
@@ -64,10 +70,12 @@ class Generation:
     # latency splits it from the decode steps, where early exit saves. Measured with
     # perf_counter after the token's `.item()`, which waits for the device.
     first_token_seconds: float = 0.0
+    # Decisions the batch shape could have flipped (batched engine only; engine/neartie.py).
+    near_ties: list[NearTie] = field(default_factory=list)
 
 
-class EarlyExitGenerator:
-    """Greedy decoding with per-token early exit over a transformers model's own layers."""
+class Decoder:
+    """What both engine paths share: the stack, exit points, stop criteria and logits processors."""
 
     def __init__(
         self,
@@ -111,23 +119,49 @@ class EarlyExitGenerator:
         if strategy.keep_layers is not None and not 1 <= strategy.keep_layers <= self.stack.num_layers:
             raise ValueError(f"cannot keep {strategy.keep_layers} of {self.stack.num_layers} layers")
 
+    def tokenize(self, prompt: str | Sequence[int]) -> list[int]:
+        """A prompt's token ids (token ids pass through, so callers can tokenise outside a timing)."""
+        return self.tokenizer(prompt).input_ids if isinstance(prompt, str) else list(prompt)
+
+    def stop_watch(self) -> StopStrings:
+        return StopStrings(self.tokenizer, self.stop_strings)
+
+    def stop_reason(self, token: int, count: int, stops: StopStrings) -> str | None:
+        """Why the sequence ends after its `count`-th token `token` (None: it goes on)."""
+        if token in self.eos_token_ids:
+            return "eos"
+        if stops.push(token):
+            return "stop_string"
+        if count >= self.max_new_tokens:
+            return "max_new_tokens"
+        return None
+
+    def truncate(self, text: str) -> str:
+        """Cut at the first stop string, as lm-eval's `until` does."""
+        for stop in self.stop_strings:
+            text = text.split(stop)[0]
+        return text
+
+    def text(self, tokens: list[int]) -> str:
+        return self.truncate(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+
+class EarlyExitGenerator(Decoder):
+    """Greedy decoding with per-token early exit over a transformers model's own layers, one prompt at a time."""
+
     @torch.inference_mode()
     def generate(self, prompt: str | Sequence[int], strategy: Strategy) -> Generation:
         self.check(strategy)
         started = time.perf_counter()
-        if isinstance(prompt, str):
-            prompt_ids = self.tokenizer(prompt, return_tensors="pt").input_ids
-        else:
-            prompt_ids = torch.tensor([list(prompt)], dtype=torch.long)
-        input_ids = prompt_ids.to(self.device)
+        prompt_ids = self.tokenize(prompt)
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
         cache = self.stack.new_cache()
-        if strategy.rule is not None:
-            strategy.rule.reset()
+        state: RowState = {}
 
-        hidden, executed, exit_hiddens = self._forward(input_ids, input_ids.shape[1], cache, strategy, prefill=True)
+        hidden, executed, exit_hiddens = self._forward(input_ids, cache, strategy, state, prefill=True)
+        stops = self.stop_watch()
         tokens: list[int] = []
         exits: list[int] = []
-        stop_reason = "max_new_tokens"
         first_token_seconds = 0.0
         while True:
             token = self._pick(hidden, input_ids)
@@ -138,35 +172,28 @@ class EarlyExitGenerator:
             tokens.append(token)
             exits.append(executed)
             input_ids = torch.cat([input_ids, input_ids.new_tensor([[token]])], dim=1)
-            if token in self.eos_token_ids:
-                stop_reason = "eos"
+            stop_reason = self.stop_reason(token, len(tokens), stops)
+            if stop_reason is not None:
                 break
-            if self.stop_strings and self._hit_stop(tokens):
-                stop_reason = "stop_string"
-                break
-            if len(tokens) >= self.max_new_tokens:
-                break
-            hidden, executed, exit_hiddens = self._forward(
-                input_ids[:, -1:], input_ids.shape[1], cache, strategy, prefill=False
-            )
+            hidden, executed, exit_hiddens = self._forward(input_ids, cache, strategy, state, prefill=False)
 
         return Generation(
-            prompt_ids=prompt_ids[0].tolist(),
+            prompt_ids=prompt_ids,
             token_ids=tokens,
-            text=self.truncate(self.tokenizer.decode(tokens, skip_special_tokens=True)),
+            text=self.text(tokens),
             exit_layers=exits,
             stop_reason=stop_reason,
             first_token_seconds=first_token_seconds,
         )
 
     def _forward(
-        self, input_ids: Tensor, total_len: int, cache: Cache, strategy: Strategy, prefill: bool
+        self, input_ids: Tensor, cache: Cache, strategy: Strategy, state: RowState, prefill: bool
     ) -> tuple[Tensor, int, list[Tensor]]:
-        """One forward step: the hidden state to read the token from, the layers executed, and
-        (for the oracle) the hidden states seen at every exit."""
+        """One forward step (the whole prompt, or its last token): the hidden state to read the
+        token from, the layers executed, and (for the oracle) the hidden states seen at every exit."""
         stack = self.stack
-        attention_mask = torch.ones(1, total_len, dtype=torch.long, device=self.device)
-        hidden = stack.embed(input_ids)
+        attention_mask = torch.ones_like(input_ids)
+        hidden = stack.embed(input_ids if prefill else input_ids[:, -1:])
         inputs = stack.step_inputs(hidden, cache, attention_mask)
         num_layers = strategy.keep_layers or stack.num_layers
         rule = strategy.rule
@@ -181,11 +208,13 @@ class EarlyExitGenerator:
             if rule is None:
                 continue
             if prefill:
-                rule.prefill(point, hidden)
-            elif rule.should_exit(point, hidden):
-                for later in self.points.values():
-                    if later.layer > point.layer:
-                        rule.advance(later, hidden)
+                if rule.stateful:
+                    rule.prefill(point, hidden, state)
+            elif decide(rule, point, hidden, state)[1].item():
+                if rule.stateful:
+                    for later in self.points.values():
+                        if later.layer > point.layer:
+                            rule.advance(later, hidden, state)
                 stack.fill_skipped(strategy.policy, point.layer, hidden, cache, inputs)
                 return hidden, point.layer, exit_hiddens
         return hidden, num_layers, exit_hiddens
@@ -202,13 +231,3 @@ class EarlyExitGenerator:
             if self._pick(hidden, input_ids) == token:
                 return point.layer
         return self.stack.num_layers
-
-    def _hit_stop(self, tokens: list[int]) -> bool:
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        return any(stop in text for stop in self.stop_strings)
-
-    def truncate(self, text: str) -> str:
-        """Cut at the first stop string, as lm-eval's `until` does."""
-        for stop in self.stop_strings:
-            text = text.split(stop)[0]
-        return text

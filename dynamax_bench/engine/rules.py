@@ -1,12 +1,16 @@
-"""Exit rules: the pluggable decision taken at each exit position of a decode step.
+"""Exit rules: the pluggable decision taken at each exit position of a decode step, per row.
 
-A rule sees the hidden state after `layer` layers and returns a confidence in [0, 1]; the
-token exits when confidence >= threshold. Trained classifiers (calm, ffn, mamba) and
-training-free rules (e.g. max-softmax of the LM head) all implement this interface.
+A rule sees the hidden states after `layer` layers of the rows still running at that exit,
+(B, 1, d), and returns one confidence per row, a (B,) tensor in [0, 1]; a row's token exits when
+its confidence >= threshold. Trained classifiers (calm, ffn, mamba) and training-free rules (e.g.
+max-softmax of the LM head) all implement this interface; a plug-in implements `confidence`.
 
-Lifecycle per sample: `reset()`, `prefill()` with the prompt's hidden states at every exit
-(stateful rules build their state), then per generated token `confidence()` at each exit
-reached and `advance()` at the exits the token skipped, so stateful rules see every position.
+State: the engine owns one `RowState` per rule and batch (named tensors, one row per sequence)
+and passes the rows the call concerns, so it can select, stack and copy rows (finished rows
+leave, a shared prefix's state is copied to every row that starts from it). A rule may keep
+anything there; `stateful` rules also see the prompt (`prefill`, every layer ran on it) and, at
+the exits after the one a token left at, the exited hidden state (`advance`), so their state
+follows every position of the text.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 from torch.nn import Module
+
+from dynamax_bench.engine.rowstate import RowState
 
 
 @dataclass
@@ -24,29 +31,33 @@ class ExitPoint:
 
     index: int
     layer: int
-    head: Callable[[Tensor], Tensor] = field(repr=False)  # hidden -> float32 logits (final norm + LM head)
+    head: Callable[[Tensor], Tensor] = field(repr=False)  # hidden (B, 1, d) -> float32 logits (B, vocab)
 
 
 class ExitRule:
-    """Base class: never exits. Subclasses override `confidence` (and the state hooks if stateful)."""
+    """Base class: never exits. Subclasses override `confidence` (and `prefill`/`advance` if stateful)."""
 
     threshold: float = 1.0
+    stateful: bool = False  # sees the prompt and the exited states after its exit (prefill, advance)
 
-    def reset(self) -> None:
-        """Forget the previous sample's state."""
+    def prefill(self, point: ExitPoint, hidden: Tensor, state: RowState) -> None:
+        """See the prompt's hidden states (B, T, d) at one exit (stateful rules only)."""
 
-    def prefill(self, point: ExitPoint, hidden: Tensor) -> None:
-        """See the prompt's hidden states (1, T, d) at one exit; all layers ran on the prompt."""
-
-    def confidence(self, point: ExitPoint, hidden: Tensor) -> float:
-        """Confidence in [0, 1] that the current token can leave at this exit; hidden is (1, 1, d)."""
+    def confidence(self, point: ExitPoint, hidden: Tensor, state: RowState) -> Tensor | float:
+        """Confidence (B,) in [0, 1] that each row's token can leave at this exit; hidden is (B, 1, d).
+        A float applies to every row."""
         return 0.0
 
-    def advance(self, point: ExitPoint, hidden: Tensor) -> None:
-        """The token exited before this exit: stateful rules step with the exited hidden state."""
+    def advance(self, point: ExitPoint, hidden: Tensor, state: RowState) -> None:
+        """These rows' tokens left before this exit: stateful rules step with the exited states (B, 1, d)."""
 
-    def should_exit(self, point: ExitPoint, hidden: Tensor) -> bool:
-        return self.confidence(point, hidden) >= self.threshold
+
+def decide(rule: ExitRule, point: ExitPoint, hidden: Tensor, state: RowState) -> tuple[Tensor, Tensor]:
+    """Float32 confidences (B,) and exit decisions (B,) of the rows in `hidden`. Both engine paths
+    decide here, so the comparison with the threshold is the same float32 one."""
+    value = rule.confidence(point, hidden, state)
+    confidence = torch.as_tensor(value, dtype=torch.float32, device=hidden.device).expand(hidden.shape[0])
+    return confidence, confidence >= rule.threshold
 
 
 class ConstantRule(ExitRule):
@@ -56,7 +67,7 @@ class ConstantRule(ExitRule):
         self.value = value
         self.threshold = threshold
 
-    def confidence(self, point: ExitPoint, hidden: Tensor) -> float:
+    def confidence(self, point: ExitPoint, hidden: Tensor, state: RowState) -> float:
         return self.value
 
 
@@ -64,28 +75,33 @@ class ClassifierRule(ExitRule):
     """Trained exit classifiers, one per exit layer: confidence = softmax(logits)[exit].
 
     A stateful classifier (`stateful = True`, e.g. the `mamba` kind) keeps one recurrent state
-    per exit for the current sample: the prompt builds it, every generated position steps it,
-    through `confidence` where the token reached the exit and `advance` where it left earlier.
+    per exit and row, under the keys '<layer>.<name>' of the rule's state: the prompt builds it,
+    every generated position steps it, through `confidence` where the token reached the exit and
+    `advance` where it left earlier.
     """
 
     def __init__(self, classifiers: dict[int, Module], threshold: float) -> None:
         self.classifiers = classifiers
         self.threshold = threshold
-        self.states: dict[int, object] = {}
+        self.stateful = any(clf.stateful for clf in classifiers.values())
 
-    def reset(self) -> None:
-        self.states = {layer: clf.new_state() for layer, clf in self.classifiers.items() if clf.stateful}
+    def _logits(self, point: ExitPoint, hidden: Tensor, state: RowState) -> Tensor:
+        clf = self.classifiers[point.layer]
+        if not clf.stateful:
+            return clf(hidden)
+        prefix = f"{point.layer}."
+        own = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        logits = clf(hidden, own)
+        state.update({prefix + key: value for key, value in own.items()})
+        return logits
 
-    def _logits(self, point: ExitPoint, hidden: Tensor) -> Tensor:
-        return self.classifiers[point.layer](hidden, self.states.get(point.layer))
+    def prefill(self, point: ExitPoint, hidden: Tensor, state: RowState) -> None:
+        if self.classifiers[point.layer].stateful:
+            self._logits(point, hidden, state)
 
-    def prefill(self, point: ExitPoint, hidden: Tensor) -> None:
-        if point.layer in self.states:
-            self._logits(point, hidden)
+    def confidence(self, point: ExitPoint, hidden: Tensor, state: RowState) -> Tensor:
+        return self._logits(point, hidden, state)[:, -1].float().softmax(-1)[:, 1]
 
-    def confidence(self, point: ExitPoint, hidden: Tensor) -> float:
-        return float(self._logits(point, hidden)[0, -1].float().softmax(-1)[1])
-
-    def advance(self, point: ExitPoint, hidden: Tensor) -> None:
-        if point.layer in self.states:
-            self._logits(point, hidden)
+    def advance(self, point: ExitPoint, hidden: Tensor, state: RowState) -> None:
+        if self.classifiers[point.layer].stateful:
+            self._logits(point, hidden, state)

@@ -2,10 +2,12 @@
 
 Each stack calls the library's own modules (embedding, decoder layers or Mamba-2 blocks,
 final norm, LM head) and cache objects in the same order as the model's `forward`, so the
-full path reproduces `model.generate` bit for bit. What a stack adds is `fill_skipped`: the
-state policy that decides what the caches of skipped layers receive after an early exit.
+full path reproduces `model.generate` bit for bit. What a stack adds are the state policies,
+which decide what the caches of skipped layers receive after an early exit: `fill_layer` for a
+layer every row of the batch skips, `run_masked` for a layer some rows skip (every row runs it,
+then the policy puts back what the skipping rows' cache entries must hold).
 
-Shapes: hidden states are (batch=1, seq, hidden); logits are float32 (1, vocab).
+Shapes: hidden states are (B, seq, hidden); logits are float32 (B, vocab).
 """
 
 from __future__ import annotations
@@ -48,8 +50,13 @@ class LayerStack(ABC):
     def embed(self, input_ids: Tensor) -> Tensor: ...
 
     @abstractmethod
-    def step_inputs(self, hidden: Tensor, cache: Cache, attention_mask: Tensor) -> dict[str, Any]:
-        """What every layer of one forward step needs (masks, positions), built once per step."""
+    def step_inputs(
+        self, hidden: Tensor, cache: Cache, attention_mask: Tensor, position_ids: Tensor | None = None
+    ) -> dict[str, Any]:
+        """What every layer of one forward step needs (masks, positions), built once per step.
+
+        attention_mask: (B, cached + seq), 0 on padding. position_ids: (B, seq), each row's real
+        positions; by default the positions after the cache's length (no padding)."""
 
     @abstractmethod
     def layer(self, index: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> Tensor: ...
@@ -60,7 +67,7 @@ class LayerStack(ABC):
 
     @abstractmethod
     def logits(self, normed: Tensor) -> Tensor:
-        """LM head on the last position of a normed hidden state, as float32 (1, vocab)."""
+        """LM head on the last position of a normed hidden state, as float32 (B, vocab)."""
 
     def head(self, hidden: Tensor) -> Tensor:
         return self.logits(self.final_hidden(hidden))
@@ -71,8 +78,23 @@ class LayerStack(ABC):
         return lm_head(self.final_hidden(hidden).to(lm_head.weight.dtype)).float()
 
     @abstractmethod
+    def fill_layer(self, policy: str, index: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
+        """Give layer `index` its cache entries for this position when every row left before it;
+        hidden (B, 1, d) holds each row's exited state."""
+
+    @abstractmethod
+    def run_masked(
+        self, policy: str, index: int, hidden: Tensor, exited: Tensor, cache: Cache, inputs: dict[str, Any]
+    ) -> Tensor:
+        """Run layer `index` on every row, where the rows with `exited` (B,) set hold their exited
+        state and skip the layer: their cache entries end as the policy says. Returns the layer's
+        output (the exited rows' part is meaningless)."""
+
     def fill_skipped(self, policy: str, executed: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
         """Give layers executed..L-1 their cache entries for this position after an exit."""
+        self.check_policy(policy)
+        for index in range(executed, self.num_layers):
+            self.fill_layer(policy, index, hidden, cache, inputs)
 
     def check_policy(self, policy: str) -> None:
         if policy not in self.policies:
@@ -97,14 +119,17 @@ class TransformerStack(LayerStack):
     def embed(self, input_ids: Tensor) -> Tensor:
         return self.inner.embed_tokens(input_ids)
 
-    def step_inputs(self, hidden: Tensor, cache: Cache, attention_mask: Tensor) -> dict[str, Any]:
-        past = cache.get_seq_length()
-        position_ids = torch.arange(past, past + hidden.shape[1], device=hidden.device).unsqueeze(0)
+    def step_inputs(
+        self, hidden: Tensor, cache: Cache, attention_mask: Tensor, position_ids: Tensor | None = None
+    ) -> dict[str, Any]:
+        if position_ids is None:
+            past = cache.get_seq_length()
+            position_ids = torch.arange(past, past + hidden.shape[1], device=hidden.device).unsqueeze(0)
         mask = self._mask_fn(
             config=self.config,
             inputs_embeds=hidden,
             attention_mask=attention_mask,
-            past_key_values=cache,
+            cache=cache,
             position_ids=position_ids,
         )
         return {
@@ -114,7 +139,7 @@ class TransformerStack(LayerStack):
         }
 
     def layer(self, index: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> Tensor:
-        return self.layers[index](hidden, past_key_values=cache, use_cache=True, **inputs)
+        return self.layers[index](hidden, cache=cache, use_cache=True, **inputs)
 
     def final_hidden(self, hidden: Tensor) -> Tensor:
         return self.inner.norm(hidden)
@@ -122,27 +147,43 @@ class TransformerStack(LayerStack):
     def logits(self, normed: Tensor) -> Tensor:
         return self.model.lm_head(normed[:, -1, :]).float()
 
-    def fill_skipped(self, policy: str, executed: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
+    def fill_layer(self, policy: str, index: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
         if policy == "copy":
-            # K/V of the last executed layer at this position, reused by every skipped layer.
-            source = cache.layers[executed - 1]
-            keys, values = source.keys[:, :, -1:, :], source.values[:, :, -1:, :]
-            for index in range(executed, self.num_layers):
-                cache.update(keys, values, index)
+            # The previous layer's K/V at this position: the last executed layer's, or a copy of it.
+            keys, values = self.last_kv(cache, index - 1)
         elif policy == "partial":
-            cos, sin = inputs["position_embeddings"]
-            for index in range(executed, self.num_layers):
-                keys, values = self.partial_kv(index, hidden, cos, sin)
-                cache.update(keys, values, index)
+            keys, values = self.partial_kv(index, hidden, *inputs["position_embeddings"])
         else:
             self.check_policy(policy)
+        cache.update(keys, values, index)
+
+    def run_masked(
+        self, policy: str, index: int, hidden: Tensor, exited: Tensor, cache: Cache, inputs: dict[str, Any]
+    ) -> Tensor:
+        out = self.layer(index, hidden, cache, inputs)
+        # partial: the layer computed the exited rows' K/V from their exited state, as `partial_kv` does.
+        if policy == "copy":
+            keys, values = self.last_kv(cache, index)
+            copied_keys, copied_values = self.last_kv(cache, index - 1)
+            rows = exited.view(-1, 1, 1, 1)
+            keys.copy_(torch.where(rows, copied_keys, keys))
+            values.copy_(torch.where(rows, copied_values, values))
+        else:
+            self.check_policy(policy)
+        return out
+
+    @staticmethod
+    def last_kv(cache: Cache, index: int) -> tuple[Tensor, Tensor]:
+        """Views of layer `index`'s K/V at the newest position, (B, kv_heads, 1, head_dim)."""
+        layer = cache.layers[index]
+        return layer.keys[:, :, -1:, :], layer.values[:, :, -1:, :]
 
     def partial_kv(self, index: int, hidden: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
         """K/V that layer `index` computes for `hidden`: its input norm, K/V projections and RoPE only."""
         layer = self.layers[index]
         attn = layer.self_attn
         normed = layer.input_layernorm(hidden)
-        shape = (*hidden.shape[:-1], -1, attn.head_dim)  # (1, seq, kv_heads, head_dim)
+        shape = (*hidden.shape[:-1], -1, attn.head_dim)  # (B, seq, kv_heads, head_dim)
         keys = attn.k_proj(normed).view(shape).transpose(1, 2)
         values = attn.v_proj(normed).view(shape).transpose(1, 2)
         _, keys = self._apply_rope(keys, keys, cos, sin)
@@ -163,14 +204,20 @@ class Mamba2Stack(LayerStack):
     def embed(self, input_ids: Tensor) -> Tensor:
         return self.inner.embeddings(input_ids)
 
-    def step_inputs(self, hidden: Tensor, cache: Cache, attention_mask: Tensor) -> dict[str, Any]:
+    def step_inputs(
+        self, hidden: Tensor, cache: Cache, attention_mask: Tensor, position_ids: Tensor | None = None
+    ) -> dict[str, Any]:
+        """Mamba-2 has no positions; a padded multi-token step is refused (padding would decay the
+        SSM state of a row that continues from a cache), so the engine prefills rows apart."""
+        if hidden.shape[1] > 1 and not bool(attention_mask.all()):
+            raise ValueError("Mamba-2 steps take no padding: prefill rows one at a time")
         mask = create_recurrent_attention_mask(
-            config=self.config, inputs_embeds=hidden, attention_mask=attention_mask, past_key_values=cache
+            config=self.config, inputs_embeds=hidden, attention_mask=attention_mask, cache=cache
         )
         return {"attention_mask": mask}
 
     def layer(self, index: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> Tensor:
-        return self.layers[index](hidden, cache_params=cache, **inputs)
+        return self.layers[index](hidden, cache=cache, **inputs)
 
     def final_hidden(self, hidden: Tensor) -> Tensor:
         return self.inner.norm_f(hidden)
@@ -179,20 +226,32 @@ class Mamba2Stack(LayerStack):
         head = self.model.lm_head
         return head(normed[:, -1, :].to(head.weight.dtype)).float()
 
-    def fill_skipped(self, policy: str, executed: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
-        if policy == "skip":
-            return  # conv and SSM states of skipped layers stay as they were
+    def fill_layer(self, policy: str, index: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
         if policy == "partial":
-            for index in range(executed, self.num_layers):
-                self.partial_step(index, hidden, cache)
-            return
+            self.partial_step(index, hidden, cache)
+        elif policy != "skip":  # skip: conv and SSM states of skipped layers stay as they were
+            self.check_policy(policy)
+
+    def run_masked(
+        self, policy: str, index: int, hidden: Tensor, exited: Tensor, cache: Cache, inputs: dict[str, Any]
+    ) -> Tensor:
+        # partial: the block's mixer stepped the exited rows' states on their exited state, as
+        # `partial_step` does (the block's output for them is discarded).
+        if policy == "partial":
+            return self.layer(index, hidden, cache, inputs)
         self.check_policy(policy)
+        layer = cache.layers[index]
+        conv, ssm = layer.conv_states[0].clone(), layer.recurrent_states[0].clone()
+        out = self.layer(index, hidden, cache, inputs)
+        layer.conv_states[0].copy_(torch.where(exited.view(-1, 1, 1), conv, layer.conv_states[0]))
+        layer.recurrent_states[0].copy_(torch.where(exited.view(-1, 1, 1, 1), ssm, layer.recurrent_states[0]))
+        return out
 
     def partial_step(self, index: int, hidden: Tensor, cache: Cache) -> Tensor:
         """Run layer `index`'s mixer on `hidden` to advance its conv and SSM states. The engine
         discards the output; it is returned for the FLOPs count of this work."""
         block = self.layers[index]
-        return block.mixer(block.norm(hidden.to(block.norm.weight.dtype)), cache_params=cache)
+        return block.mixer(block.norm(hidden.to(block.norm.weight.dtype)), cache=cache)
 
 
 def layer_stack(model: PreTrainedModel) -> LayerStack:

@@ -1,0 +1,98 @@
+"""The batched engine checked against the reference path, row by row.
+
+Exactness is the batched engine's contract: every row's tokens and exit trace equal that
+prompt's batch-1 run without prefix cache, except where a near tie (engine/neartie.py) let the
+batch shape flip a decision. `verify` re-decodes on the reference path the rows that met a near
+tie (or every row), compares, and explains each difference by the near ties the batched row
+recorded at its first differing token; a difference with none is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dynamax_bench.engine.generator import EarlyExitGenerator, Generation, Strategy
+from dynamax_bench.engine.neartie import NearTie
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A row whose batched output differs from its reference run, from token `token` on."""
+
+    row: int
+    token: int  # first index where the token or its exit layer differs
+    reasons: list[NearTie]  # the batched row's near ties at that token (empty: unexplained)
+
+    def as_dict(self) -> dict:
+        return {"row": self.row, "token": self.token, "reasons": [r.as_dict() for r in self.reasons]}
+
+
+@dataclass
+class Agreement:
+    """How a batched run agrees with the reference path (the record a cell file carries)."""
+
+    rows: int
+    rows_with_near_ties: int
+    rows_redecoded: int
+    rows_differing: int = 0
+    tokens_differing: int = 0  # positions whose token or exit layer differs (a missing one counts)
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def unexplained(self) -> list[Difference]:
+        return [d for d in self.differences if not d.reasons]
+
+    def as_dict(self) -> dict:
+        return {
+            "rows": self.rows,
+            "rows_with_near_ties": self.rows_with_near_ties,
+            "rows_redecoded": self.rows_redecoded,
+            "rows_differing": self.rows_differing,
+            "tokens_differing": self.tokens_differing,
+            "unexplained": len(self.unexplained),
+            "differences": [d.as_dict() for d in self.differences],
+        }
+
+
+def trace(generation: Generation) -> list[tuple[int, int]]:
+    """(token, exit layer) per generated position."""
+    return list(zip(generation.token_ids, generation.exit_layers))
+
+
+def first_difference(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int | None:
+    for index, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return index
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def verify(
+    reference: EarlyExitGenerator,
+    prompts: Sequence[str | Sequence[int]],
+    strategy: Strategy,
+    generations: Sequence[Generation],
+    *,
+    all_rows: bool = False,
+) -> Agreement:
+    """Re-decode rows of a batched run at batch 1 and compare (`all_rows`: every row, else the
+    rows that met a near tie)."""
+    if len(prompts) != len(generations):
+        raise ValueError(f"{len(prompts)} prompts but {len(generations)} generations")
+    tied = [row for row, g in enumerate(generations) if g.near_ties]
+    redo = range(len(prompts)) if all_rows else tied
+    agreement = Agreement(rows=len(prompts), rows_with_near_ties=len(tied), rows_redecoded=len(redo))
+    for row in redo:
+        batched = generations[row]
+        ours, theirs = trace(batched), trace(reference.generate(prompts[row], strategy))
+        start = first_difference(ours, theirs)
+        if start is None:
+            continue
+        agreement.rows_differing += 1
+        agreement.tokens_differing += sum(
+            1 for i in range(max(len(ours), len(theirs)))
+            if i >= len(ours) or i >= len(theirs) or ours[i] != theirs[i]
+        )
+        reasons = [tie for tie in batched.near_ties if tie.token == start]
+        agreement.differences.append(Difference(row=row, token=start, reasons=reasons))
+    return agreement

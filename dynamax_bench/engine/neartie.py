@@ -1,0 +1,81 @@
+"""Near ties: the decisions that floating point may flip between batch shapes.
+
+A batch runs other matrix shapes than batch 1 (GEMM blocking, padded attention, a prompt split
+into a cached prefix and a suffix), so its logits and confidences differ from batch 1's in the
+last bits. A token or exit decision may then differ from the batch-1 run only where it was a near
+tie: a top-2 logit margin, or a confidence's distance from the threshold, below the bounds here,
+both relative to their own scale (a row's largest |score|, the larger of confidence and threshold),
+because a model's deviation scales with its activations (SmolLM2's logits run to 30, a random tiny
+model's to 0.1).
+The batched engine records every near tie it meets; `engine/correctness.py` re-decodes those rows
+on the reference path and explains every difference by one.
+
+Bounds, measured (benchmarks/near_tie_deviation.py, results in
+benchmarks/results/near_tie_deviation.json): the batched engine at batch 3 (no prefix cache) and
+8 (prefix cache on), 4 TriviaQA 5-shot prompts and 4 short ones, 12 new tokens, against batch 1,
+position by position, every method and state policy (classifiers standardised and calibrated so
+half the decisions exit), float32 on CPU. Largest deviations:
+
+    backbone       scores, absolute  scores / row's max |score|  confidence, relative
+    SmolLM2        9.5e-4            {SMOL_REL}                      1.9e-4 (maxsoftmax; classifiers <= 3.8e-6)
+    tiny Mistral   4.8e-7            {MIS_REL}                      5.5e-7
+    tiny Mamba-2   6.8e-6            {MAM_REL}                      2.4e-6
+
+SmolLM2's residual stream carries features in the thousands, so a GEMM's blocking moves its
+logits by up to 1e-3; the max-softmax confidence inherits that deviation as a relative one. Each
+bound is at least 10x the largest deviation (rounded up to 1, 2 or 5 x 10^k), for longer outputs
+than the 12 tokens measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# float32 bounds; another dtype scales them by its machine epsilon over float32's (not measured here).
+LOGIT_MARGIN_BOUND = 1e-3  # top-2 gap of a token's scores (logits after the repetition penalty) / max |score|
+CONFIDENCE_BOUND = 2e-3  # |confidence - threshold| / max(|confidence|, |threshold|) (a max-softmax
+# confidence can be 1e-5, a near-uniform head, and its error scales with it)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    logit_margin: float
+    confidence: float
+
+    @classmethod
+    def for_dtype(cls, dtype: torch.dtype) -> Bounds:
+        scale = torch.finfo(dtype).eps / torch.finfo(torch.float32).eps
+        return cls(logit_margin=LOGIT_MARGIN_BOUND * scale, confidence=CONFIDENCE_BOUND * scale)
+
+    @staticmethod
+    def margins(scores: torch.Tensor) -> torch.Tensor:
+        """(B,) top-2 gap of each row of scores (B, vocab) over the row's largest |score|."""
+        top2 = scores.topk(2, dim=-1).values
+        scale = scores.abs().amax(-1).clamp_min(torch.finfo(scores.dtype).tiny)
+        return (top2[:, 0] - top2[:, 1]) / scale
+
+    def confidence_ties(self, confidence: torch.Tensor, threshold: float) -> torch.Tensor:
+        """(B,) bool: decisions within the bound of the threshold."""
+        scale = torch.maximum(confidence.abs(), torch.full_like(confidence, abs(threshold)))
+        return (confidence - threshold).abs() <= self.confidence * scale
+
+
+@dataclass(frozen=True)
+class NearTie:
+    """One decision of a row that the batch shape could have flipped.
+
+    token: index of the generated token (0 is the prompt's). kind and value: 'logit_margin' (the
+    token's relative top-2 gap, read at `layer`), 'confidence' (confidence - threshold at the exit
+    `layer`), 'oracle_margin' (the relative top-2 gap of the exit `layer`'s scores, which the
+    oracle compares with the full token).
+    """
+
+    token: int
+    kind: str
+    layer: int
+    value: float
+
+    def as_dict(self) -> dict:
+        return {"token": self.token, "kind": self.kind, "layer": self.layer, "value": self.value}

@@ -1,0 +1,312 @@
+"""The batched engine reproduces the batch-1 reference path, row for row, for every method.
+
+Every row's tokens and exit trace at batch 1, 3 and 8 (prompts of mixed lengths, shared-prefix
+cache on and off, repetition penalty on and off, stop strings that end rows at different steps)
+equal that prompt's reference run, except where the row recorded a near tie at the first
+differing token; a row with no near tie must be identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from dynamax_bench.backbones.prepare import Backbone
+from dynamax_bench.classifiers.registry import build_classifier
+from dynamax_bench.classifiers.training_free import MaxSoftmaxRule
+from dynamax_bench.engine import (
+    BatchedGenerator,
+    ConstantRule,
+    EarlyExitGenerator,
+    Generation,
+    NearTie,
+    Strategy,
+    layer_stack,
+    verify,
+)
+from dynamax_bench.engine.calibration import calibrated_rule
+from dynamax_bench.engine.correctness import first_difference, trace
+from dynamax_bench.engine.prefix import MIN_SHARED_PREFIX, plan_batches, shared_prefix_lengths
+from dynamax_bench.engine.rowstate import cat_rows, clone_rows, select_rows, write_rows
+from dynamax_bench.engine.stopping import StopStrings
+from dynamax_bench.generation.tasks import get_task
+
+EXITS = [4, 5, 6, 7]
+NEW_TOKENS = 8
+STOPS = ("ation", "ed ", "??")
+FEWSHOT = (
+    "Answer each question.\nQuestion: Who wrote Hamlet?\nAnswer: William Shakespeare\n\n"
+    "Question: What is the boiling point of water?\nAnswer: 100 degrees\n\n"
+)
+PROMPTS = [
+    FEWSHOT + "Question: Who painted the Mona Lisa?\nAnswer:",
+    "The three primary colours are",
+    FEWSHOT + "Question: What is two plus two?\nAnswer:",
+    "def fibonacci(n):",
+    FEWSHOT + "Question: Who painted the Mona Lisa?\nAnswer: Leonardo\n\nQuestion: When?\nAnswer:",
+    "Once",
+    "Question: What is the capital city of France??\nAnswer:",
+]
+CASES = [(3, False), (8, True)]  # (batch size, shared-prefix cache)
+KINDS = ("calm", "ffn", "mamba", "maxsoftmax", "saturation")
+FAMILY_POLICIES = {"transformer": ("copy", "partial"), "mamba2": ("skip", "partial")}
+# Every exit method under one of its family's two policies, alternating, the other policy on the other family.
+METHODS = {
+    family: ["full", "prune3", "oracle"]
+    + [f"ee-{kind}-{(i + first) % 2}" for i, kind in enumerate(KINDS)]
+    for family, first in (("tiny_mistral", 0), ("tiny_mamba2", 1))
+}
+BATCH_ONE = ("full", "ee-mamba-0", "ee-mamba-1")  # a prefix carries the caches and the stateful rule's state
+
+
+def reference_engine(backbone: Backbone, penalty: float) -> EarlyExitGenerator:
+    return EarlyExitGenerator(backbone.model, backbone.tokenizer, exit_layers=EXITS, max_new_tokens=NEW_TOKENS,
+                              repetition_penalty=penalty, stop_strings=STOPS)
+
+
+def batched_engine(backbone: Backbone, penalty: float, batch_size: int, share: bool) -> BatchedGenerator:
+    return BatchedGenerator(backbone.model, backbone.tokenizer, exit_layers=EXITS, max_new_tokens=NEW_TOKENS,
+                            repetition_penalty=penalty, stop_strings=STOPS, batch_size=batch_size,
+                            share_prefixes=share)
+
+
+class Methods:
+    """A backbone's strategies per method and penalty (rules calibrated under that penalty so that
+    about half the decisions exit) and their reference generations, built when first asked."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        self.backbone = backbone
+        self.strategies: dict[tuple[str, float], Strategy] = {}
+        self.references: dict[tuple[str, float], list[Generation]] = {}
+
+    def strategy(self, method: str, penalty: float) -> Strategy:
+        if (method, penalty) not in self.strategies:
+            self.strategies[method, penalty] = self._build(method, penalty)
+        return self.strategies[method, penalty]
+
+    def _build(self, method: str, penalty: float) -> Strategy:
+        if method == "full":
+            return Strategy.full()
+        if method == "oracle":
+            return Strategy(oracle=True)
+        if method.startswith("prune"):
+            return Strategy.prune(self.backbone.num_layers, int(method[len("prune"):]))
+        _, kind, policy_index = method.split("-")
+        rule = calibrated_rule(kind, reference_engine(self.backbone, penalty), PROMPTS, exit_share=0.5)
+        return Strategy.early_exit(rule, FAMILY_POLICIES[self.backbone.family][int(policy_index)])
+
+    def reference(self, method: str, penalty: float) -> list[Generation]:
+        key = (method, penalty)
+        if key not in self.references:
+            engine = reference_engine(self.backbone, penalty)
+            self.references[key] = [engine.generate(p, self.strategy(method, penalty)) for p in PROMPTS]
+        return self.references[key]
+
+
+@pytest.fixture(scope="module")
+def methods(tiny_mistral: Backbone, tiny_mamba2: Backbone) -> dict[str, Methods]:
+    return {"tiny_mistral": Methods(tiny_mistral), "tiny_mamba2": Methods(tiny_mamba2)}
+
+
+def assert_rows_agree(outputs: list[Generation], references: list[Generation], what: str) -> int:
+    """Every row equals its reference, or differs first at a token where it recorded a near tie.
+    Returns the number of differing rows."""
+    differing = 0
+    for row, (ours, theirs) in enumerate(zip(outputs, references)):
+        start = first_difference(trace(ours), trace(theirs))
+        if start is None:
+            assert ours.stop_reason == theirs.stop_reason and ours.text == theirs.text, f"{what}, row {row}"
+            continue
+        differing += 1
+        assert ours.near_ties, f"{what}, row {row}: differs at token {start} without any near tie"
+        assert any(tie.token == start for tie in ours.near_ties), (
+            f"{what}, row {row}: differs at token {start}, near ties only at {[t.token for t in ours.near_ties]}")
+    return differing
+
+
+def exits_split_within_a_step(outputs: list[Generation]) -> bool:
+    """Some decode step had rows leaving at different layers."""
+    steps = max(len(g.exit_layers) for g in outputs)
+    return any(len({g.exit_layers[i] for g in outputs if i < len(g.exit_layers)}) > 1 for i in range(1, steps))
+
+
+@pytest.mark.parametrize(("backbone_name", "method"), [(b, m) for b, names in METHODS.items() for m in names])
+def test_batched_rows_equal_batch_one(methods: dict[str, Methods], backbone_name: str, method: str) -> None:
+    m = methods[backbone_name]
+    penalty = 1.3 if METHODS[backbone_name].index(method) % 2 else 1.0
+    strategy = m.strategy(method, penalty)
+    near_ties = differing = 0
+    split = False
+    for batch_size, share in CASES + ([(1, True)] if method in BATCH_ONE else []):
+        outputs = batched_engine(m.backbone, penalty, batch_size, share).generate(PROMPTS, strategy)
+        what = f"{backbone_name} {method} B={batch_size} prefix={'on' if share else 'off'} penalty={penalty}"
+        differing += assert_rows_agree(outputs, m.reference(method, penalty), what)
+        near_ties += sum(len(g.near_ties) for g in outputs)
+        split = split or exits_split_within_a_step(outputs)
+    assert differing <= near_ties  # every difference sits on a counted near tie
+    if method.startswith("ee-"):
+        assert split, f"{backbone_name} {method}: the calibrated rule never split a step's rows between exits"
+
+
+@pytest.mark.parametrize("backbone_name", ["tiny_mistral", "tiny_mamba2"])
+def test_batched_never_exit_equals_generate(methods: dict[str, Methods], backbone_name: str) -> None:
+    """A rule that never fires, under every policy, is model.generate's greedy output per prompt."""
+    backbone = methods[backbone_name].backbone
+    engine = BatchedGenerator(backbone.model, backbone.tokenizer, exit_layers=EXITS, max_new_tokens=NEW_TOKENS,
+                              repetition_penalty=1.3, eos_token_ids=[], batch_size=8)
+    expected = []
+    for prompt in PROMPTS[:4]:
+        ids = backbone.tokenizer(prompt, return_tensors="pt").input_ids
+        out = backbone.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
+                                      min_new_tokens=NEW_TOKENS, do_sample=False, repetition_penalty=1.3)
+        expected.append(out[0, ids.shape[1]:].tolist())
+    for policy in FAMILY_POLICIES[backbone.family]:
+        outputs = engine.generate(PROMPTS[:4], Strategy.early_exit(ConstantRule(0.0), policy))
+        for row, (ours, tokens) in enumerate(zip(outputs, expected)):
+            assert ours.token_ids == tokens or any(t.kind == "logit_margin" for t in ours.near_ties), (
+                f"{backbone_name} never-exit {policy}, row {row}")
+            assert ours.exit_layers == [backbone.num_layers] * NEW_TOKENS
+
+
+def test_rows_leave_the_batch_when_they_stop(methods: dict[str, Methods]) -> None:
+    """The prompts end rows at different steps (stop strings, max new tokens), in one batch."""
+    outputs = batched_engine(methods["tiny_mamba2"].backbone, 1.0, 8, True).generate(PROMPTS, Strategy.full())
+    assert len({len(g.token_ids) for g in outputs}) > 1
+    assert {g.stop_reason for g in outputs} >= {"stop_string", "max_new_tokens"}
+
+
+def test_verify_re_decodes_and_explains_differences(methods: dict[str, Methods]) -> None:
+    m = methods["tiny_mistral"]
+    strategy = m.strategy("ee-calm-0", 1.0)
+    outputs = batched_engine(m.backbone, 1.0, 8, True).generate(PROMPTS, strategy)
+    reference = reference_engine(m.backbone, 1.0)
+    agreement = verify(reference, PROMPTS, strategy, outputs, all_rows=True)
+    assert agreement.rows == agreement.rows_redecoded == len(PROMPTS)
+    assert agreement.rows_with_near_ties == sum(1 for g in outputs if g.near_ties)
+    assert not agreement.unexplained
+
+    # A changed token is found; explained by a near tie recorded at that token, unexplained without one.
+    tampered = copy.deepcopy(outputs)
+    tampered[2].token_ids[0] += 1
+    tampered[2].near_ties = []
+    tampered[5].token_ids[0] += 1
+    tampered[5].near_ties = [NearTie(token=0, kind="logit_margin", layer=8, value=1e-5)]
+    agreement = verify(reference, PROMPTS, strategy, tampered)
+    assert agreement.rows_redecoded == sum(1 for g in tampered if g.near_ties)
+    found = {d.row: d for d in agreement.differences}
+    assert 2 not in found  # no near tie: not re-decoded
+    assert found[5].token == 0 and found[5].reasons == tampered[5].near_ties and agreement.tokens_differing >= 1
+    everything = verify(reference, PROMPTS, strategy, tampered, all_rows=True)
+    assert [d.row for d in everything.unexplained] == [2]
+
+
+def test_mamba2_prefix_state_continues_like_the_whole_prompt(tiny_mamba2: Backbone) -> None:
+    """transformers' Mamba-2 chunked scan continues a multi-token suffix from a cached conv/SSM
+    state (initial_states, the cached conv window): prefix then suffix equals the whole prompt."""
+    stack = layer_stack(tiny_mamba2.model)
+    ids = tiny_mamba2.tokenizer(PROMPTS[4], return_tensors="pt").input_ids
+    split = ids.shape[1] - 7
+
+    def run(chunks: list[torch.Tensor]) -> torch.Tensor:
+        cache = stack.new_cache()
+        seen = 0
+        for chunk in chunks:
+            seen += chunk.shape[1]
+            hidden = stack.embed(chunk)
+            inputs = stack.step_inputs(hidden, cache, torch.ones(1, seen, dtype=torch.long))
+            for index in range(stack.num_layers):
+                hidden = stack.layer(index, hidden, cache, inputs)
+        return stack.head(hidden)
+
+    with torch.inference_mode():
+        torch.testing.assert_close(run([ids[:, :split], ids[:, split:]]), run([ids]), atol=1e-5, rtol=1e-5)
+    clf = build_classifier("mamba", 64, {"head_dim": 16, "chunk_size": 8}).eval()
+    x = torch.randn(1, 29, 64)
+    with torch.no_grad():
+        state = clf.new_state()
+        parts = torch.cat([clf(x[:, :17], state), clf(x[:, 17:], state)], dim=1)
+        torch.testing.assert_close(parts, clf(x), atol=1e-5, rtol=1e-4)
+
+
+def test_plan_shares_a_token_prefix_only_where_the_tokens_match() -> None:
+    head = list(range(100, 100 + MIN_SHARED_PREFIX + 4))
+    prompts = [head + [1, 2], [7, 8, 9], head + [3], head[:-1] + [5, 6], head[:5] + [9] * 30]
+    plan = plan_batches(prompts, batch_size=2, share_prefixes=True)
+    assert sorted(i for batch in plan.batches for i in batch) == list(range(5))
+    assert plan.prefix_lengths == [len(head) - 1, 0, len(head) - 1, len(head) - 1, 0]
+    # The group's prefix never takes a prompt's last token: every row keeps a suffix.
+    assert shared_prefix_lengths([head, head + [1]], [0, 1]) == [len(head) - 1, len(head) - 1]
+    unshared = plan_batches(prompts, batch_size=2, share_prefixes=False)
+    assert unshared.prefix_lengths == [0] * 5
+    assert [len(prompts[i]) for b in unshared.batches for i in b] == sorted(map(len, prompts), reverse=True)
+
+
+def test_row_state_select_write_and_stack() -> None:
+    state = {"h": torch.arange(6.0).view(3, 2)}
+    part = select_rows(state, torch.tensor([2, 0]))
+    part["h"] += 10
+    part["new"] = torch.ones(2, 1)
+    write_rows(state, torch.tensor([2, 0]), part, 3)
+    assert state["h"].tolist() == [[10.0, 11.0], [2.0, 3.0], [14.0, 15.0]]
+    assert state["new"].tolist() == [[1.0], [0.0], [1.0]]
+    copy_ = clone_rows(state)
+    copy_["h"].zero_()
+    assert cat_rows([state, copy_])["h"].shape == (6, 2) and state["h"].abs().sum() > 0
+
+
+def metaspace_tokenizer(clean_up: bool) -> PreTrainedTokenizerFast:
+    """A SentencePiece-style tokenizer (word-start marker, byte fallback), trained here in memory:
+    a token decoded alone loses its leading space, and byte tokens split characters."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
+    text = ["Hello world, this is a test . Café naïve résumé, 東京 and 🙂 here !",
+            "The quick brown fox jumps over the lazy dog.\n\nQuestion: who? Answer: me."] * 20
+    special = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=420, special_tokens=special))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   clean_up_tokenization_spaces=clean_up)
+
+
+@pytest.mark.parametrize("which", ["smollm2_bpe", "metaspace", "metaspace_clean_up"])
+def test_incremental_stop_strings_equal_searching_the_whole_decode(which: str, tiny_mistral: Backbone) -> None:
+    tokenizer = tiny_mistral.tokenizer if which == "smollm2_bpe" else metaspace_tokenizer(which.endswith("clean_up"))
+    rng = random.Random(0)
+    sample = tokenizer("Café 東京 🙂 naïve.\n\nQuestion: who? Answer: it is .", add_special_tokens=False).input_ids
+    for trial in range(150):
+        # Random ids (byte tokens split characters, special tokens vanish) mixed with real text.
+        tokens = [rng.randrange(len(tokenizer)) if rng.random() < 0.5 else rng.choice(sample) for _ in range(24)]
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        stops = sorted({text[i:i + rng.randint(1, 3)] for i in rng.sample(range(len(text)), min(3, len(text)))} | {"\n"})
+        watch = StopStrings(tokenizer, stops)
+        for k, token in enumerate(tokens, start=1):
+            expected = any(s in tokenizer.decode(tokens[:k], skip_special_tokens=True) for s in stops)
+            assert watch.push(token) == expected, f"{which} trial {trial}: {tokens[:k]} stops {stops}"
+            if expected:
+                break
+
+
+@pytest.mark.slow
+def test_smollm2_batched_rows_equal_batch_one(smollm2: Backbone) -> None:
+    """Real weights on real task prompts (TriviaQA's 5-shot block and TruthfulQA's QA primer are
+    shared prefixes), `full` and max-softmax early exit: every row re-decoded at batch 1."""
+    exits = [15, 20, 24, 29]
+    for task_name, num_fewshot in (("triviaqa", 5), ("truthfulqa", 0)):
+        task = get_task(task_name)
+        prompts = [s.prompt for s in task.load({"kind": "embedded"}, limit=6, num_fewshot=num_fewshot)]
+        settings = {"exit_layers": exits, "max_new_tokens": 16, "stop_strings": task.stop_strings,
+                    "repetition_penalty": 1.2}
+        reference = EarlyExitGenerator(smollm2.model, smollm2.tokenizer, **settings)
+        batched = BatchedGenerator(smollm2.model, smollm2.tokenizer, batch_size=8, **settings)
+        for strategy in (Strategy.full(), Strategy.early_exit(MaxSoftmaxRule(0.6), "copy")):
+            outputs = batched.generate(prompts, strategy)
+            agreement = verify(reference, prompts, strategy, outputs, all_rows=True)
+            assert not agreement.unexplained, agreement.as_dict()
+            assert agreement.rows_differing <= agreement.rows_with_near_ties
+            if strategy.rule is not None:
+                assert any(layer < smollm2.num_layers for g in outputs for layer in g.exit_layers)
