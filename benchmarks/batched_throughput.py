@@ -38,7 +38,7 @@ from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.config import REPO_ROOT, exit_positions
 from dynamax_bench.engine import BatchedGenerator, EarlyExitGenerator, Generation, Strategy
 from dynamax_bench.engine.batched import on_rows
-from dynamax_bench.engine.calibration import calibrated_rule
+from dynamax_bench.classifiers.calibration import calibrated_rule
 from dynamax_bench.engine.correctness import trace
 from dynamax_bench.engine.rules import decide
 from dynamax_bench.files import write_json

@@ -2,7 +2,7 @@
 
 For each backbone (SmolLM2, the tiny Mistral and Mamba-2) and method (full, pruning, every exit
 method under every state policy, with classifiers standardised on the backbone and thresholds
-calibrated so that about half the decisions at the first deciding exit clear it: engine/calibration.py), the batched engine
+calibrated so that about half the decisions at the first deciding exit clear it: classifiers/calibration.py), the batched engine
 decodes mixed prompts at batch 3 (no prefix cache) and batch 8 (prefix cache on), and the
 reference decodes each prompt alone. A logits processor records the scores every token is picked
 from and a wrapper rule the confidence of every exit decision; both runs are compared position by
@@ -31,7 +31,7 @@ from bench_backbones import backbone as load
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine import BatchedGenerator, EarlyExitGenerator, ExitPoint, ExitRule, Generation, Strategy
-from dynamax_bench.engine.calibration import calibrated_rule
+from dynamax_bench.classifiers.calibration import calibrated_rule
 from dynamax_bench.engine.correctness import first_difference, trace
 from dynamax_bench.engine.neartie import CONFIDENCE_BOUND, LOGIT_MARGIN_BOUND
 from dynamax_bench.engine.prefix import plan_batches

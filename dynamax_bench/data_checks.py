@@ -52,12 +52,15 @@ def check_task_data(config: dict) -> None:
                 f"few-shot examples need a pool of training questions: set fewshot_source to "
                 f"{{kind: local, path: <train split>}} (or {{kind: embedded}}), or num_fewshot: 0")
         try:
-            load_samples(spec)
             overlap = fewshot_overlap(spec)
         except (ValueError, FileNotFoundError) as err:
             raise ConfigError(f"tasks.{name}.source: {err}") from None
-        if overlap:
+        if overlap:  # before loading the samples, whose few-shot draw stops on it with less detail
             raise ConfigError(
                 f"tasks.{name}.fewshot_source: {len(overlap)} evaluated sample(s) of {where(spec.source, 'set')} are in the "
                 f"few-shot pool of {where(spec.fewshot_source, 'pool')} (e.g. {overlap[0]!r}), so their answers are in their "
                 f"own prompts; point fewshot_source at a training split that shares no question with the evaluated set")
+        try:
+            load_samples(spec)
+        except (ValueError, FileNotFoundError) as err:
+            raise ConfigError(f"tasks.{name}.source: {err}") from None

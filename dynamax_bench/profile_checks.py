@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 from dynamax_bench.backbones.meta import META_FILE
-from dynamax_bench.backbones.prepare import RANDOM_ARCHITECTURES
 from dynamax_bench.classifiers.registry import known_kinds
 from dynamax_bench.config import (
     ConfigError,
@@ -48,6 +47,8 @@ def check_source_config(name: str, source: dict) -> None:
     ignores an unknown one (a typo such as num_hiden_layers builds the default depth)."""
     if "config" not in source:
         return
+    from dynamax_bench.backbones.prepare import RANDOM_ARCHITECTURES  # transformers and torch
+
     config_cls = RANDOM_ARCHITECTURES[source["architecture"]]
     known = config_keys(config_cls)
     for key in source["config"]:
@@ -62,8 +63,11 @@ def known_depth(name: str, spec: dict) -> int | None:
     """A backbone's layer count when the profile or a prepared folder tells it without loading weights."""
     source = spec["source"]
     if "config" in source:
-        return source["config"].get("num_hidden_layers",
-                                    RANDOM_ARCHITECTURES[source["architecture"]]().num_hidden_layers)
+        if "num_hidden_layers" in source["config"]:
+            return source["config"]["num_hidden_layers"]
+        from dynamax_bench.backbones.prepare import RANDOM_ARCHITECTURES  # transformers and torch
+
+        return RANDOM_ARCHITECTURES[source["architecture"]]().num_hidden_layers
     for meta, key in ((BACKBONES_DIR / name / META_FILE, "num_layers"),
                       (Path(source.get("path", "")) / "config.json", "num_hidden_layers")):
         if source["kind"] in ("gguf", "hub", "local") and meta.is_file():
@@ -84,10 +88,10 @@ def check_depth(name: str, spec: dict, num_layers: int) -> None:
 
 
 def check_profile(config: dict) -> None:
-    """Policies fit the family; backbone config keys exist and exits and pruning fit the depth;
+    """Policies fit the family; exits and pruning fit the depth;
     corpus generators and teachers exist; classifier kinds are registered; fused Mamba-2 kernels
     only asked for on a GPU; tasks are registered with known options; few-shot only where a task
-    has a pool; the task data reads and no few-shot example is an evaluated sample."""
+    has a pool (`check_sources` reads the data)."""
     unknown = [k for k in config["classifiers"]["kinds"] if k not in known_kinds()]
     if unknown:
         raise ConfigError(f"classifiers.kinds: unknown kind(s) {unknown}; known kinds: {known_kinds()}")
@@ -103,7 +107,6 @@ def check_profile(config: dict) -> None:
                 f"use {list(allowed)}"
             )
     for name, spec in config["backbones"].items():
-        check_source_config(name, spec["source"])
         depth = known_depth(name, spec)
         if depth is not None:
             check_depth(name, spec, depth)
@@ -140,7 +143,6 @@ def check_profile(config: dict) -> None:
                 f"tasks.{name}.num_fewshot: {name} takes no few-shot examples (lm-eval's prompt for it is "
                 "fixed: TruthfulQA carries its own QA primer, CoQA the story); set it to 0"
             )
-    check_task_data(config)
 
 
 def target_problem(config: dict, target: str, rest: str) -> str:
@@ -187,10 +189,22 @@ def check_task(name: str, entry: dict) -> None:
         raise ConfigError(f"tasks.{name}: {err}") from None
 
 
+def check_sources(config: dict) -> None:
+    """What needs the model and evaluation libraries or reads the data: every `source.config` key
+    is an argument of its architecture's config class (transformers), and the task data reads with
+    no few-shot example among the evaluated samples (lm-eval's TruthfulQA preprocessing). The
+    Snakefile runs it in the main process only, once per run, not in every job's process;
+    `check_profile` stays free of model libraries."""
+    for name, spec in config["backbones"].items():
+        check_source_config(name, spec["source"])
+    check_task_data(config)
+
+
 def validate_profile(config: dict) -> dict:
     """The schema (with its defaults filled in), then the cross-field checks."""
     validate_config(config)
     check_profile(config)
+    check_sources(config)
     return config
 
 
@@ -199,6 +213,7 @@ def load_profile(path: str | Path) -> dict:
     config = load_config(path)
     try:
         check_profile(config)
+        check_sources(config)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     return config

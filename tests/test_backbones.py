@@ -26,9 +26,9 @@ def test_distilled_backbone_is_left_to_its_training_rule(smoke_config: dict, tmp
 
 
 def test_missing_backbone_says_where_it_looked(tmp_path: Path) -> None:
-    with pytest.raises(BackboneError, match=r"no prepared backbone at .*dynamax_backbone.json.*prepare_backbone"):
+    with pytest.raises(BackboneError, match=r"no prepared backbone at .*dynamax_backbone.json.*pass a prepared folder"):
         load_backbone(tmp_path / "nothing")
-    with pytest.raises(FileNotFoundError, match="looked for dynamax_backbone.json"):
+    with pytest.raises(FileNotFoundError, match="no dynamax_backbone.json"):
         read_backbone_meta(tmp_path / "nothing")
 
 

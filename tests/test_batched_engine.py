@@ -29,7 +29,7 @@ from dynamax_bench.engine import (
     layer_stack,
     verify,
 )
-from dynamax_bench.engine.calibration import calibrated_rule
+from dynamax_bench.classifiers.calibration import calibrated_rule
 from dynamax_bench.engine.correctness import first_difference, trace
 from dynamax_bench.engine.prefix import MIN_SHARED_PREFIX, plan_batches, shared_prefix_lengths
 from dynamax_bench.engine.rowstate import cat_rows, clone_rows, select_rows, write_rows

@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+from dynamax_bench.costs.lengths import LengthModel
 from dynamax_bench.config import REPO_ROOT
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.generation.generate import write_generations
 from dynamax_bench.generation.tasks import load_samples
+from dynamax_bench.reporting.statistics import IntervalSettings
 from dynamax_bench.reporting.check import compare, load_reference, main, read_cells, run_check
 from dynamax_bench.reporting.reference import HASH_FIELD, ReferenceError
 from dynamax_bench.reporting.score import score_cell
@@ -22,11 +25,19 @@ from dynamax_bench.reporting.tolerances import bootstrap, interval, length_windo
 from dynamax_bench.spec import DecodeSpec, TaskSpec, parse_method
 
 L = 8
+
+
+def poly(*coefficients: int) -> dict:
+    """An exact per-length FLOPs count (costs/lengths.py)."""
+    return LengthModel("polynomial", tuple(Fraction(c) for c in coefficients), degree=len(coefficients) - 1).to_dict()
+
+
 TASK = TaskSpec(name="triviaqa", source={"kind": "embedded"}, limit=6, num_fewshot=0, fewshot_source=None, options={})
 TABLE = {
     "num_layers": L, "exit_positions": [4, 5, 6, 7], "context_length": 16, "unit": "test",
-    "blocks": {"layer_decode": {"flops": 1000}, "head": {"flops": 500}, "fill_partial": {"flops": 100},
-               "fill_copy": {"flops": 0}},
+    "blocks": {"layer_prefill": {"flops": 0, "per_length": poly(0, 100)},  # 100 per prompt token
+               "layer_decode": {"flops": 0, "per_length": poly(1000)},
+               "head": {"flops": 500}, "fill_partial": {"flops": 100}, "fill_copy": {"flops": 0}},
     "exit_methods": {"maxsoftmax": {"flops": 10}},
 }
 # method -> per sample: (output, token ids, layers run per token)
@@ -52,13 +63,14 @@ def write_run(root: Path, methods: dict = METHODS, device: str = "cpu") -> Path:
                           exits={"count": 4}, repetition_penalty=1.0, max_new_tokens=4, batch_size=1,
                           prefix_cache=False, dtype="float32", device=device, seed=0)
         header = {"decode_spec": spec.to_dict(), "task_spec": TASK.to_dict(), "exit_layers": TABLE["exit_positions"]}
-        records = [{"id": s.id, "prompt": s.prompt, "output": out, "token_ids": ids, "exit_layers": exits,
+        records = [{"id": s.id, "prompt": s.prompt, "prompt_tokens": 10, "output": out, "token_ids": ids, "exit_layers": exits,
                     "stop_reason": "stop_string"} for s, (out, ids, exits) in zip(samples, outputs)]
         write_generations(root / "generations" / "b" / "triviaqa" / f"{method}.jsonl", header, records)
     for method in methods:
         generations = root / "generations" / "b" / "triviaqa"
         score_cell(TASK, generations / f"{method}.jsonl", generations / "full.jsonl", backbone, root / "flops" / "b.json",
-                   root / "cells" / "b" / "triviaqa" / f"{method}.json", profile="unit")
+                   root / "cells" / "b" / "triviaqa" / f"{method}.json", profile="unit",
+                   evidence=IntervalSettings(confidence=0.95, resamples=200, seed=0))
     return root
 
 

@@ -18,7 +18,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "
 SLURM_PROFILE = REPO_ROOT / "profiles" / "slurm"
 SLURM_ENV = {"DYNAMAX_SLURM_ACCOUNT": "dynamax_acct", "DYNAMAX_SLURM_PARTITION": "dynamax_part",
              "DYNAMAX_SLURM_GPU_MODEL": "h100"}
-GPU_RULES = {"generate", "latency", "extract_oracle", "distill"}  # run a model on every CUDA profile
+GPU_RULES = {"generate", "latency", "extract_oracle", "select_top_k", "distill"}  # run a model on every CUDA profile
 CPU_RULES = {"prepare_backbone", "prepare_corpus", "flops", "score", "paper_tables"}  # paper profile
 
 
@@ -63,9 +63,10 @@ def test_lint_is_clean(tmp_path: Path) -> None:
 def test_dry_run_plans_every_rule(tmp_path: Path, profile: str, workflow_rules: set[str],
                                   request: pytest.FixtureRequest) -> None:
     """No network needed: the paper profile's hub backbones and datasets are only planned."""
-    # `all` is the default target itself; `check` runs on demand, not for paper_tables/;
+    # `all` is the default target itself; `check` and `exit_weight_ablation` run on demand, not for
+    # paper_tables/; `unknown_target` only matches a path the profile does not have;
     # `train_backbone` only where a backbone is trained by the pipeline (not the paper's hub models)
-    expected = workflow_rules - {"all", "check"}
+    expected = workflow_rules - {"all", "check", "exit_weight_ablation", "unknown_target"}
     if not distilled_backbones(load_config(REPO_ROOT / "config" / f"{profile}.yaml")):
         expected -= {"train_backbone"}
     if profile == "paper":

@@ -73,8 +73,8 @@ def scripted(rule: ExitRule, seed: int) -> ExitRule:
     """The rule's own work at every exit, then a confidence from a seeded stream (threshold 0.7)."""
     stream, own = random.Random(seed), rule.confidence
 
-    def confidence(point, hidden) -> float:
-        own(point, hidden)
+    def confidence(point, hidden, state) -> float:  # the reference path: one row
+        own(point, hidden, state)
         return stream.random()
 
     rule.confidence, rule.threshold = confidence, 0.7

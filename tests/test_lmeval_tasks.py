@@ -58,3 +58,11 @@ def test_lm_eval_builds_the_same_prompts_stops_and_scores(lm_eval_tasks: dict, n
         assert gen_kwargs["until"] == list(task.stop_strings)
         for output in outputs_for(sample):
             assert lm_task.process_results(instance.doc, [output]) == task.score_one(sample, output), (sample.id, output)
+
+
+def test_fewshot_seed_is_lm_evals_default() -> None:
+    from lm_eval.defaults import DEFAULT_OTHER_SEED
+
+    from dynamax_bench.generation.tasks.base import FEWSHOT_SEED
+
+    assert FEWSHOT_SEED == DEFAULT_OTHER_SEED

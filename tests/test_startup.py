@@ -34,10 +34,12 @@ def snakefile_imports() -> str:
 
 
 def test_parsing_the_snakefile_loads_no_model_library() -> None:
-    """Its imports, the profile checks (exit-method registry, plug-ins) and the method lists it builds."""
+    """Its imports, the profile checks a job's process runs (exit-method registry, plug-ins; the
+    main process also checks `source.config` keys against transformers) and the method lists it builds."""
     code = snakefile_imports() + (
-        "\nfrom dynamax_bench.profile_checks import load_profile"
-        "\nconfig = load_profile('config/default.yaml')"
+        "\nfrom dynamax_bench.config import load_config"
+        "\nconfig = load_config('config/default.yaml')"
+        "\ncheck_profile(config)"
         "\n[is_trained(k) for k in config['classifiers']['kinds']], ee_methods(config, 'smollm2')"
     )
     assert not MODEL_LIBRARIES & modules_after(code)

@@ -205,3 +205,27 @@ def test_ci_gate_catches_an_off_by_one_engine(smoke_run: Path, tmp_path: Path, m
     assert failed and {r.cell for r in failed} == {cell}
     assert "layers.mean_executed" in {r.path for r in failed}
     assert "FAIL" in format_table(rows)
+
+
+def planned_rules(smoke_run: Path, *overrides: str) -> set[str]:
+    """Rules a dry run of paper_tables/ would rerun on the finished smoke run with `--config` overrides."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "paper_tables/", "-n", "--snakefile", str(REPO_ROOT / "Snakefile"),
+         "--directory", str(smoke_run), "--configfile", str(REPO_ROOT / "config" / "smoke.yaml"),
+         "--config", *overrides],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return set(re.findall(r"^(?:localrule|rule) ([a-z_]+):", result.stdout, flags=re.M))
+
+
+@pytest.mark.slow
+def test_a_setting_reruns_exactly_the_jobs_that_read_it(smoke_run: Path) -> None:
+    """Rule params hold everything a script reads: a dtype change reaches the oracle pass and the
+    decoding, a repetition-penalty change only the decoding; neither rebuilds backbones, corpus or FLOPs."""
+    assert planned_rules(smoke_run, "seed=1234") == set()  # an unchanged setting plans nothing
+    decoding = {"generate", "score", "latency", "paper_tables"}
+    dtype = planned_rules(smoke_run, "runtime={device: cpu, dtype: bfloat16, threads: 1, offline: true}")
+    assert dtype == decoding | {"extract_oracle", "distill"}
+    penalty = planned_rules(smoke_run, "generation={max_new_tokens: 8, repetition_penalty: 1.3}")
+    assert penalty == decoding

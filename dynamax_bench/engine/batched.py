@@ -29,6 +29,7 @@ from typing import TypeVar
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from dynamax_bench.engine.caches import drop_leading, keep_rows
 from dynamax_bench.engine.generator import Decoder, Generation, Strategy
@@ -93,7 +94,9 @@ class BatchedGenerator(Decoder):
         self.bounds = Bounds.for_dtype(self.model.dtype)
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str | Sequence[int]], strategy: Strategy) -> list[Generation]:
+    def generate(self, prompts: Sequence[str | Sequence[int]], strategy: Strategy,
+                 progress: str | None = None) -> list[Generation]:
+        """Every prompt's generation, in input order (`progress`: a tqdm bar over batches with this label)."""
         self.check(strategy)
         ids = [self.tokenize(p) for p in prompts]
         if self.window is not None and max(map(len, ids)) + self.max_new_tokens >= self.window:
@@ -101,7 +104,7 @@ class BatchedGenerator(Decoder):
         plan = plan_batches(ids, self.batch_size, self.share_prefixes)
         prefiller = Prefiller(self.stack, self.points, strategy)
         out: list[Generation | None] = [None] * len(ids)
-        for batch in plan.batches:
+        for batch in tqdm(plan.batches, desc=progress, unit="batch", disable=progress is None):
             rows = [_Row(index=i, prompt=ids[i], stops=self.stop_watch()) for i in batch]
             self._decode(rows, [plan.prefix_lengths[i] for i in batch], prefiller, strategy)
             for row in rows:

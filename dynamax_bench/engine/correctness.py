@@ -38,6 +38,8 @@ class Agreement:
     rows_differing: int = 0
     tokens_differing: int = 0  # positions whose token or exit layer differs (a missing one counts)
     differences: list[Difference] = field(default_factory=list)
+    # The reference run of every re-decoded row (row -> its batch-1 generation); not in the record.
+    references: dict[int, Generation] = field(default_factory=dict, repr=False)
 
     @property
     def unexplained(self) -> list[Difference]:
@@ -84,7 +86,8 @@ def verify(
     agreement = Agreement(rows=len(prompts), rows_with_near_ties=len(tied), rows_redecoded=len(redo))
     for row in redo:
         batched = generations[row]
-        ours, theirs = trace(batched), trace(reference.generate(prompts[row], strategy))
+        agreement.references[row] = reference.generate(prompts[row], strategy)
+        ours, theirs = trace(batched), trace(agreement.references[row])
         start = first_difference(ours, theirs)
         if start is None:
             continue

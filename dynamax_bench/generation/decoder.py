@@ -1,5 +1,13 @@
 """A loaded backbone decoding under one decode spec: what the `generate` rule, the `latency` rule
-and the lm-eval model share, so the three run the same strategy the same way."""
+and the lm-eval model share, so the three run the same strategy the same way.
+
+At batch size 1 without the prefix cache the spec decodes on the engine's reference path, one
+prompt at a time. Otherwise the batched engine decodes, then every row that met a near tie is
+re-decoded on the reference path (`engine.verify`): a row the batch shape changed takes its
+reference output, so the generations are the batch-1 ones whatever the batch size, and the
+`Agreement` record says how many rows and tokens the batch had changed and at which near ties. A
+difference at no near tie is a bug of the batched engine and stops the run.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ from tqdm import tqdm
 from dynamax_bench.backbones.kernels import check_mamba2_kernels
 from dynamax_bench.backbones.prepare import Backbone, load_backbone
 from dynamax_bench.config import exit_positions
-from dynamax_bench.engine import EarlyExitGenerator, Generation, Strategy
+from dynamax_bench.engine import Agreement, BatchedGenerator, EarlyExitGenerator, Generation, Strategy, verify
 from dynamax_bench.generation.strategy import build_strategy
 from dynamax_bench.spec import DecodeSpec
 
@@ -28,7 +36,7 @@ class Decoder:
     backbone: Backbone
     strategy: Strategy
     exit_layers: list[int]
-    _generators: dict[tuple[tuple[str, ...], int], EarlyExitGenerator] = field(default_factory=dict, repr=False)
+    _generators: dict[tuple[str, tuple[str, ...], int], EarlyExitGenerator] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, spec: DecodeSpec, backbone_dir: str | Path, classifiers: str | Path | None = None) -> Decoder:
@@ -52,23 +60,59 @@ class Decoder:
             )
         return cls(spec=spec, backbone=backbone, strategy=strategy, exit_layers=exit_layers)
 
-    def generator(self, stop_strings: Sequence[str], max_new_tokens: int) -> EarlyExitGenerator:
-        """One engine per (stop strings, length) pair: the samples of a task share it."""
-        key = (tuple(stop_strings), max_new_tokens)
+    def _engine(self, cls: type[EarlyExitGenerator] | type[BatchedGenerator], stop_strings: Sequence[str],
+                max_new_tokens: int, **options) -> EarlyExitGenerator | BatchedGenerator:
+        """One engine per (path, stop strings, length): the samples of a task share it."""
+        key = (cls.__name__, tuple(stop_strings), max_new_tokens)
         if key not in self._generators:
-            self._generators[key] = EarlyExitGenerator(
+            self._generators[key] = cls(
                 self.backbone.model,
                 self.backbone.tokenizer,
                 exit_layers=self.exit_layers,
                 max_new_tokens=max_new_tokens,
                 repetition_penalty=self.spec.repetition_penalty,
                 stop_strings=stop_strings,
+                **options,
             )
         return self._generators[key]
 
+    def generator(self, stop_strings: Sequence[str], max_new_tokens: int) -> EarlyExitGenerator:
+        """The reference path (batch 1, no prefix cache)."""
+        return self._engine(EarlyExitGenerator, stop_strings, max_new_tokens)
+
+    @property
+    def batched(self) -> bool:
+        return self.spec.batch_size > 1 or self.spec.prefix_cache
+
+    def decode(self, prompts: Sequence[str], stop_strings: Sequence[str], max_new_tokens: int | None = None,
+               disable_tqdm: bool = False) -> tuple[list[Generation], Agreement | None]:
+        """Greedy decoding of every prompt under the spec's strategy, with its per-token trace, and
+        the batched run's agreement with batch 1 (None on the reference path)."""
+        length = max_new_tokens or self.spec.max_new_tokens
+        reference = self.generator(stop_strings, length)
+        label = f"decode {self.spec.method.name}"
+        if not self.batched:
+            return [reference.generate(prompt, self.strategy)
+                    for prompt in tqdm(prompts, disable=disable_tqdm, desc=label, unit="sample")], None
+        engine = self._engine(BatchedGenerator, stop_strings, length, batch_size=self.spec.batch_size,
+                              share_prefixes=self.spec.prefix_cache)
+        generations = engine.generate(prompts, self.strategy, progress=None if disable_tqdm else label)
+        agreement = verify(reference, prompts, self.strategy, generations)
+        if agreement.unexplained:
+            raise RuntimeError(
+                f"{self.spec.backbone} {self.spec.method.name}: the batched engine differs from batch 1 at no near tie "
+                f"in rows {[d.row for d in agreement.unexplained]} (first tokens "
+                f"{[d.token for d in agreement.unexplained]}): a bug of the batched engine; set "
+                "generation.batch_size: 1 and generation.prefix_cache: false to decode on the reference path"
+            )
+        for row, generation in agreement.references.items():
+            generations[row] = generation
+        log.info("%s: batch %d, prefix cache %s: %d of %d rows met a near tie, %d differed from batch 1 and took "
+                 "their batch-1 output", label, self.spec.batch_size, self.spec.prefix_cache,
+                 agreement.rows_with_near_ties, agreement.rows, agreement.rows_differing)
+        return generations, agreement
+
     def generate(self, prompts: Sequence[str], stop_strings: Sequence[str], max_new_tokens: int | None = None,
                  disable_tqdm: bool = False) -> list[Generation]:
-        """Greedy decoding of every prompt under the spec's strategy, with its per-token trace."""
-        generator = self.generator(stop_strings, max_new_tokens or self.spec.max_new_tokens)
-        return [generator.generate(prompt, self.strategy)
-                for prompt in tqdm(prompts, disable=disable_tqdm, desc=f"decode {self.spec.method.name}", unit="sample")]
+        """The generations of `decode`, which are the batch-1 ones at every batch size."""
+        return self.decode(prompts, stop_strings, max_new_tokens, disable_tqdm)[0]

@@ -1,7 +1,7 @@
 """The `generate` rule: one backbone, one task, one method -> one JSONL of generations.
 
-The file's first line is its header: the decode spec and task spec it was made with and the exit
-positions they resolved to; every further line is one sample (id, prompt, prompt_tokens, output,
+The file's first line is its header: the decode spec and task spec it was made with, the exit
+positions they resolved to and, for a batched run, its agreement with batch 1 (engine/correctness.py); every further line is one sample (id, prompt, prompt_tokens, output,
 token_ids, exit_layers, stop_reason).
 """
 
@@ -63,6 +63,7 @@ def generate_cell(
     task, samples = load_samples(task_spec)
     log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens, batch %d", spec.backbone, task.name,
              spec.method.name, len(samples), decoder.exit_layers, spec.max_new_tokens, spec.batch_size)
-    generations = decoder.generate([s.prompt for s in samples], task.stop_strings)
-    header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_layers": decoder.exit_layers}
+    generations, agreement = decoder.decode([s.prompt for s in samples], task.stop_strings)
+    header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_layers": decoder.exit_layers,
+              "agreement": None if agreement is None else agreement.as_dict()}
     write_generations(out_path, header, [{"id": s.id, **trace_record(s.prompt, g)} for s, g in zip(samples, generations)])

@@ -56,7 +56,10 @@ DERIVATION = {
 }
 
 
-SKIPPED_ROOTS = ("provenance", "spec", "task_spec")  # how a cell was made, not what it measured
+# How a cell was made, not what it measured; and what is derived from gated fields: the intervals
+# (resampled from the per-sample values behind the gated metrics) and a batched run's agreement
+# with batch 1 (its generations are the batch-1 ones, gated by their token hash).
+SKIPPED_ROOTS = ("provenance", "spec", "task_spec", "intervals", "agreement")
 
 
 class ReferenceError(ValueError):
@@ -162,11 +165,9 @@ def derived_fields(results_dir: Path, key: str, cell: dict) -> dict[str, Any]:
     fields["layers.mean_executed"] = field(
         cell["layers"]["mean_executed"], [(sum(r["exit_layers"]), len(r["exit_layers"])) for r in records],
         statistic=tolerances.ratio)
-    per_sample = [cell_flops([r], method, table) for r in records]
+    costs = cell_flops(records, method, table)["per_sample"]  # each sample's executed and full FLOPs, prompt included
     fields["flops.savings"] = field(
-        cell["flops"]["savings"],
-        [(f["per_token_executed"] * len(r["exit_layers"]), f["per_token_full"] * len(r["exit_layers"]))
-         for f, r in zip(per_sample, records)],
+        cell["flops"]["savings"], [(c["executed"], c["full"]) for c in costs],
         statistic=lambda rows: 1.0 - tolerances.ratio(rows))
     return fields
 

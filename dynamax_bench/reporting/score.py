@@ -140,6 +140,9 @@ def score_cell(
         "flops": costs,
         "intervals": summary,
         "per_sample": per_sample,
+        # a batched run's agreement with batch 1 (rows and tokens the batch changed, the near ties
+        # that explain them; its generations are the batch-1 ones), None on the reference path
+        "agreement": header.get("agreement"),
         "n_samples": len(records),
         "n_tokens": len(exits),
         "provenance": provenance(profile, {"decode_spec": spec.to_dict(), "task_spec": task_spec.to_dict(),

@@ -1,19 +1,4 @@
 # What each training rule reads of the distill section: a change reruns exactly these jobs.
-TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "weight_decay", "balance_classes", "exit_weights",
-                     "share_parameters", "validation_fraction", "test_fraction")
-DISTILL = config["distill"]
-PROBE = DISTILL["top_k"]["probe"]
-try:
-    if not is_trained(PROBE):
-        raise ValueError(f"{PROBE!r} is a training-free exit rule")
-except ValueError as err:
-    raise WorkflowError(f"distill.top_k.probe: {err}; name a trained classifier kind (calm, ffn, mamba or a plug-in's)")
-
-
-def kind_options(kind):
-    return config["classifiers"]["options"].get(kind, {})
-
-
 rule extract_oracle:
     """One backbone pass over the corpus: exit hidden states and top-k label ranks for every kind."""
     input:

@@ -2,7 +2,7 @@
 import os
 
 from dynamax_bench.config import ConfigError, backbone_names, distilled_backbones, task_names
-from dynamax_bench.profile_checks import check_profile, prune_problem, target_problem
+from dynamax_bench.profile_checks import check_sources, check_profile, prune_problem, target_problem
 from dynamax_bench.provenance import run_description
 from dynamax_bench.runtime import job_runtime
 from dynamax_bench.classifiers.registry import is_trained
@@ -10,6 +10,8 @@ from dynamax_bench.spec import METHOD_PATTERN, baseline_methods, decode_spec, ee
 
 try:
     check_profile(config)
+    if workflow.is_main_process:  # reads the data and transformers: once per run, not per job
+        check_sources(config)
 except ConfigError as err:
     raise WorkflowError(str(err))
 
@@ -109,3 +111,26 @@ def all_latency():
 
 def all_flops():
     return [f"{RESULTS}/flops/{backbone}.json" for backbone in backbone_names(config)]
+
+
+# The distill section, read by the training rules (classifiers.smk).
+TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "weight_decay", "balance_classes", "exit_weights",
+                     "share_parameters", "validation_fraction", "test_fraction")
+DISTILL = config["distill"]
+PROBE = DISTILL["top_k"]["probe"]
+try:
+    if not is_trained(PROBE):
+        raise ValueError(f"{PROBE!r} is a training-free exit rule")
+except ValueError as err:
+    raise WorkflowError(f"distill.top_k.probe: {err}; name a trained classifier kind (calm, ffn, mamba or a plug-in's)")
+
+
+def kind_options(kind):
+    return config["classifiers"]["options"].get(kind, {})
+
+
+# The input function of the unknown_target rule (targets.smk), which fails while the DAG is built.
+def unknown_target_error(wildcards):
+    raise WorkflowError(
+        target_problem(config, f"{RESULTS}/{wildcards.stage}/{wildcards.rest}", wildcards.rest)
+    )

@@ -7,16 +7,10 @@ VALID_TARGET = (
 )
 
 
-def unknown_target(wildcards):
-    raise WorkflowError(
-        target_problem(config, f"{RESULTS}/{wildcards.stage}/{wildcards.rest}", wildcards.rest)
-    )
-
-
 rule unknown_target:
     """Fails with the backbones, tasks and method forms of the profile (no job ever runs)."""
     input:
-        unknown_target,
+        unknown_target_error,
     output:
         f"{RESULTS}/{{stage}}/{{rest}}",
     wildcard_constraints:

@@ -8,7 +8,6 @@ a space rather than nothing, so there 'sixty-six' and 'sixty six' match and here
 
 from __future__ import annotations
 
-from lm_eval.api.metrics import exact_match_hf_evaluate
 
 from dynamax_bench.generation.tasks.base import Sample, Task, require
 from dynamax_bench.generation.tasks.squad import compute_f1
@@ -19,6 +18,8 @@ def exact_match(prediction: str, aliases: list[str]) -> float:
 
     Like lm-eval, nothing is stripped after punctuation is removed: 'Paris .' does not match.
     """
+    from lm_eval.api.metrics import exact_match_hf_evaluate  # lm-eval loads only where a score is taken
+
     return max(float(exact_match_hf_evaluate([prediction], [alias], ignore_case=True, ignore_punctuation=True)
                      ["exact_match"]) for alias in aliases)
 
