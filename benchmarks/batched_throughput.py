@@ -45,7 +45,7 @@ from dynamax_bench.files import write_json
 from dynamax_bench.generation.tasks import get_task, load_samples
 from dynamax_bench.profile_checks import load_profile
 from dynamax_bench.provenance import machine_description
-from dynamax_bench.spec import max_new_tokens
+from dynamax_bench.spec import max_new_tokens, task_spec
 
 NEW_TOKENS = 32
 
@@ -225,7 +225,7 @@ def task_prompts(bb: Backbone, repeats: int, exits: list[int], calm: Strategy) -
     config = load_profile(REPO_ROOT / "config" / "default.yaml")
     results: dict = {}
     for name in ("triviaqa", "truthfulqa", "coqa"):
-        task, samples = load_samples(config, name)
+        task, samples = load_samples(task_spec(config, name))
         prompts = [bb.tokenizer(s.prompt).input_ids for s in samples]
         new_tokens = max_new_tokens(config, name)
         cell: dict = {"prompts": len(prompts), "max_new_tokens": new_tokens, "stop_strings": list(task.stop_strings),

@@ -14,7 +14,10 @@ re-decodes and explains them).
   exits keeps its exited hidden state (its token is read from it through the final norm and LM
   head), a stateful rule steps its state with that state at the later exits, and its skipped
   layers' caches get their entries from the state policy while the other rows go on.
-- Rows that exited: {COMPUTE}
+- Rows that exited: every row runs every layer of the step and an exited row's layer output is
+  discarded (`LayerStack.run_masked`; its cache entries follow the state policy), so the batch's
+  tensors keep their shape. Compacting the running rows instead (only they run a layer, through
+  a gathered cache) is the alternative benchmarks/batched_throughput.py times against masking.
 - Repetition penalty: transformers' processor over each row's own tokens (prompt and output);
   the left padding of the token history repeats the row's first prompt token, which is already
   penalised once (a penalty applies once per token id), so padding changes nothing.
