@@ -186,3 +186,101 @@ def test_store_is_read_lazily_one_shard_at_a_time(oracle_dir: Path) -> None:
     assert store._shard[0] == store.shard_of[last] != 0
     store.ranks(4, 0)
     assert store._shard[0] == 0
+
+
+PLUGIN = '''
+import torch
+from torch import nn
+
+from dynamax_bench.classifiers.kinds import ExitClassifier
+
+
+class RunningMeanClassifier(ExitClassifier):
+    """Stateful: a linear head over each position's features and the running mean of the
+    features so far (state: their sum and count per row)."""
+
+    stateful = True
+    options = {}
+
+    def __init__(self, hidden_size, **options):
+        super().__init__(hidden_size, **options)
+        self.linear = nn.Linear(2 * hidden_size, 2)
+
+    def new_state(self):
+        return {}
+
+    def forward(self, hidden, state=None):
+        x = self.standardise(hidden)
+        total = x.cumsum(1)
+        count = torch.arange(1, x.shape[1] + 1, dtype=x.dtype, device=x.device).expand(x.shape[0], -1)
+        if state is not None and "sum" in state:
+            total = total + state["sum"][:, None]
+            count = count + state["count"][:, None]
+        if state is not None:
+            state["sum"], state["count"] = total[:, -1], count[:, -1]
+        return self.linear(torch.cat([x, total / count[..., None]], -1))
+'''
+
+
+@pytest.fixture
+def trained_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A throw-away installed distribution (a .dist-info on sys.path) declaring a stateful trained kind."""
+    from dynamax_bench.classifiers.registry import EXIT_METHODS, load_plugins
+
+    (tmp_path / "runningmean_exit.py").write_text(PLUGIN)
+    dist = tmp_path / "runningmean_exit-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: runningmean-exit\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[dynamax_bench.exit_methods]\nrunningmean = runningmean_exit:RunningMeanClassifier\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_plugins.cache_clear()
+    yield "runningmean"
+    EXIT_METHODS.pop("runningmean", None)
+    import sys
+
+    sys.modules.pop("runningmean_exit", None)
+    load_plugins.cache_clear()
+
+
+def test_a_trained_stateful_plugin_runs_through_distill_generate_costs_and_tables(
+        tmp_path: Path, oracle_dir: Path, selection: Path, tiny_mistral: Backbone, trained_plugin: str) -> None:
+    """The one registry: a kind the suite has never seen, declared by an entry point, is trained by
+    `distill`, decoded by the generate rule's Decoder (batched, prefix cache on), costed as stateful
+    (its pass over every prompt at every exit) and reported in Table 2."""
+    from dynamax_bench.classifiers.registry import exit_method, is_trained
+    from dynamax_bench.costs.flops import flops_table
+    from dynamax_bench.costs.ledger import cell_flops
+    from dynamax_bench.generation.decoder import Decoder
+    from dynamax_bench.generation.generate import trace_record
+    from dynamax_bench.spec import DecodeSpec, parse_method
+
+    kind = trained_plugin
+    assert is_trained(kind) and exit_method(kind).stateful
+    info = distill(oracle_dir, selection, kind, tmp_path / f"{kind}.safetensors", options={}, settings=SETTINGS,
+                   thresholds=THRESHOLDS, seed=SEED)
+    loaded, meta = load_classifiers(tmp_path / f"{kind}.safetensors")
+    assert len(loaded) == 4 and all(type(clf).__name__ == "RunningMeanClassifier" for clf in loaded.values())
+    assert info["validation"]["loss"] < info["validation_initial_loss"]
+
+    method = parse_method(f"ee-{kind}-copy-t0.5")
+    spec = DecodeSpec(backbone="tiny_mistral", family="transformer", task="unit", method=method, exits={"count": 4},
+                      repetition_penalty=1.0, max_new_tokens=6, batch_size=3, prefix_cache=True, dtype="float32",
+                      device="cpu", seed=SEED)
+    decoder = Decoder.for_backbone(spec, tiny_mistral, tmp_path / f"{kind}.safetensors")
+    prompts = [f"{SENTENCES[0]} {SENTENCES[i]}" for i in range(4)]
+    generations, agreement = decoder.decode(prompts, stop_strings=(), disable_tqdm=True)
+    assert agreement is not None and not agreement.unexplained
+    reference = [decoder.generator((), 6).generate(p, decoder.strategy) for p in prompts]
+    assert [(g.token_ids, g.exit_layers) for g in generations] == [(g.token_ids, g.exit_layers) for g in reference]
+
+    table = flops_table(tiny_mistral.model.name_or_path, tmp_path / "flops.json", context_length=16, kinds=[kind],
+                        options={}, exits={"count": 4})
+    assert "prefill" in table["exit_methods"][kind]  # costed as stateful
+    records = [trace_record(p, g) for p, g in zip(prompts, generations)]
+    ee = cell_flops(records, method, table)
+    full = cell_flops(records, parse_method("full"), table)
+    assert ee["prompt"]["executed"] > full["prompt"]["executed"]  # its prompt pass at every exit is counted
+
+    rows = distillation_table([read_json(tmp_path / f"{kind}.json")])
+    assert len(rows[rows["kind"] == kind]) == 4  # its 4 exits at the chosen k (the probe's rows beside them)
