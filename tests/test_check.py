@@ -257,3 +257,10 @@ def test_paper_reported_subset_compares_with_a_paper_run(run: Path, tmp_path: Pa
     assert em.status == "pass" and em.tolerance == "±0.05"  # run EM 4/6
     assert {r.cell for r in rows if r.status == "unchecked" and r.path == "(cell)"} == {
         "b/triviaqa/prune2", "b/triviaqa/ee-maxsoftmax-copy-t0.9"}
+
+
+def test_wilson_bounds_are_exact_at_zero_and_one() -> None:
+    """A cell with no loop at all must sit inside its own interval (not 2.8e-17 below it)."""
+    assert wilson(0.0, 12)[0] == 0.0 and wilson(1.0, 12)[1] == 1.0
+    low, high = wilson(0.5, 12)
+    assert 0.0 < low < 0.5 < high < 1.0

@@ -24,6 +24,7 @@ from dynamax_bench.profile_checks import load_profile
 from dynamax_bench.reporting.check import Comparison, compare, load_reference, read_cells
 from dynamax_bench.reporting.reference import HASH_FIELD
 from dynamax_bench.reporting.score import score_cell
+from dynamax_bench.reporting.statistics import IntervalSettings
 from dynamax_bench.spec import decode_spec, parse_method, task_spec
 
 CI = REPO_ROOT / "config" / "ci.yaml"
@@ -52,7 +53,12 @@ def ci_run(tmp_path_factory: pytest.TempPathFactory, smollm2, backbone_root: Pat
 
 
 def rerun(run: Path, tmp: Path, config: dict, cells: list[str], generate: bool = True) -> list[Comparison]:
-    """Regenerate (or only rescore) some cells in a copy of the run, then compare it with reference/ci.json."""
+    """Regenerate (or only rescore) some cells in a copy of the run, then compare it with reference/ci.json.
+
+    Cells are regenerated on the engine's reference path (batch 1, no prefix cache), where the
+    faults below are injected; the batched path the profile runs is held to that path by
+    tests/test_batched_engine.py and, in every job, by `engine.verify`."""
+    config = {**config, "generation": {**config["generation"], "batch_size": 1, "prefix_cache": False}}
     results = tmp / "results"
     shutil.copytree(run / "results" / "ci", results)
     threads = torch.get_num_threads()
@@ -67,7 +73,8 @@ def rerun(run: Path, tmp: Path, config: dict, cells: list[str], generate: bool =
                 classifiers = results / "classifiers" / backbone / f"{kind}.safetensors" if kind and is_trained(kind) else None
                 generate_cell(decode_spec(config, backbone, task, method), tasks, backbone_dir, generations, classifiers)
             score_cell(tasks, generations, results / "generations" / backbone / task / "full.jsonl", backbone_dir,
-                       results / "flops" / f"{backbone}.json", results / "cells" / f"{cell}.json", profile="ci")
+                       results / "flops" / f"{backbone}.json", results / "cells" / f"{cell}.json", profile="ci",
+                       evidence=IntervalSettings.from_dict(config["evidence"]))
     finally:
         torch.set_num_threads(threads)
     return compare(read_cells(results), load_reference(REFERENCE))
@@ -128,9 +135,13 @@ def test_gate_catches_a_silently_ignored_repetition_penalty(ci_run: Path, ci_con
 def test_gate_catches_an_exit_at_greater_than_instead_of_greater_or_equal(ci_run: Path, ci_config: dict,
                                                                           tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from dynamax_bench.engine.rules import ExitRule
+    from dynamax_bench.engine import generator, rules
 
-    monkeypatch.setattr(ExitRule, "should_exit", lambda self, point, hidden: self.confidence(point, hidden) > self.threshold)
+    def decide_strictly(rule, point, hidden, state):
+        confidence, _ = rules.decide(rule, point, hidden, state)
+        return confidence, confidence > rule.threshold
+
+    monkeypatch.setattr(generator, "decide", decide_strictly)
     cell = "smollm2/triviaqa/ee-saturation-copy-t0"  # saturation reports 0.0 at the first exit: a tie at t0
     failed = caught(rerun(ci_run, tmp_path, ci_config, [cell]))
     assert set(failed) == {cell} and "layers.mean_executed" in failed[cell]
@@ -156,10 +167,10 @@ def test_gate_catches_copy_writing_the_wrong_layers_kv(ci_run: Path, ci_config: 
 def test_gate_catches_a_normalisation_that_keeps_punctuation(ci_run: Path, ci_config: dict, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Same tokens, another score: caught exactly, however small against the sample-size interval."""
-    from dynamax_bench.generation.tasks import coqa
+    from dynamax_bench.generation.tasks import squad
 
-    assert coqa._PUNCTUATION == set(string.punctuation)
-    monkeypatch.setattr(coqa, "_PUNCTUATION", set())
-    cell = "smollm2/coqa/full"
+    assert squad._PUNCTUATION == set(string.punctuation)  # the one answer normaliser (CoQA, TriviaQA)
+    monkeypatch.setattr(squad, "_PUNCTUATION", set())
+    cell = "smollm2/triviaqa/ee-maxsoftmax-copy-t0.9"  # a cell whose answers' F1 depends on punctuation
     failed = caught(rerun(ci_run, tmp_path, ci_config, [cell], generate=False))
-    assert set(failed) == {cell} and "metrics.f1" in failed[cell]
+    assert set(failed) == {cell} and "metrics.f1" in failed[cell], failed
