@@ -14,22 +14,17 @@ from dynamax_bench.spec import TaskSpec, task_spec
 READABLE = ("embedded", "local")
 
 
-def _key(text: str) -> str:
-    return " ".join(text.casefold().split())
-
-
 def fewshot_overlap(spec: TaskSpec) -> list[str]:
-    """Queries of the evaluated samples that are also in the task's few-shot pool: their answers
-    would sit in their own prompts. The whole pool counts, whatever examples a sampler draws."""
+    """Queries of the evaluated samples that are also in the task's few-shot pool (Task.in_pool,
+    the check the few-shot draw itself makes), read before the samples are built."""
     if spec.num_fewshot == 0:
         return []
     task = task_for(spec)
     pool_source = task.pool_source(spec.fewshot_source, spec.source)
     if spec.source["kind"] not in READABLE or pool_source["kind"] not in READABLE:
         return []
-    pool = {_key(task.doc_to_text(doc)) for doc in task.read(pool_source)}
     evaluated = [sample for doc in task.read(spec.source) for sample in task.expand(doc)][:spec.limit]
-    return [" ".join(task.doc_to_text(doc).split()) for doc in evaluated if _key(task.doc_to_text(doc)) in pool]
+    return [" ".join(task.doc_to_text(doc).split()) for doc in task.in_pool(task.read(pool_source), evaluated)]
 
 
 def where(source: dict | None, what: str) -> str:

@@ -23,6 +23,10 @@ class Sample:
     target: dict[str, Any]
 
 
+def _question_key(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
 def require(record: dict, key: str, kind: type | tuple[type, ...], where: str, field: str | None = None) -> Any:
     """A required field of the given type(s), or an error naming file, line and field."""
     if not isinstance(record, dict):
@@ -119,9 +123,7 @@ class Task(ABC):
                 f"set tasks.{self.name}.num_fewshot to 0"
             )
         pool = self.read(source)
-        ids = {doc["id"] for doc in docs}
-        texts = {self.doc_to_text(doc) for doc in docs}
-        shared = [shot["id"] for shot in pool if shot["id"] in ids or self.doc_to_text(shot) in texts]
+        shared = [doc["id"] for doc in self.in_pool(pool, docs)]
         if shared:
             raise ValueError(
                 f"task {self.name}: the few-shot pool {source} holds {len(shared)} evaluated samples "
@@ -129,6 +131,13 @@ class Task(ABC):
                 "evaluated ones, or remove these from the pool"
             )
         return pool
+
+    def in_pool(self, pool: list[dict[str, Any]], docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The evaluated docs that are also in the few-shot pool: same id, or the same question up to
+        case and spacing. The whole pool counts, whatever examples the sampler draws from it."""
+        ids = {shot["id"] for shot in pool}
+        questions = {_question_key(self.doc_to_text(shot)) for shot in pool}
+        return [doc for doc in docs if doc["id"] in ids or _question_key(self.doc_to_text(doc)) in questions]
 
     def pool_source(self, fewshot_source: dict | None, source: dict) -> dict:
         """Where few-shot examples come from; `{kind: embedded}` is the embedded few-shot pool, never
