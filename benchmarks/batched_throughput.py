@@ -104,7 +104,7 @@ class CompactingGenerator(BatchedGenerator):
             if left == size:
                 continue
             running = (~exited).nonzero().squeeze(1)
-            confidence, leave = on_rows(running, hidden, batch.state, lambda h, s, p=point: decide(rule, p, h, s))
+            confidence, leave, _ = on_rows(running, hidden, batch.state, lambda h, s, p=point: decide(rule, p, h, s))
             leaving = running[leave]
             exited[leaving] = True
             executed[leaving] = point.layer

@@ -173,6 +173,25 @@ def test_batched_never_exit_equals_generate(methods: dict[str, Methods], backbon
             assert ours.exit_layers == [backbone.num_layers] * NEW_TOKENS
 
 
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_a_constant_confidence_at_its_threshold_is_no_near_tie(methods: dict[str, Methods], value: float) -> None:
+    """A rule that returns a number (saturation at its first exit, a constant) decides every row alike at
+    every batch shape: sitting exactly on the threshold (saturation at t0) is then no near tie, and
+    the rows are not re-decoded; a confidence tensor at the threshold is one."""
+    backbone = methods["tiny_mistral"].backbone
+    engine = batched_engine(backbone, 1.0, 8, True)
+    outputs = engine.generate(PROMPTS, Strategy.early_exit(ConstantRule(value, threshold=value), "copy"))
+    assert all(layers == [backbone.num_layers] + [EXITS[0]] * (len(layers) - 1) for layers in (g.exit_layers for g in outputs))
+    assert not [t for g in outputs for t in g.near_ties if t.kind == "confidence"]
+
+    class TensorRule(ConstantRule):
+        def confidence(self, point, hidden, state):
+            return hidden.new_full((hidden.shape[0],), self.value)
+
+    outputs = engine.generate(PROMPTS, Strategy.early_exit(TensorRule(value, threshold=value), "copy"))
+    assert all(any(t.kind == "confidence" for t in g.near_ties) for g in outputs if len(g.token_ids) > 1)
+
+
 def test_rows_leave_the_batch_when_they_stop(methods: dict[str, Methods]) -> None:
     """The prompts end rows at different steps (stop strings, max new tokens), in one batch."""
     outputs = batched_engine(methods["tiny_mamba2"].backbone, 1.0, 8, True).generate(PROMPTS, Strategy.full())

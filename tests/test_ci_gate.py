@@ -138,8 +138,8 @@ def test_gate_catches_an_exit_at_greater_than_instead_of_greater_or_equal(ci_run
     from dynamax_bench.engine import generator, rules
 
     def decide_strictly(rule, point, hidden, state):
-        confidence, _ = rules.decide(rule, point, hidden, state)
-        return confidence, confidence > rule.threshold
+        confidence, _, exact = rules.decide(rule, point, hidden, state)
+        return confidence, confidence > rule.threshold, exact
 
     monkeypatch.setattr(generator, "decide", decide_strictly)
     cell = "smollm2/triviaqa/ee-saturation-copy-t0"  # saturation reports 0.0 at the first exit: a tie at t0

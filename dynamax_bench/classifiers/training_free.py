@@ -21,8 +21,9 @@ class MaxSoftmaxRule(ExitRule):
 
 class SaturationRule(ExitRule):
     """Hidden-state saturation (CALM): cosine similarity of the token's hidden state at this exit
-    with the one at the previous exit position; the first exit has nothing to compare with and
-    never exits. The previous exit's state is kept per row under 'previous' (within one step:
+    with the one at the previous exit position. The first exit has nothing to compare with: its
+    confidence is the constant 0, so a token leaves there only at threshold 0 (every row alike,
+    never a near tie). The previous exit's state is kept per row under 'previous' (within one step:
     every row at an exit was at the exit before it)."""
 
     def __init__(self, threshold: float) -> None:
@@ -33,5 +34,5 @@ class SaturationRule(ExitRule):
         previous = state.get("previous")
         state["previous"] = current
         if point.index == 0:
-            return current.new_zeros(current.shape[0])
+            return 0.0
         return torch.nn.functional.cosine_similarity(previous, current, dim=-1)

@@ -216,8 +216,10 @@ class BatchedGenerator(Decoder):
                 on_rows(gone, hidden, batch.state, lambda h, s, p=point: rule.advance(p, h, s))
             if left < size:
                 running = (~exited).nonzero().squeeze(1)
-                confidence, leave = on_rows(running, hidden, batch.state, lambda h, s, p=point: decide(rule, p, h, s))
-                self._note_confidences(batch, running, confidence, point, rule.threshold)
+                confidence, leave, exact = on_rows(running, hidden, batch.state,
+                                                   lambda h, s, p=point: decide(rule, p, h, s))
+                if not exact:
+                    self._note_confidences(batch, running, confidence, point, rule.threshold)
                 leaving = running[leave]
                 exited[leaving] = True
                 executed[leaving] = point.layer

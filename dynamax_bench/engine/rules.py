@@ -45,19 +45,21 @@ class ExitRule:
 
     def confidence(self, point: ExitPoint, hidden: Tensor, state: RowState) -> Tensor | float:
         """Confidence (B,) in [0, 1] that each row's token can leave at this exit; hidden is (B, 1, d).
-        A float applies to every row."""
+        A number applies to every row, and is the same at every batch shape (never a near tie)."""
         return 0.0
 
     def advance(self, point: ExitPoint, hidden: Tensor, state: RowState) -> None:
         """These rows' tokens left before this exit: stateful rules step with the exited states (B, 1, d)."""
 
 
-def decide(rule: ExitRule, point: ExitPoint, hidden: Tensor, state: RowState) -> tuple[Tensor, Tensor]:
-    """Float32 confidences (B,) and exit decisions (B,) of the rows in `hidden`. Both engine paths
-    decide here, so the comparison with the threshold is the same float32 one."""
+def decide(rule: ExitRule, point: ExitPoint, hidden: Tensor, state: RowState) -> tuple[Tensor, Tensor, bool]:
+    """Float32 confidences (B,) and exit decisions (B,) of the rows in `hidden`, and whether they are
+    exact: a rule that returns a number gives every row, at every batch shape, the same value, so
+    its decisions cannot be near ties. Both engine paths decide here, so the comparison with the
+    threshold is the same float32 one."""
     value = rule.confidence(point, hidden, state)
     confidence = torch.as_tensor(value, dtype=torch.float32, device=hidden.device).expand(hidden.shape[0])
-    return confidence, confidence >= rule.threshold
+    return confidence, confidence >= rule.threshold, isinstance(value, (int, float))
 
 
 class ConstantRule(ExitRule):
