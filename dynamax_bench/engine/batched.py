@@ -35,7 +35,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from dynamax_bench.engine.caches import drop_leading, keep_rows
-from dynamax_bench.engine.generator import Decoder, Generation, Strategy
+from dynamax_bench.engine.generator import EngineBase, Generation, Strategy
 from dynamax_bench.engine.neartie import Bounds, NearTie
 from dynamax_bench.engine.prefill import Prefiller
 from dynamax_bench.engine.prefix import plan_batches
@@ -86,7 +86,7 @@ class _Batch:
         self.history = self.history[:, self.history.shape[1] - longest:]
 
 
-class BatchedGenerator(Decoder):
+class BatchedGenerator(EngineBase):
     """Greedy early-exit decoding of many prompts at once, exact to the batch-1 reference."""
 
     def __init__(self, *args, batch_size: int = 16, share_prefixes: bool = True, **kwargs) -> None:

@@ -74,7 +74,7 @@ class Generation:
     near_ties: list[NearTie] = field(default_factory=list)
 
 
-class Decoder:
+class EngineBase:
     """What both engine paths share: the stack, exit points, stop criteria and logits processors."""
 
     def __init__(
@@ -146,7 +146,7 @@ class Decoder:
         return self.truncate(self.tokenizer.decode(tokens, skip_special_tokens=True))
 
 
-class EarlyExitGenerator(Decoder):
+class EarlyExitGenerator(EngineBase):
     """Greedy decoding with per-token early exit over a transformers model's own layers, one prompt at a time."""
 
     @torch.inference_mode()
