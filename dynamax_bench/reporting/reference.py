@@ -132,19 +132,13 @@ def metric_bounds(name: str) -> tuple[float, float]:
 
 
 def derived_fields(results_dir: Path, key: str, cell: dict) -> dict[str, Any]:
-    """The gated fields of one cell with tolerances derived from its per-sample values."""
-    from dynamax_bench.costs.ledger import cell_flops
+    """The gated fields of one cell, with tolerances derived from the per-sample values the score
+    rule wrote into it (`per_sample`); the token hash reads the cell's generations."""
     from dynamax_bench.generation.generate import read_generations
-    from dynamax_bench.generation.tasks import load_samples
-    from dynamax_bench.reporting.score import loops, prefix_agreement
-    from dynamax_bench.spec import MethodSpec, TaskSpec
+    from dynamax_bench.reporting.statistics import per_sample_of
 
-    backbone, task_name, _ = key.split("/")
     _, records = read_generations(results_dir / "generations" / f"{key}.jsonl")
-    _, full = read_generations(results_dir / "generations" / backbone / task_name / "full.jsonl")
-    task, samples = load_samples(TaskSpec.from_dict(cell["task_spec"]))
-    method = MethodSpec.from_dict(cell["spec"]["method"])
-    table = read_json(results_dir / "flops" / f"{backbone}.json")
+    samples = per_sample_of(cell)
 
     def field(value: float, values: list, bounds: tuple[float, float] | None = None, statistic=None) -> dict:
         return {"value": value, **tolerances.interval(value, values, bounds, statistic)}
@@ -152,22 +146,16 @@ def derived_fields(results_dir: Path, key: str, cell: dict) -> dict[str, Any]:
     fields: dict[str, Any] = {HASH_FIELD: token_hash(records), "n_samples": cell["n_samples"],
                               "n_tokens": {"value": cell["n_tokens"], **tolerances.length_window(cell["n_tokens"])},
                               "flops.per_token_full": cell["flops"]["per_token_full"]}
-    scores = [task.score_one(sample, record["output"]) for sample, record in zip(samples, records)]
     for name, value in cell["metrics"].items():
-        fields[f"metrics.{name}"] = field(value, [s[name] for s in scores], metric_bounds(name))
-    fields["consistency.output_match"] = field(
-        cell["consistency"]["output_match"], [float(r["output"] == f["output"]) for r, f in zip(records, full)], (0, 1))
-    fields["consistency.token_prefix_agreement"] = field(
-        cell["consistency"]["token_prefix_agreement"],
-        [prefix_agreement(r["token_ids"], f["token_ids"]) for r, f in zip(records, full)], (0, 1))
-    fields["degeneration.loop_rate"] = field(
-        cell["degeneration"]["loop_rate"], [float(loops(r["token_ids"])) for r in records], (0, 1))
+        fields[f"metrics.{name}"] = field(value, samples[f"metrics.{name}"], metric_bounds(name))
+    for name in ("output_match", "token_prefix_agreement"):
+        fields[f"consistency.{name}"] = field(cell["consistency"][name], samples[f"consistency.{name}"], (0, 1))
+    fields["degeneration.loop_rate"] = field(cell["degeneration"]["loop_rate"], samples["degeneration.loop_rate"], (0, 1))
     fields["layers.mean_executed"] = field(
-        cell["layers"]["mean_executed"], [(sum(r["exit_layers"]), len(r["exit_layers"])) for r in records],
+        cell["layers"]["mean_executed"], list(zip(samples["layers.executed"], samples["tokens.generated"])),
         statistic=tolerances.ratio)
-    costs = cell_flops(records, method, table)["per_sample"]  # each sample's executed and full FLOPs, prompt included
-    fields["flops.savings"] = field(
-        cell["flops"]["savings"], [(c["executed"], c["full"]) for c in costs],
+    fields["flops.savings"] = field(  # each sample's executed and full FLOPs, prompt included
+        cell["flops"]["savings"], list(zip(samples["flops.executed"], samples["flops.full"])),
         statistic=lambda rows: 1.0 - tolerances.ratio(rows))
     return fields
 
