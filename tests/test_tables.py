@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from dynamax_bench.files import write_json
-from dynamax_bench.reporting.tables import build_paper_tables, main_results, policy_ablation, pruning_comparison, write_table
+from dynamax_bench.reporting.tables import (
+    agreement_table,
+    build_paper_tables,
+    main_results,
+    policy_ablation,
+    pruning_comparison,
+    write_table,
+)
 from tests.cells import EVIDENCE, SETTINGS, make_cell, share
 
 
@@ -82,6 +89,21 @@ def test_pruning_and_policy_tables_show_paired_differences() -> None:
     assert math.isnan(table5.loc["partial", "consistency diff"])  # the reference itself
 
 
+def test_agreement_table_reports_each_cells_batch_agreement_and_marks_the_reference_path() -> None:
+    batched, reference = main_cells()[:2]
+    batched["spec"].update(batch_size=16, prefix_cache=True)
+    batched["agreement"] = {"rows": 12, "rows_with_near_ties": 3, "rows_redecoded": 3, "rows_differing": 1,
+                            "tokens_differing": 2, "unexplained": 0, "differences": []}
+    reference["spec"].update(batch_size=1, prefix_cache=False)
+    table = agreement_table([reference, batched]).set_index("method")
+    row = table.loc[batched["method"]]
+    assert (row["path"], row["batch size"], row["prefix cache"]) == ("batched", 16, "yes")
+    assert (row["rows"], row["rows with near ties"], row["rows changed by the batch"],
+            row["tokens changed by the batch"], row["unexplained"]) == (12, 3, 1, 2, 0)
+    assert table.loc[reference["method"], "path"] == "reference (batch 1)"
+    assert math.isnan(table.loc[reference["method"], "rows"])
+
+
 def test_paper_tables_from_the_same_cells_are_the_same_bytes(tmp_path: Path) -> None:
     paths = []
     for cell in main_cells():
@@ -91,7 +113,7 @@ def test_paper_tables_from_the_same_cells_are_the_same_bytes(tmp_path: Path) -> 
     for out in ("one", "two"):
         build_paper_tables(run, paths, tmp_path / out, EVIDENCE)
     for name in ("table3_main_results.csv", "table4_ee_vs_pruning.md", "table5_policy_ablation.tex",
-                 "table6_claims.md", "table6_claims_comparisons.csv"):
+                 "table6_claims.md", "table6_claims_comparisons.csv", "table7_batch_agreement.md"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
     claims = pd.read_csv(tmp_path / "one" / "table6_claims.csv")
     assert set(claims["verdict"]) <= {"holds", "fails", "inconclusive"} and len(claims) == 4

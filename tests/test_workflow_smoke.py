@@ -60,7 +60,7 @@ def test_tables_equal_their_cells(smoke_run: Path) -> None:
 def test_every_table_and_figure_is_written(smoke_run: Path) -> None:
     out = smoke_run / "paper_tables"
     for stem in ("table1_setup", "table2_distillation", "table3_main_results", "table4_ee_vs_pruning",
-                 "table5_policy_ablation", "table6_claims", "table6_claims_comparisons"):
+                 "table5_policy_ablation", "table6_claims", "table6_claims_comparisons", "table7_batch_agreement"):
         for ext in ("md", "csv", "tex"):
             assert (out / f"{stem}.{ext}").stat().st_size > 100, f"{stem}.{ext}"
     for stem in ("figure1_quality_vs_savings", "figure2_exit_histograms", "figure3_latency_vs_threshold"):
