@@ -12,6 +12,7 @@ difference at no near tie is a bug of the batched engine and stops the run.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,8 +97,11 @@ class Decoder:
                     for prompt in tqdm(prompts, disable=disable_tqdm, desc=label, unit="sample")], None
         engine = self._engine(BatchedGenerator, stop_strings, length, batch_size=self.spec.batch_size,
                               share_prefixes=self.spec.prefix_cache)
+        started = time.perf_counter()
         generations = engine.generate(prompts, self.strategy, progress=None if disable_tqdm else label)
+        batched_seconds = time.perf_counter() - started
         agreement = verify(reference, prompts, self.strategy, generations)
+        verify_seconds = time.perf_counter() - started - batched_seconds
         if agreement.unexplained:
             raise RuntimeError(
                 f"{self.spec.backbone} {self.spec.method.name}: the batched engine differs from batch 1 at no near tie "
@@ -108,8 +112,9 @@ class Decoder:
         for row, generation in agreement.references.items():
             generations[row] = generation
         log.info("%s: batch %d, prefix cache %s: %d of %d rows met a near tie, %d differed from batch 1 and took "
-                 "their batch-1 output", label, self.spec.batch_size, self.spec.prefix_cache,
-                 agreement.rows_with_near_ties, agreement.rows, agreement.rows_differing)
+                 "their batch-1 output (batched decode %.1f s, re-decoding the near-tie rows at batch 1 %.1f s)",
+                 label, self.spec.batch_size, self.spec.prefix_cache, agreement.rows_with_near_ties, agreement.rows,
+                 agreement.rows_differing, batched_seconds, verify_seconds)
         return generations, agreement
 
     def generate(self, prompts: Sequence[str], stop_strings: Sequence[str], max_new_tokens: int | None = None,
