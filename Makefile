@@ -25,10 +25,10 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 paper_tables: $(STAMP)
-	$(BIN)/snakemake paper_tables/ --cores all --configfile config/$(PROFILE).yaml
+	$(BIN)/snakemake paper_tables/ --cores all --rerun-incomplete --configfile config/$(PROFILE).yaml
 
 smoke: $(STAMP)
-	$(BIN)/snakemake paper_tables/ --cores all --configfile config/smoke.yaml
+	$(BIN)/snakemake paper_tables/ --cores all --rerun-incomplete --configfile config/smoke.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
