@@ -35,6 +35,7 @@ rule train_backbone:
     wildcard_constraints:
         backbone="|".join(distilled_backbones(config)) or "(?!)",
     threads: THREADS
+    priority: CRITICAL_PATH
     resources:
         gpu=GPU,
     conda:

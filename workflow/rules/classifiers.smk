@@ -17,6 +17,7 @@ rule extract_oracle:
     benchmark:
         f"{RESULTS}/benchmarks/extract_oracle/{{backbone}}.tsv"
     threads: THREADS
+    priority: CRITICAL_PATH
     resources:
         gpu=GPU,
     conda:
@@ -42,6 +43,7 @@ rule select_top_k:
     benchmark:
         f"{RESULTS}/benchmarks/select_top_k/{{backbone}}.tsv"
     threads: THREADS
+    priority: CRITICAL_PATH
     resources:
         gpu=GPU,
     conda:
@@ -68,6 +70,7 @@ rule distill:
     benchmark:
         f"{RESULTS}/benchmarks/distill/{{backbone}}/{{kind}}.tsv"
     threads: THREADS
+    priority: CRITICAL_PATH
     resources:
         gpu=GPU,
     conda:

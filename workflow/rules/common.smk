@@ -21,6 +21,9 @@ LOGS = f"logs/{PROFILE}"
 THREADS = config["runtime"]["threads"]
 # What every job's set-up reads (seed, threads, device, dtype, offline): a change reruns the jobs.
 RUNTIME = job_runtime(config)
+# The chain every early-exit cell waits for (corpus -> trained backbone -> oracle -> top-k -> classifiers)
+# runs before the generate jobs that are ready anyway: started last, it leaves cores idle at the end.
+CRITICAL_PATH = 10
 # Rules that run a model on the profile's device hold one `gpu` resource on CUDA profiles, so
 # `--resources gpu=1` (the GPU profile in profiles/gpu) keeps them from sharing the card.
 GPU = 1 if config["runtime"]["device"] == "cuda" else 0

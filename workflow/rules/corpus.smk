@@ -12,6 +12,7 @@ rule prepare_corpus:
     benchmark:
         f"{RESULTS}/benchmarks/prepare_corpus.tsv"
     threads: THREADS
+    priority: CRITICAL_PATH
     resources:
         # a GPU only where a backbone writes the corpus (the paper profile streams FineWeb-Edu)
         gpu=GPU if corpus_backbones() else 0,
