@@ -2,7 +2,7 @@
 oracle store: the measurement behind tests/test_memory.py (same wide random Mistral, same corpus
 generator, each stage in a fresh process), written to a file.
 
-    python benchmarks/oracle_memory.py --sizes 40 160 --out benchmarks/results/oracle_memory.json
+    PYTHONPATH=. python benchmarks/oracle_memory.py --sizes 40 160 --out benchmarks/results/oracle_memory.json
 """
 
 from __future__ import annotations
