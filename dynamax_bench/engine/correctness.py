@@ -9,11 +9,12 @@ recorded at its first differing token; a difference with none is a bug.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dynamax_bench.engine.generator import EarlyExitGenerator, Generation, Strategy
-from dynamax_bench.engine.neartie import NearTie
+from dynamax_bench.engine.neartie import Bounds, NearTie
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Agreement:
     rows_differing: int = 0
     tokens_differing: int = 0  # positions whose token or exit layer differs (a missing one counts)
     differences: list[Difference] = field(default_factory=list)
+    bounds: Bounds | None = None  # the near-tie bounds the batched run recorded its ties under
     # The reference run of every re-decoded row (row -> its batch-1 generation); not in the record.
     references: dict[int, Generation] = field(default_factory=dict, repr=False)
 
@@ -54,6 +56,7 @@ class Agreement:
             "tokens_differing": self.tokens_differing,
             "unexplained": len(self.unexplained),
             "differences": [d.as_dict() for d in self.differences],
+            "bounds": None if self.bounds is None else dataclasses.asdict(self.bounds),
         }
 
 

@@ -101,6 +101,7 @@ class Decoder:
         generations = engine.generate(prompts, self.strategy, progress=None if disable_tqdm else label)
         batched_seconds = time.perf_counter() - started
         agreement = verify(reference, prompts, self.strategy, generations)
+        agreement.bounds = engine.bounds
         verify_seconds = time.perf_counter() - started - batched_seconds
         if agreement.unexplained:
             raise RuntimeError(
