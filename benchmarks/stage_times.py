@@ -24,10 +24,13 @@ class JobTime:
     cpu_seconds: float
 
 
-def read_benchmarks(root: Path) -> list[JobTime]:
-    """Every `<root>/benchmarks/<rule>/**.tsv` (Snakemake's benchmark format), one row per job."""
+def read_benchmarks(root: Path, since: float = 0.0) -> list[JobTime]:
+    """Every `<root>/benchmarks/<rule>/**.tsv` (Snakemake's benchmark format) modified after `since`
+    (a timestamp), one row per job."""
     jobs = []
     for path in sorted((root / "benchmarks").rglob("*.tsv")):
+        if path.stat().st_mtime <= since:
+            continue
         rule = path.relative_to(root / "benchmarks").parts[0].removesuffix(".tsv")
         with path.open(newline="") as handle:
             rows = list(csv.DictReader(handle, delimiter="\t"))

@@ -1,0 +1,132 @@
+"""The evidence of one finished default-profile run, in files that git keeps (results/ and
+paper_tables/ are ignored): wall time and sample counts, time per stage (the `benchmark:` files),
+the batched engine's agreement with batch 1 summed over every cell, the mamba kind's prompt cost
+against its decode savings per task (the ledger of the real `ee-mamba` cells), each backbone's
+chosen top-k, and copies of the tables behind them (Tables 2, 2b, 3, 6, 7).
+
+    python benchmarks/default_run.py --wall-seconds 2712 --out benchmarks/results/default_profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+from collections import Counter
+from pathlib import Path
+from statistics import fmean
+
+from stage_times import read_benchmarks
+
+from dynamax_bench.files import read_json, write_json
+from dynamax_bench.provenance import git_commit, machine_description
+
+TABLES = ("table2_distillation", "table2b_top_k_choice", "table3_main_results", "table6_claims",
+          "table6_claims_comparisons", "table7_batch_agreement")
+
+
+def agreement_totals(cells: list[dict]) -> dict:
+    """Every batched cell's agreement with batch 1, summed; the cells decoded on the reference path counted apart."""
+    totals: Counter = Counter()
+    for cell in cells:
+        found = cell.get("agreement")
+        if found is None:
+            totals["cells_on_reference_path"] += 1
+            continue
+        totals["cells"] += 1
+        for key in ("rows", "rows_with_near_ties", "rows_redecoded", "rows_differing", "tokens_differing", "unexplained"):
+            totals[key] += found[key]
+    return dict(totals)
+
+
+def mamba_prompt_cost(cells: list[dict]) -> list[dict]:
+    """Per backbone, task and `ee-mamba` cell: the classifier's pass over the prompt (what the prompt
+    phase executes beyond the full model's prompt forward) against what the decode steps saved."""
+    rows = []
+    for cell in cells:
+        if not cell["method"].startswith("ee-mamba-"):
+            continue
+        flops = cell["flops"]
+        prompt_pass = flops["prompt"]["executed"] - flops["prompt"]["full"]
+        decode_saving = flops["decode"]["full"] - flops["decode"]["executed"]
+        rows.append({"backbone": cell["backbone"], "task": cell["task"], "method": cell["method"],
+                     "n": cell["n_samples"], "prompt_tokens_mean": flops["prompt"]["tokens"] / cell["n_samples"],
+                     "prompt_pass_flops": prompt_pass, "decode_saving_flops": decode_saving,
+                     "prompt_pass_over_decode_saving": prompt_pass / decode_saving if decode_saving > 0 else None,
+                     "decode_savings": flops["decode_savings"], "total_savings": flops["savings"]})
+    return sorted(rows, key=lambda r: (r["backbone"], r["task"], r["method"]))
+
+
+def per_task_ratio(rows: list[dict]) -> list[dict]:
+    """The mamba prompt-pass / decode-saving ratio per backbone and task, over its cells."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["backbone"], row["task"]), []).append(row)
+    return [{"backbone": b, "task": t, "cells": len(g),
+             "prompt_pass_flops_mean": fmean(r["prompt_pass_flops"] for r in g),
+             "decode_saving_flops_mean": fmean(r["decode_saving_flops"] for r in g),
+             "total_savings_range": [min(r["total_savings"] for r in g), max(r["total_savings"] for r in g)],
+             "decode_savings_range": [min(r["decode_savings"] for r in g), max(r["decode_savings"] for r in g)]}
+            for (b, t), g in sorted(groups.items())]
+
+
+def stage_seconds(roots: list[Path], since: float = 0.0) -> dict:
+    """Per rule: jobs, summed wall seconds and peak RSS of the benchmark files written after `since`
+    (a resumed run's earlier segments leave files of jobs it reused or no longer asks for)."""
+    jobs = [job for root in roots for job in read_benchmarks(root, since)]
+    stages: dict[str, dict] = {}
+    for job in jobs:
+        entry = stages.setdefault(job.rule, {"jobs": 0, "wall_seconds_sum": 0.0, "peak_rss_mb": 0.0})
+        entry["jobs"] += 1
+        entry["wall_seconds_sum"] += job.seconds
+        entry["peak_rss_mb"] = max(entry["peak_rss_mb"], job.max_rss_mb)
+    return stages
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("results/default"))
+    parser.add_argument("--resources", type=Path, default=Path("resources"))
+    parser.add_argument("--tables", type=Path, default=Path("paper_tables"))
+    parser.add_argument("--wall-seconds", type=float, required=True,
+                        help="wall time of the run as measured around it (e.g. `time make paper_tables`)")
+    parser.add_argument("--how", default="", help="how the wall time was measured")
+    parser.add_argument("--since", type=Path, help="count only the jobs whose benchmark file is newer than this file")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    cells = [read_json(p) for p in sorted((args.results / "cells").rglob("*.json"))]
+    if not cells:
+        raise SystemExit(f"no cells under {args.results / 'cells'}: run the default profile first")
+    samples = {cell["task"]: cell["n_samples"] for cell in cells}
+    classifiers = [read_json(p) for p in sorted((args.results / "classifiers").glob("*/*.json"))]
+    chosen = {meta["backbone"]: meta["top_k_selection"]["chosen"] for meta in classifiers if "top_k_selection" in meta}
+    mamba = mamba_prompt_cost(cells)
+    summary = {
+        "machine": machine_description(),
+        "git_commit": read_json(args.tables / "provenance.json").get("git_commit", git_commit()),
+        "wall_seconds": args.wall_seconds,
+        "wall_time_how": args.how,
+        "cells": len(cells),
+        "samples_per_task": samples,
+        "stages": stage_seconds([args.resources, args.results], args.since.stat().st_mtime if args.since else 0.0),
+        "agreement_with_batch_1": agreement_totals(cells),
+        "chosen_top_k": chosen,
+        "mamba_prompt_cost": {"per_task": per_task_ratio(mamba), "per_cell": mamba},
+        "claims": read_csv(args.tables / "table6_claims.csv"),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "summary.json", summary)
+    for stem in TABLES:
+        for ext in ("md", "csv"):
+            shutil.copyfile(args.tables / f"{stem}.{ext}", args.out / f"{stem}.{ext}")
+    print(f"{len(cells)} cells, samples {samples}, wall {args.wall_seconds:.0f} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
