@@ -11,6 +11,7 @@ import torch
 
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import EarlyExitGenerator, ExitPoint, Strategy
+from dynamax_bench.engine.rules import decide
 from dynamax_bench.classifiers.registry import EXIT_METHODS, is_trained, known_kinds, load_plugins
 from dynamax_bench.classifiers.training_free import MaxSoftmaxRule, SaturationRule
 from dynamax_bench.generation.strategy import build_strategy
@@ -27,12 +28,15 @@ def test_max_softmax_confidence_is_the_heads_top_probability() -> None:
     torch.testing.assert_close(MaxSoftmaxRule(0.5).confidence(point, hidden, {}), expected)
 
 
-def test_saturation_compares_consecutive_exits_and_never_leaves_at_the_first() -> None:
+def test_saturation_compares_consecutive_exits_and_leaves_at_the_first_only_at_threshold_zero() -> None:
     rule = SaturationRule(0.99)
     first, second = (ExitPoint(index=i, layer=4 + i, head=lambda h: h) for i in range(2))
     h = torch.randn(2, 1, 8)
     state: dict = {}  # per row: the hidden state at the previous exit
-    assert rule.confidence(first, h, state).tolist() == [0.0, 0.0]
+    confidence, leave, exact = decide(rule, first, h, state)
+    assert confidence.tolist() == [0.0, 0.0] and not leave.any()
+    assert exact  # a number, the same for every row at every batch shape: never a near tie
+    assert decide(SaturationRule(0.0), first, h, {})[1].all()  # 0.0 >= 0
     assert rule.confidence(second, h, state).tolist() == pytest.approx([1.0, 1.0])  # the same state twice: saturated
     assert rule.confidence(second, -h, state).tolist() == pytest.approx([-1.0, -1.0])
 
