@@ -1,4 +1,5 @@
 REFERENCE = f"{workflow.basedir}/reference/{PROFILE}.json"
+REFERENCE_EXISTS = os.path.exists(REFERENCE)
 
 
 rule check:
@@ -7,12 +8,13 @@ rule check:
     input:
         cells=all_cells(),
         # an input when it exists, so an edited reference reruns the check
-        reference=[REFERENCE] if os.path.exists(REFERENCE) else [],
+        reference=[REFERENCE] if REFERENCE_EXISTS else [],
     output:
         f"{RESULTS}/check.txt",
     params:
         runtime=RUNTIME,
-        reference=REFERENCE,
+        # only where the reference does not exist yet: the error names the path it was looked for at
+        missing_reference="" if REFERENCE_EXISTS else REFERENCE,
     log:
         f"{LOGS}/check.log",
     localrule: True
