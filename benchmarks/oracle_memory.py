@@ -1,6 +1,6 @@
 """Peak RSS of extract_oracle, select_top_k and distill at two corpus sizes, against the size of the
-oracle store: the measurement behind tests/test_memory.py (same wide random Mistral, same corpus
-generator, each stage in a fresh process), written to a file.
+oracle store: the measurement of tests/test_memory.py (benchmarks/memory_probe.py: same wide random
+Mistral, same corpus generator, each stage in a fresh process), written to a file.
 
     PYTHONPATH=. python benchmarks/oracle_memory.py --sizes 40 160 --out benchmarks/results/oracle_memory.json
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dynamax_bench.files import write_json
 from dynamax_bench.provenance import git_commit, machine_description
-from tests.test_memory import SHARD_MB, peak_mib, wide_backbone, write_corpus
+from benchmarks.memory_probe import SHARD_MB, peak_mib, wide_backbone, write_corpus
 
 STAGES = ("extract_oracle", "select_top_k", "distill")
 
