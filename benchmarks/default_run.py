@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from statistics import fmean
 
-from stage_times import read_benchmarks
+from stage_times import per_rule, read_benchmarks
 
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.provenance import git_commit, machine_description
@@ -71,16 +71,9 @@ def per_task_ratio(rows: list[dict]) -> list[dict]:
 
 
 def stage_seconds(roots: list[Path], since: float = 0.0) -> dict:
-    """Per rule: jobs, summed wall seconds and peak RSS of the benchmark files written after `since`
-    (a resumed run's earlier segments leave files of jobs it reused or no longer asks for)."""
-    jobs = [job for root in roots for job in read_benchmarks(root, since)]
-    stages: dict[str, dict] = {}
-    for job in jobs:
-        entry = stages.setdefault(job.rule, {"jobs": 0, "wall_seconds_sum": 0.0, "peak_rss_mb": 0.0})
-        entry["jobs"] += 1
-        entry["wall_seconds_sum"] += job.seconds
-        entry["peak_rss_mb"] = max(entry["peak_rss_mb"], job.max_rss_mb)
-    return stages
+    """stage_times.per_rule over the benchmark files written after `since` (a resumed run's earlier
+    segments leave files of jobs it reused or no longer asks for)."""
+    return per_rule([job for root in roots for job in read_benchmarks(root, since)])
 
 
 def read_csv(path: Path) -> list[dict]:

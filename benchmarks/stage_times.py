@@ -42,16 +42,24 @@ def read_benchmarks(root: Path, since: float = 0.0) -> list[JobTime]:
     return jobs
 
 
-def markdown_table(jobs: list[JobTime]) -> str:
-    """One row per rule: jobs, summed and median wall seconds, the slowest job, CPU seconds, peak RSS."""
-    lines = ["| rule | jobs | wall s, sum | median | max | CPU s, sum | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+def per_rule(jobs: list[JobTime]) -> dict[str, dict]:
+    """Per rule: jobs, summed, median and slowest wall seconds, summed CPU seconds, peak RSS."""
+    stages = {}
     for rule in sorted({job.rule for job in jobs}):
-        times = [job.seconds for job in jobs if job.rule == rule]
-        cpu = sum(job.cpu_seconds for job in jobs if job.rule == rule)
-        rss = max(job.max_rss_mb for job in jobs if job.rule == rule)
-        lines.append(
-            f"| {rule} | {len(times)} | {sum(times):.0f} | {statistics.median(times):.1f} | {max(times):.1f} | {cpu:.0f} | {rss:.0f} |"
-        )
+        mine = [job for job in jobs if job.rule == rule]
+        times = [job.seconds for job in mine]
+        stages[rule] = {"jobs": len(mine), "wall_seconds_sum": sum(times), "wall_seconds_median": statistics.median(times),
+                        "wall_seconds_max": max(times), "cpu_seconds_sum": sum(job.cpu_seconds for job in mine),
+                        "peak_rss_mb": max(job.max_rss_mb for job in mine)}
+    return stages
+
+
+def markdown_table(jobs: list[JobTime]) -> str:
+    """One row per rule (per_rule), as a Markdown table."""
+    lines = ["| rule | jobs | wall s, sum | median | max | CPU s, sum | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+    for rule, s in per_rule(jobs).items():
+        lines.append(f"| {rule} | {s['jobs']} | {s['wall_seconds_sum']:.0f} | {s['wall_seconds_median']:.1f} | "
+                     f"{s['wall_seconds_max']:.1f} | {s['cpu_seconds_sum']:.0f} | {s['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 
