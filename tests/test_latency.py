@@ -16,8 +16,11 @@ from dynamax_bench.config import exit_positions
 from dynamax_bench.costs.flops import flops_table
 from dynamax_bench.costs.latency import measure_latency
 from dynamax_bench.files import read_json
-from dynamax_bench.reporting.tables import speedups
+from dynamax_bench.generation.decoder import Decoder
+from dynamax_bench.generation.tasks import load_samples
+from dynamax_bench.reporting.tables import batched_speedups, main_results, speedups
 from dynamax_bench.spec import latency_spec, task_spec
+from tests.cells import make_cell, share
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +102,42 @@ def test_speedup_compares_decode_steps_of_the_same_run() -> None:
 
     got = speedups([entry("full", 0.10), entry("ee-calm-copy-t0.9", 0.05), entry("ee-ffn-copy-t0.9", None)])
     assert got == {("b", "full"): 1.0, ("b", "ee-calm-copy-t0.9"): pytest.approx(2.0)}
+
+
+@pytest.mark.parametrize("method", ["full", "ee-maxsoftmax-copy-t0.5"])
+def test_throughput_counts_the_decode_tokens_of_one_batch(smoke_config: dict, backbone_root: Path, flops_json: Path,
+                                                          tmp_path: Path, method: str) -> None:
+    """Decode tokens: every row's tokens but its first, those the batch-1 reference makes (the batched
+    engine is exact to it); the rate is over the batch's time after its first tokens."""
+    config = {**smoke_config, "latency": {**smoke_config["latency"], "max_new_tokens": 5}}
+    spec, task = latency_spec(config, "tiny_mistral", method), task_spec(config, config["latency"]["task"])
+    result = measure_latency(spec, task, {"prompts": 1, "repeats": 2, "warmup": 2, "throughput_batch": 3},
+                             backbone_root / "tiny_mistral", tmp_path / "t.json", flops_json)
+    throughput = result["throughput"]
+    decoder = Decoder.load(spec, backbone_root / "tiny_mistral")
+    loaded, samples = load_samples(task)
+    reference = decoder.generator(loaded.stop_strings, 5)
+    expected = sum(len(reference.generate(s.prompt, decoder.strategy).token_ids) - 1 for s in samples[:3])
+    assert throughput["batch_size"] == 3 and throughput["repeats"] == 2
+    assert throughput["decode_tokens"] == expected > 0
+    rate, batch, first = (throughput[k]["median"] for k in
+                          ("decode_tokens_per_second", "seconds_per_batch", "seconds_to_first_tokens"))
+    assert 0 < first < batch
+    assert rate >= expected / batch  # the first tokens' time is not in the decode rate
+
+
+def test_batched_speedup_is_tokens_per_second_over_full_at_the_same_batch() -> None:
+    def entry(method: str, rate: float | None, batch: int = 16) -> dict:
+        return {"backbone": "b", "method": method, "seconds_per_decode_token": {"median": 0.1},
+                "flops_per_decode_token": {"predicted_speedup": 1.0},
+                "throughput": {"batch_size": batch, "decode_tokens_per_second": None if rate is None else {"median": rate}}}
+
+    latency = [entry("full", 100.0), entry("ee-calm-copy-t0.9", 150.0), entry("ee-ffn-copy-t0.9", None)]
+    assert batched_speedups(latency) == {("b", "full"): 1.0, ("b", "ee-calm-copy-t0.9"): pytest.approx(1.5)}
+    assert batched_speedups([entry("full", 100.0, 8), entry("ee-calm-copy-t0.9", 150.0)]) == {("b", "full"): 1.0}
+    cells = [make_cell(method, share(12, 12)) for method in ("full", "ee-calm-copy-t0.9", "ee-ffn-copy-t0.9")]
+    for cell in cells:
+        cell["backbone"] = "b"
+    table = main_results(cells, latency)
+    assert table["speedup batch 16"].tolist()[:2] == [1.0, pytest.approx(1.5)]
+    assert table["speedup batch 16"].isna().tolist()[2]  # nothing decoded past the first tokens

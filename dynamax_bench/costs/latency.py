@@ -12,6 +12,13 @@ clock (torch.cuda.Event pairs on a GPU, time.perf_counter on a CPU):
 and the time per decode step is (whole sample - first token) / (tokens - 1): the steps where early
 exit saves. The file holds the median and the spread (25th and 75th percentiles, min, max) over
 repeats x prompts. At least two warm-up prompts (the schema's minimum) run both paths first.
+
+Beside it, where `throughput_batch` is set, the decode throughput of the same method on the batched
+engine: the task's first `throughput_batch` prompts as one batch (the spec's prefix cache setting),
+one warm-up run, then `repeats` runs; decode tokens per second is (generated tokens - one per row)
+over (batch time - time to the batch's first tokens). Rows that stop leave the batch; rows that
+exit early are masked, not removed, at the layers they skip (engine/batched.py), so this is what
+early exit gives a server running batches, which batch-1 latency does not say.
 Speedups against `full` are computed by the tables from the `full` job of the same run and
 profile, on the same prompts and machine (each method is its own job, run with every core the run
 has, so jobs do not share the processor while timing).
@@ -75,6 +82,35 @@ def decode_flops(records: list[dict], method: MethodSpec, table: dict) -> dict:
     return {"executed": executed, "full": full, "predicted_speedup": full / executed if executed else None}
 
 
+def measure_throughput(decoder: Decoder, prompts: list[list[int]], stop_strings: list[str], max_new_tokens: int,
+                       repeats: int, clock: Callable) -> dict:
+    """Decode tokens per second of the spec's method with `prompts` as one batch (see the module's docstring)."""
+    engine = decoder.batched_generator(stop_strings, max_new_tokens, batch_size=len(prompts))
+    engine.generate(prompts, decoder.strategy)  # warm-up
+    batch, first, rate, tokens = [], [], [], []
+    for _ in tqdm(range(repeats), desc=f"throughput {decoder.spec.method.name}", unit="repeat"):
+        seconds, generations = clock(lambda: engine.generate(prompts, decoder.strategy))
+        # one batch: every row's first token came at the same time (engine/batched.py)
+        to_first = generations[0].first_token_seconds
+        decoded = sum(len(g.token_ids) - 1 for g in generations)
+        batch.append(seconds)
+        first.append(to_first)
+        tokens.append(decoded)
+        if decoded:
+            rate.append(decoded / (seconds - to_first))
+    return {
+        "batch_size": len(prompts),
+        "prefix_cache": decoder.spec.prefix_cache,
+        "repeats": repeats,
+        "decode_tokens": tokens[0],  # greedy: the same tokens every repeat
+        "seconds_per_batch": spread(batch),
+        "seconds_to_first_tokens": spread(first),
+        "decode_tokens_per_second": spread(rate),
+        "timing": "one batch of token ids, one warm-up run; decode tokens (all but each row's first) over the batch's "
+                  "time after its first tokens (time.perf_counter inside the engine, after the first tokens are read)",
+    }
+
+
 def measure_latency(
     spec: DecodeSpec,
     task_spec: TaskSpec,
@@ -85,7 +121,8 @@ def measure_latency(
     classifiers: str | Path | None = None,
 ) -> dict:
     """Time `spec` (batch 1) on the first `settings["prompts"]` samples of its task, after
-    `settings["warmup"]` warm-up prompts, `settings["repeats"]` times."""
+    `settings["warmup"]` warm-up prompts, `settings["repeats"]` times; then, where
+    `settings["throughput_batch"]` is set, its decode throughput at that batch size."""
     decoder = Decoder.load(spec, backbone_dir, classifiers)
     method = spec.method.name
     task, samples = load_samples(task_spec)
@@ -136,6 +173,15 @@ def measure_latency(
         "torch_threads": torch.get_num_threads(),
         "machine": machine_description(),
     }
+    batch = settings.get("throughput_batch", 0)
+    result["throughput"] = None
+    if batch:
+        batch_ids = [tokenizer(s.prompt).input_ids for s in samples[:batch]]
+        result["throughput"] = measure_throughput(decoder, batch_ids, task.stop_strings, spec.max_new_tokens,
+                                                  settings["repeats"], clock)
+        rate = result["throughput"]["decode_tokens_per_second"]
+        log.info("%s %s: %s decode tokens per second at batch %d (median of %d)", spec.backbone, method,
+                 f"{rate['median']:.1f}" if rate else "no", len(batch_ids), settings["repeats"])
     write_json(out_path, result)
     log.info("%s %s: %.2f ms to the first token, %s ms per decode step (medians of %d samples)",
              result["backbone"], method, 1000 * result["seconds_to_first_token"]["median"],

@@ -37,7 +37,7 @@ class Decoder:
     backbone: Backbone
     strategy: Strategy
     exit_layers: list[int]
-    _generators: dict[tuple[str, tuple[str, ...], int], EarlyExitGenerator] = field(default_factory=dict, repr=False)
+    _generators: dict[tuple, EarlyExitGenerator | BatchedGenerator] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, spec: DecodeSpec, backbone_dir: str | Path, classifiers: str | Path | None = None) -> Decoder:
@@ -63,8 +63,8 @@ class Decoder:
 
     def _engine(self, cls: type[EarlyExitGenerator] | type[BatchedGenerator], stop_strings: Sequence[str],
                 max_new_tokens: int, **options) -> EarlyExitGenerator | BatchedGenerator:
-        """One engine per (path, stop strings, length): the samples of a task share it."""
-        key = (cls.__name__, tuple(stop_strings), max_new_tokens)
+        """One engine per (path, stop strings, length, options): the samples of a task share it."""
+        key = (cls.__name__, tuple(stop_strings), max_new_tokens, tuple(sorted(options.items())))
         if key not in self._generators:
             self._generators[key] = cls(
                 self.backbone.model,
@@ -81,6 +81,12 @@ class Decoder:
         """The reference path (batch 1, no prefix cache)."""
         return self._engine(EarlyExitGenerator, stop_strings, max_new_tokens)
 
+    def batched_generator(self, stop_strings: Sequence[str], max_new_tokens: int,
+                          batch_size: int | None = None) -> BatchedGenerator:
+        """The batched engine at the spec's batch size (or `batch_size`), with its prefix cache setting."""
+        return self._engine(BatchedGenerator, stop_strings, max_new_tokens,
+                            batch_size=batch_size or self.spec.batch_size, share_prefixes=self.spec.prefix_cache)
+
     @property
     def batched(self) -> bool:
         return self.spec.batch_size > 1 or self.spec.prefix_cache
@@ -95,8 +101,7 @@ class Decoder:
         if not self.batched:
             return [reference.generate(prompt, self.strategy)
                     for prompt in tqdm(prompts, disable=disable_tqdm, desc=label, unit="sample")], None
-        engine = self._engine(BatchedGenerator, stop_strings, length, batch_size=self.spec.batch_size,
-                              share_prefixes=self.spec.prefix_cache)
+        engine = self.batched_generator(stop_strings, length)
         started = time.perf_counter()
         generations = engine.generate(prompts, self.strategy, progress=None if disable_tqdm else label)
         batched_seconds = time.perf_counter() - started

@@ -97,13 +97,32 @@ def speedups(latency: list[dict]) -> dict[tuple[str, str], float]:
             for (backbone, method), seconds in decode.items() if (backbone, "full") in decode}
 
 
+def batched_speedups(latency: list[dict]) -> dict[tuple[str, str], float]:
+    """(backbone, method) -> the method's decode tokens per second at the throughput batch over
+    `full`'s (medians, same run and batch size)."""
+    rate = {(l["backbone"], l["method"]): (l["throughput"]["batch_size"], l["throughput"]["decode_tokens_per_second"]["median"])
+            for l in latency if l.get("throughput") and l["throughput"]["decode_tokens_per_second"]}
+    return {(backbone, method): tokens / rate[(backbone, "full")][1]
+            for (backbone, method), (batch, tokens) in rate.items()
+            if (backbone, "full") in rate and rate[(backbone, "full")][0] == batch}
+
+
+def throughput_batch(latency: list[dict]) -> int | None:
+    """The batch size of the run's throughput measurements (one per profile), None where none was made."""
+    sizes = {l["throughput"]["batch_size"] for l in latency if l.get("throughput")}
+    if len(sizes) > 1:
+        raise ValueError(f"throughput measured at several batch sizes {sorted(sizes)}: rerun the latency rule")
+    return next(iter(sizes), None)
+
+
 def main_results(cells: list[dict], latency: list[dict] = ()) -> pd.DataFrame:
     """Table 3: per backbone, task and method: task metrics (every task's, empty where they do not
     apply, with lm-eval's stderr in the CSV), consistency, degeneration, total FLOPs savings (prompt
     and classifier prompt pass included) and decode-only savings, the share of generated tokens that
     could exit at all (all but each sample's first), mean layers executed, latency speedup; every
     estimate with its interval, over n samples."""
-    speedup = speedups(list(latency))
+    speedup, batched = speedups(list(latency)), batched_speedups(list(latency))
+    batch = throughput_batch(list(latency))
     predicted = {(l["backbone"], l["method"]): l["flops_per_decode_token"]["predicted_speedup"] for l in latency}
     rows = []
     metric_columns: dict[str, None] = {}  # ordered union over the tasks, companions included
@@ -124,6 +143,8 @@ def main_results(cells: list[dict], latency: list[dict] = ()) -> pd.DataFrame:
         row["of L"] = cell["layers"]["num_layers"]
         row["speedup"] = speedup.get((cell["backbone"], cell["method"]))
         row["FLOPs speedup"] = predicted.get((cell["backbone"], cell["method"]))
+        if batch is not None:
+            row[f"speedup batch {batch}"] = batched.get((cell["backbone"], cell["method"]))
         row["n"] = cell["n_samples"]
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -399,7 +420,10 @@ def index_page(run: dict, cells: list[dict], tables: dict[str, list[str]], backb
         "rule's prompts in the same run (the prompt's forward runs every layer under every method, so",
         "it is timed apart, as time to first token, in results/<profile>/latency/); FLOPs speedup is",
         "what the FLOPs of those same timed decode steps predict (full's FLOPs over the executed ones).",
-        "Their ratio is the share of the saving that the engine turns into time.",
+        "Their ratio is the share of the saving that the engine turns into time. Speedup batch B (where",
+        "the profile sets latency.throughput_batch) is the method's decode tokens per second over `full`'s",
+        "with the latency task's first B prompts as one batch: rows that stop leave the batch, rows that",
+        "exit early are masked at the layers they skip, so it says what early exit gives a server.",
         "Savings are total (the prompt's forward and a stateful classifier's pass over the prompt",
         "included) unless marked decode; exitable tokens is the share of generated tokens that could",
         "exit at all (every token but each sample's first, which the prompt's full forward produces).",

@@ -1,5 +1,6 @@
 rule latency:
-    """Wall-clock time per token and per sample of one method, after warm-up (Figure 3, speedups)."""
+    """Wall-clock time per token and per sample of one method at batch 1, after warm-up (Figure 3,
+    speedups), and its decode throughput at `latency.throughput_batch` (Table 3's batched speedup)."""
     input:
         unpack(generate_inputs),
         flops=f"{RESULTS}/flops/{{backbone}}.json",
@@ -10,7 +11,7 @@ rule latency:
         runtime=RUNTIME,
         spec=lambda w: latency_spec(config, w.backbone, w.method).to_dict(),
         task=task_spec(config, config["latency"]["task"]).to_dict(),
-        settings={k: config["latency"][k] for k in ("prompts", "warmup", "repeats")},
+        settings={k: config["latency"][k] for k in ("prompts", "warmup", "repeats", "throughput_batch")},
     log:
         f"{LOGS}/latency/{{backbone}}/{{method}}.log",
     benchmark:
