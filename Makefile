@@ -11,7 +11,7 @@ PIP := $(BIN)/pip install --quiet -c constraints.txt
 export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup paper_tables smoke test check lock
+.PHONY: setup paper_tables smoke test test-all check lock
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ paper_tables: $(STAMP)
 smoke: $(STAMP)
 	$(BIN)/snakemake paper_tables/ --cores all --rerun-incomplete --configfile config/smoke.yaml
 
+# The fast suite (CI, about 5 minutes on 2 cores): everything but the tests marked `slow`.
 test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+# Every test: adds the real-model tests (SmolLM2) and the whole DAGs (smoke through a cluster executor,
+# the ci profile's regression gate with its injected faults), about 35 minutes on 2 cores.
+test-all: $(STAMP)
 	$(BIN)/python -m pytest
 
 # The regression gate of a profile: its cells (run what is missing), then the comparison with

@@ -1,8 +1,10 @@
 """The regression gate on real weights: the ci profile's DAG (config/ci.yaml) against reference/ci.json,
 and faults injected on purpose that the gate must catch, each named by the field that caught it.
 
-The DAG runs once per module; each fault regenerates only the cells it touches, in a copy of that
-run, through the rules' own functions (generate_cell, score_cell), with the profile's thread count.
+The DAG runs once per module (`make test-all`); each fault regenerates only the cells it touches, in a
+copy of that run, through the rules' own functions (generate_cell, score_cell), with the profile's
+thread count. The fast suite (`make test`) gates SmolLM2's `full` TriviaQA cell alone, made by the
+same functions without the DAG: its tokens, EM and F1 against the reference's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from dynamax_bench.classifiers.registry import is_trained
 from dynamax_bench.config import REPO_ROOT
+from dynamax_bench.costs.flops import flops_table
 from dynamax_bench.files import read_json
 from dynamax_bench.generation.generate import generate_cell
 from dynamax_bench.profile_checks import load_profile
@@ -50,6 +53,33 @@ def ci_run(tmp_path_factory: pytest.TempPathFactory, smollm2, backbone_root: Pat
     log = workdir / "logs" / "ci" / "check.log"
     assert result.returncode == 0, (log.read_text() if log.exists() else result.stderr)[-6000:]
     return workdir
+
+
+def test_smollm2_full_triviaqa_cell_passes_the_ci_reference(smollm2, backbone_root: Path, ci_config: dict,
+                                                            tmp_path: Path) -> None:
+    """Real weights in the fast suite: a change that alters SmolLM2's answers (tokens) or their scores
+    fails here, as it fails the whole ci run; the reference's other cells are not made, so not checked."""
+    cell, backbone_dir = "smollm2/triviaqa/full", backbone_root / "smollm2"
+    results = tmp_path / "results"
+    flops = results / "flops" / "smollm2.json"
+    flops_table(backbone_dir, flops, context_length=ci_config["flops"]["context_length"], kinds=[], options={},
+                exits=ci_config["backbones"]["smollm2"]["exits"])
+    generations = results / "generations" / f"{cell}.jsonl"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(ci_config["runtime"]["threads"])  # as the rule's job set-up: same kernels, same tokens
+    try:
+        generate_cell(decode_spec(ci_config, "smollm2", "triviaqa", "full"), task_spec(ci_config, "triviaqa"),
+                      backbone_dir, generations)
+    finally:
+        torch.set_num_threads(threads)
+    score_cell(task_spec(ci_config, "triviaqa"), generations, generations, backbone_dir, flops,
+               results / "cells" / f"{cell}.json", profile="ci", evidence=IntervalSettings.from_dict(ci_config["evidence"]))
+    reference = load_reference(REFERENCE)
+    rows = compare(read_cells(results), {**reference, "cells": {cell: reference["cells"][cell]}})
+    checked = {row.path: row.status for row in rows if row.cell == cell}
+    assert {HASH_FIELD, "metrics.em", "metrics.f1", "n_tokens"} <= set(checked), sorted(checked)
+    assert all(status == "pass" for status in checked.values()), [r for r in rows if r.status != "pass"]
+    assert read_json(results / "cells" / f"{cell}.json")["metrics"]["em"] > 0
 
 
 def rerun(run: Path, tmp: Path, config: dict, cells: list[str], generate: bool = True) -> list[Comparison]:
