@@ -2,16 +2,19 @@
 
 What is timed is the model's work alone: every prompt is tokenised once, before any clock runs,
 and the engine is given token ids (its stop strings are checked on the tokens as they come; the
-rule itself decodes nothing). Per repeat and prompt, two runs of the same token ids with the same
-clock (torch.cuda.Event pairs on a GPU, time.perf_counter on a CPU):
+rule itself decodes nothing). Per repeat and prompt, one run with the task's max_new_tokens, timed
+by the clock (torch.cuda.Event pairs on a GPU, time.perf_counter on a CPU), split inside the same
+run by the engine's own stamp of its first token (perf_counter after the token's `.item()`, which
+waits for the device):
 
-  time to first token  a run with max_new_tokens=1: the prompt's forward through every kept layer,
-                       a stateful exit method's pass over the prompt at every exit, the head;
-  the whole sample     a run with the task's max_new_tokens;
+  time to first token  the prompt's forward through every kept layer, a stateful exit method's
+                       pass over the prompt at every exit, the head;
+  time per decode step (whole sample - first token) / (tokens - 1): the steps where early exit saves.
 
-and the time per decode step is (whole sample - first token) / (tokens - 1): the steps where early
-exit saves. The file holds the median and the spread (25th and 75th percentiles, min, max) over
-repeats x prompts. At least two warm-up prompts (the schema's minimum) run both paths first.
+Both parts come from one run, so the decode time is never the difference of two noisy runs (a
+sample of two tokens has one decode step, far below the run-to-run spread of a prompt's forward).
+The file holds the median and the spread (25th and 75th percentiles, min, max) over repeats x
+prompts. At least two warm-up prompts (the schema's minimum) run both paths first.
 
 Beside it, where `throughput_batch` is set, the decode throughput of the same method on the batched
 engine: the task's first `throughput_batch` prompts as one batch (the spec's prefix cache setting),
@@ -129,17 +132,15 @@ def measure_latency(
     tokenizer = decoder.backbone.tokenizer
     prompts = [tokenizer(s.prompt).input_ids for s in samples[: settings["prompts"]]]  # outside every timed window
     whole = decoder.generator(task.stop_strings, spec.max_new_tokens)
-    first_only = decoder.generator(task.stop_strings, 1)
     strategy = decoder.strategy
     clock = timer(decoder.backbone.model.device)
     for i in range(settings["warmup"]):
-        first_only.generate(prompts[i % len(prompts)], strategy)
         whole.generate(prompts[i % len(prompts)], strategy)
     per_sample, per_token, first_token, per_decode_token, tokens, records = [], [], [], [], [], []
     for repeat in tqdm(range(settings["repeats"]), desc=f"latency {method}", unit="repeat"):
         for ids in prompts:
-            first, _ = clock(lambda ids=ids: first_only.generate(ids, strategy))
             seconds, out = clock(lambda ids=ids: whole.generate(ids, strategy))
+            first = out.first_token_seconds  # the engine's stamp inside the same run
             n = len(out.token_ids)
             per_sample.append(seconds)
             per_token.append(seconds / n)
@@ -162,12 +163,13 @@ def measure_latency(
         "mean_tokens": float(np.mean(tokens)),
         "seconds_per_sample": spread(per_sample),
         "seconds_per_token": spread(per_token),  # the whole sample over its tokens, prompt included
-        "seconds_to_first_token": spread(first_token),  # a max_new_tokens=1 run of the same token ids
+        "seconds_to_first_token": spread(first_token),  # the engine's stamp of its first token, same run
         "seconds_per_decode_token": spread(per_decode_token),  # what Table 3's speedup and Figure 3 use
         "decode_tokens": sum(len(r["exit_layers"]) - 1 for r in records) * settings["repeats"],
         "flops_per_decode_token": decode_flops(records, spec.method, read_json(flops_path)),
-        "timing": "token ids given (tokenisation outside the clock); first token: a max_new_tokens=1 run of the same "
-                  "ids; decode step: (whole sample - first token) / (tokens - 1), the same clock",
+        "timing": "token ids given (tokenisation outside the clock); one run per prompt and repeat: first token: the "
+                  "engine's perf_counter stamp after the first token's .item(); decode step: (whole sample - first "
+                  "token) / (tokens - 1), both from that run",
         "timer": "torch.cuda.Event" if device.type == "cuda" else "time.perf_counter",
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
