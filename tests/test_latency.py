@@ -54,7 +54,7 @@ def test_the_clock_sees_token_ids_only_and_the_first_token_run_includes_the_clas
     smoke_config: dict, backbone_root: Path, flops_json: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Inside every timed window: no tokenisation, and the stateful classifier's pass over the whole
-    prompt at every exit (before the first token, which the window's own run stamps)."""
+    prompt at every exit, before the clock's mark at the first token (time to first token holds it)."""
     torch.manual_seed(0)
     exits = exit_positions(smoke_config["backbones"]["tiny_mistral"], 8)
     checkpoint = tmp_path / "mamba.safetensors"
@@ -71,20 +71,25 @@ def test_the_clock_sees_token_ids_only_and_the_first_token_run_includes_the_clas
         if timing[0] and isinstance(module, MambaClassifier) and args[0].shape[1] > 1:
             windows[-1]["prompt_passes"] += 1
 
-    def clock(device):
-        def run(fn):
+    class Clock(latency.Clock):
+        def mark(self) -> None:
+            windows[-1]["passes_before_mark"] = windows[-1]["prompt_passes"]
+            super().mark()
+
+        def run(self, fn):
             timing[0] = True
             windows.append({"prompt_passes": 0})
             try:
-                out = fn()
+                seconds, marks, out = super().run(fn)
             finally:
                 timing[0] = False
             windows[-1]["tokens"] = len(out.token_ids)
-            return 1.0, out
-        return run
+            windows[-1]["marks"] = marks
+            assert len(marks) == 1 and 0 < marks[0] < seconds
+            return seconds, marks, out
 
     monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "__call__", tokenise)
-    monkeypatch.setattr(latency, "timer", clock)
+    monkeypatch.setattr(latency, "Clock", Clock)
     hook = torch.nn.modules.module.register_module_forward_pre_hook(prompt_passes)
     try:
         config = {**smoke_config, "latency": {**smoke_config["latency"], "max_new_tokens": 3}}
@@ -94,7 +99,8 @@ def test_the_clock_sees_token_ids_only_and_the_first_token_run_includes_the_clas
     finally:
         hook.remove()
     assert [w["tokens"] for w in windows] == [3, 3]  # one run per prompt and repeat, split inside it
-    assert all(w["prompt_passes"] == len(exits) for w in windows)
+    # the classifier's prompt pass is in the window and before the first-token mark
+    assert all(w["prompt_passes"] == w["passes_before_mark"] == len(exits) for w in windows)
 
 
 def test_speedup_compares_decode_steps_of_the_same_run() -> None:

@@ -3,9 +3,8 @@
 What is timed is the model's work alone: every prompt is tokenised once, before any clock runs,
 and the engine is given token ids (its stop strings are checked on the tokens as they come; the
 rule itself decodes nothing). Per repeat and prompt, one run with the task's max_new_tokens, timed
-by the clock (torch.cuda.Event pairs on a GPU, time.perf_counter on a CPU), split inside the same
-run by the engine's own stamp of its first token (perf_counter after the token's `.item()`, which
-waits for the device):
+by one clock (torch.cuda.Event on a GPU, time.perf_counter on a CPU) at its start, its end, and
+the mark the engine makes once it has read the first token (`on_first_token`):
 
   time to first token  the prompt's forward through every kept layer, a stateful exit method's
                        pass over the prompt at every exit, the head;
@@ -49,23 +48,36 @@ from dynamax_bench.spec import DecodeSpec, MethodSpec, TaskSpec
 log = logging.getLogger(__name__)
 
 
-def timer(device: torch.device) -> Callable[[Callable[[], object]], tuple[float, object]]:
-    """Seconds taken by a call: CUDA events on a GPU (after synchronising), perf_counter on a CPU."""
-    if device.type == "cuda":
-        def run(fn):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(device)
-            start.record()
-            out = fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            return start.elapsed_time(end) / 1000.0, out
-    else:
-        def run(fn):
-            began = time.perf_counter()
-            out = fn()
-            return time.perf_counter() - began, out
-    return run
+class Clock:
+    """Times a call and a mark inside it with one clock: CUDA events on a GPU (synchronised before
+    the start and after the end), time.perf_counter on a CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.device = device
+
+    def _now(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def mark(self) -> None:
+        self._marks.append(self._now())
+
+    def run(self, fn: Callable[[Callable[[], None]], object]) -> tuple[float, list[float], object]:
+        """(seconds of fn(mark), seconds from the start to each mark, fn's result)."""
+        self._marks = []
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        start = self._now()
+        out = fn(self.mark)
+        end = self._now()
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            return start.elapsed_time(end) / 1000.0, [start.elapsed_time(m) / 1000.0 for m in self._marks], out
+        return end - start, [m - start for m in self._marks], out
 
 
 def spread(values: list[float]) -> dict[str, float] | None:
@@ -86,15 +98,15 @@ def decode_flops(records: list[dict], method: MethodSpec, table: dict) -> dict:
 
 
 def measure_throughput(decoder: Decoder, prompts: list[list[int]], stop_strings: list[str], max_new_tokens: int,
-                       repeats: int, clock: Callable) -> dict:
+                       repeats: int, clock: Clock) -> dict:
     """Decode tokens per second of the spec's method with `prompts` as one batch (see the module's docstring)."""
     engine = decoder.batched_generator(stop_strings, max_new_tokens, batch_size=len(prompts))
     engine.generate(prompts, decoder.strategy)  # warm-up
     batch, first, rate, tokens = [], [], [], []
     for _ in tqdm(range(repeats), desc=f"throughput {decoder.spec.method.name}", unit="repeat"):
-        seconds, generations = clock(lambda: engine.generate(prompts, decoder.strategy))
-        # one batch: every row's first token came at the same time (engine/batched.py)
-        to_first = generations[0].first_token_seconds
+        # one batch: one mark, when every row's first token has been read (engine/batched.py)
+        seconds, (to_first,), generations = clock.run(
+            lambda mark: engine.generate(prompts, decoder.strategy, on_first_token=mark))
         decoded = sum(len(g.token_ids) - 1 for g in generations)
         batch.append(seconds)
         first.append(to_first)
@@ -110,7 +122,7 @@ def measure_throughput(decoder: Decoder, prompts: list[list[int]], stop_strings:
         "seconds_to_first_tokens": spread(first),
         "decode_tokens_per_second": spread(rate),
         "timing": "one batch of token ids, one warm-up run; decode tokens (all but each row's first) over the batch's "
-                  "time after its first tokens (time.perf_counter inside the engine, after the first tokens are read)",
+                  "time after its first tokens (one clock: its mark once the engine has read the first tokens)",
     }
 
 
@@ -133,14 +145,13 @@ def measure_latency(
     prompts = [tokenizer(s.prompt).input_ids for s in samples[: settings["prompts"]]]  # outside every timed window
     whole = decoder.generator(task.stop_strings, spec.max_new_tokens)
     strategy = decoder.strategy
-    clock = timer(decoder.backbone.model.device)
+    clock = Clock(decoder.backbone.model.device)
     for i in range(settings["warmup"]):
         whole.generate(prompts[i % len(prompts)], strategy)
     per_sample, per_token, first_token, per_decode_token, tokens, records = [], [], [], [], [], []
     for repeat in tqdm(range(settings["repeats"]), desc=f"latency {method}", unit="repeat"):
         for ids in prompts:
-            seconds, out = clock(lambda ids=ids: whole.generate(ids, strategy))
-            first = out.first_token_seconds  # the engine's stamp inside the same run
+            seconds, (first,), out = clock.run(lambda mark, ids=ids: whole.generate(ids, strategy, on_first_token=mark))
             n = len(out.token_ids)
             per_sample.append(seconds)
             per_token.append(seconds / n)
@@ -163,12 +174,12 @@ def measure_latency(
         "mean_tokens": float(np.mean(tokens)),
         "seconds_per_sample": spread(per_sample),
         "seconds_per_token": spread(per_token),  # the whole sample over its tokens, prompt included
-        "seconds_to_first_token": spread(first_token),  # the engine's stamp of its first token, same run
+        "seconds_to_first_token": spread(first_token),  # the clock's mark at the first token, same run
         "seconds_per_decode_token": spread(per_decode_token),  # what Table 3's speedup and Figure 3 use
         "decode_tokens": sum(len(r["exit_layers"]) - 1 for r in records) * settings["repeats"],
         "flops_per_decode_token": decode_flops(records, spec.method, read_json(flops_path)),
-        "timing": "token ids given (tokenisation outside the clock); one run per prompt and repeat: first token: the "
-                  "engine's perf_counter stamp after the first token's .item(); decode step: (whole sample - first "
+        "timing": "token ids given (tokenisation outside the clock); one run per prompt and repeat, one clock: first "
+                  "token: its mark once the engine has read the first token; decode step: (whole sample - first "
                   "token) / (tokens - 1), both from that run",
         "timer": "torch.cuda.Event" if device.type == "cuda" else "time.perf_counter",
         "device": str(device),

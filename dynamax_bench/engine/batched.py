@@ -98,8 +98,9 @@ class BatchedGenerator(EngineBase):
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str | Sequence[int]], strategy: Strategy,
-                 progress: str | None = None) -> list[Generation]:
-        """Every prompt's generation, in input order (`progress`: a tqdm bar over batches with this label)."""
+                 progress: str | None = None, on_first_token: Callable[[], None] | None = None) -> list[Generation]:
+        """Every prompt's generation, in input order (`progress`: a tqdm bar over batches with this label;
+        `on_first_token`: called when a batch's first tokens are read, where the latency rule marks its clock)."""
         self.check(strategy)
         ids = [self.tokenize(p) for p in prompts]
         if self.window is not None and max(map(len, ids)) + self.max_new_tokens >= self.window:
@@ -109,7 +110,7 @@ class BatchedGenerator(EngineBase):
         out: list[Generation | None] = [None] * len(ids)
         for batch in tqdm(plan.batches, desc=progress, unit="batch", disable=progress is None):
             rows = [_Row(index=i, prompt=ids[i], stops=self.stop_watch()) for i in batch]
-            self._decode(rows, [plan.prefix_lengths[i] for i in batch], prefiller, strategy)
+            self._decode(rows, [plan.prefix_lengths[i] for i in batch], prefiller, strategy, on_first_token)
             for row in rows:
                 out[row.index] = Generation(
                     prompt_ids=row.prompt, token_ids=row.tokens, text=self.text(row.tokens), exit_layers=row.exits,
@@ -117,7 +118,8 @@ class BatchedGenerator(EngineBase):
                 )
         return out
 
-    def _decode(self, rows: list[_Row], prefix_lengths: list[int], prefiller: Prefiller, strategy: Strategy) -> None:
+    def _decode(self, rows: list[_Row], prefix_lengths: list[int], prefiller: Prefiller, strategy: Strategy,
+                on_first_token: Callable[[], None] | None) -> None:
         started = time.perf_counter()
         done = prefiller.run([row.prompt for row in rows], prefix_lengths)
         longest = max(len(row.prompt) for row in rows)
@@ -132,6 +134,8 @@ class BatchedGenerator(EngineBase):
                 seconds = time.perf_counter() - started
                 for row in batch.rows:
                     row.first_token_seconds = seconds
+                if on_first_token is not None:
+                    on_first_token()
             keep = [r for r, row in enumerate(batch.rows) if row.stop_reason is None]
             if not keep:
                 return

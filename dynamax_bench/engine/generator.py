@@ -13,7 +13,7 @@ stack's state policy fills the caches of the skipped layers.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -150,7 +150,9 @@ class EarlyExitGenerator(EngineBase):
     """Greedy decoding with per-token early exit over a transformers model's own layers, one prompt at a time."""
 
     @torch.inference_mode()
-    def generate(self, prompt: str | Sequence[int], strategy: Strategy) -> Generation:
+    def generate(self, prompt: str | Sequence[int], strategy: Strategy,
+                 on_first_token: Callable[[], None] | None = None) -> Generation:
+        """`on_first_token` is called once the first token is read (the latency rule marks its clock there)."""
         self.check(strategy)
         started = time.perf_counter()
         prompt_ids = self.tokenize(prompt)
@@ -167,6 +169,8 @@ class EarlyExitGenerator(EngineBase):
             token = self._pick(hidden, input_ids)
             if not tokens:
                 first_token_seconds = time.perf_counter() - started
+                if on_first_token is not None:
+                    on_first_token()
             if strategy.oracle and tokens:
                 executed = self._oracle_exit(token, input_ids, exit_hiddens)
             tokens.append(token)
