@@ -30,12 +30,13 @@ paper_tables: $(STAMP)
 smoke: $(STAMP)
 	$(BIN)/snakemake paper_tables/ --cores all --rerun-incomplete --configfile config/smoke.yaml
 
-# The fast suite (CI, pytest 5 min 41 s on 2 cores): everything but the tests marked `slow`.
+# The fast loop (pytest 5 min 41 s on 2 cores): everything but the tests marked `slow`.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-# Every test: adds the real-model tests (SmolLM2) and the whole DAGs (smoke through a cluster executor,
-# the ci profile's regression gate with its injected faults), about 35 minutes on 2 cores.
+# Every test, what CI runs (.ci/run, the README's test command): adds the real-model tests (SmolLM2)
+# and the whole DAGs (smoke through a cluster executor, the ci profile's regression gate with its
+# injected faults), about 35 minutes on 2 cores.
 test-all: $(STAMP)
 	$(BIN)/python -m pytest
 
