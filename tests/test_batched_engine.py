@@ -21,6 +21,7 @@ from dynamax_bench.classifiers.registry import build_classifier
 from dynamax_bench.classifiers.training_free import MaxSoftmaxRule
 from dynamax_bench.engine import (
     BatchedGenerator,
+    ClassifierRule,
     ConstantRule,
     EarlyExitGenerator,
     Generation,
@@ -31,6 +32,7 @@ from dynamax_bench.engine import (
 )
 from dynamax_bench.classifiers.calibration import calibrated_rule
 from dynamax_bench.engine.correctness import first_difference, trace
+from dynamax_bench.engine.prefill import Prefiller
 from dynamax_bench.engine.prefix import MIN_SHARED_PREFIX, plan_batches, shared_prefix_lengths
 from dynamax_bench.engine.rowstate import cat_rows, clone_rows, select_rows, write_rows
 from dynamax_bench.engine.stopping import StopStrings
@@ -151,6 +153,35 @@ def test_batched_rows_equal_batch_one(methods: dict[str, Methods], backbone_name
     assert differing <= near_ties  # every difference sits on a counted near tie
     if method.startswith("ee-"):
         assert split, f"{backbone_name} {method}: the calibrated rule never split a step's rows between exits"
+
+
+@pytest.mark.parametrize("backbone_name", ["tiny_mistral", "tiny_mamba2"])
+def test_a_sweep_in_one_call_equals_each_strategy_alone(methods: dict[str, Methods], backbone_name: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`generate_each` (a generate job's threshold sweep) gives every strategy the generations, exit
+    traces and near ties of its own `generate` call, while strategies with one prompt pass prefill each
+    batch once: full and oracle share one, prune its own, every threshold and policy of the stateful
+    mamba rule one (same classifiers), each other ee rule its own kept layers and no state."""
+    m = methods[backbone_name]
+    policies = FAMILY_POLICIES[m.backbone.family]
+    mamba = m.strategy("ee-mamba-0", 1.0).rule
+    sweep = [Strategy.early_exit(ClassifierRule(mamba.classifiers, threshold), policy)
+             for threshold in (mamba.threshold, 0.5 * mamba.threshold) for policy in policies]
+    strategies = [m.strategy("full", 1.0), m.strategy("prune3", 1.0), *sweep, m.strategy("oracle", 1.0),
+                  m.strategy("ee-calm-0", 1.0), m.strategy("ee-maxsoftmax-1", 1.0)]
+    engine = batched_engine(m.backbone, 1.0, 3, True)
+    alone = [engine.generate(PROMPTS, strategy) for strategy in strategies]
+    runs = []
+    original = Prefiller.run
+    monkeypatch.setattr(Prefiller, "run", lambda self, *args: runs.append(self) or original(self, *args))
+    together = engine.generate_each(PROMPTS, strategies)
+    batches = len(plan_batches([engine.tokenize(p) for p in PROMPTS], 3, True).batches)
+    assert len(runs) == 3 * batches  # no keep_layers and no state (5 strategies), prune3, the mamba sweep
+    for strategy, ours, theirs in zip(strategies, together, alone):
+        for row, (a, b) in enumerate(zip(ours, theirs)):
+            assert (a.token_ids, a.exit_layers, a.stop_reason, a.near_ties) == (
+                b.token_ids, b.exit_layers, b.stop_reason, b.near_ties), f"{backbone_name} {strategy}, row {row}"
+    assert len({tuple(tuple(g.exit_layers) for g in out) for out in together[2:6]}) > 1  # the sweep differs
 
 
 @pytest.mark.parametrize("backbone_name", ["tiny_mistral", "tiny_mamba2"])

@@ -18,6 +18,9 @@ re-decodes and explains them).
   discarded (`LayerStack.run_masked`; its cache entries follow the state policy), so the batch's
   tensors keep their shape. Compacting the running rows instead (only they run a layer, through
   a gathered cache) is the alternative benchmarks/batched_throughput.py times against masking.
+- A sweep in one call (`generate_each`: the thresholds of a generate job): the strategies whose
+  prompt pass is the same (`Strategy.prompt_pass`) prefill each batch once, and each decodes from
+  its own copy of that pass.
 - Repetition penalty: transformers' processor over each row's own tokens (prompt and output);
   the left padding of the token history repeats the row's first prompt token, which is already
   penalised once (a penalty applies once per token id), so padding changes nothing.
@@ -25,8 +28,9 @@ re-decodes and explains them).
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -37,7 +41,7 @@ from tqdm import tqdm
 from dynamax_bench.engine.caches import drop_leading, keep_rows
 from dynamax_bench.engine.generator import EngineBase, Generation, Strategy
 from dynamax_bench.engine.neartie import Bounds, NearTie
-from dynamax_bench.engine.prefill import Prefiller
+from dynamax_bench.engine.prefill import Prefilled, Prefiller
 from dynamax_bench.engine.prefix import plan_batches
 from dynamax_bench.engine.rowstate import RowState, select_rows, write_rows
 from dynamax_bench.engine.rules import ExitPoint, decide
@@ -101,27 +105,47 @@ class BatchedGenerator(EngineBase):
                  progress: str | None = None, on_first_token: Callable[[], None] | None = None) -> list[Generation]:
         """Every prompt's generation, in input order (`progress`: a tqdm bar over batches with this label;
         `on_first_token`: called when a batch's first tokens are read, where the latency rule marks its clock)."""
-        self.check(strategy)
+        return self.generate_each(prompts, [strategy], progress, on_first_token)[0]
+
+    @torch.inference_mode()
+    def generate_each(self, prompts: Sequence[str | Sequence[int]], strategies: Sequence[Strategy],
+                      progress: str | None = None,
+                      on_first_token: Callable[[], None] | None = None) -> list[list[Generation]]:
+        """Each strategy's generations of the same prompts (a threshold sweep in one call). The
+        strategies whose prompt pass is the same (`Strategy.prompt_pass`) prefill each batch once and
+        decode from copies of it: the tensors each would compute alone, at the cost of one prefill.
+        A reused pass is not in the first-token time of the strategies after the first."""
+        for strategy in strategies:
+            self.check(strategy)
         ids = [self.tokenize(p) for p in prompts]
         if self.window is not None and max(map(len, ids)) + self.max_new_tokens >= self.window:
             raise ValueError(f"sequences may reach the sliding window ({self.window}): decode them at batch 1")
         plan = plan_batches(ids, self.batch_size, self.share_prefixes)
-        prefiller = Prefiller(self.stack, self.points, strategy)
-        out: list[Generation | None] = [None] * len(ids)
+        keys = [strategy.prompt_pass() for strategy in strategies]
+        prefillers = {key: Prefiller(self.stack, self.points, strategy) for key, strategy in zip(keys, strategies)}
+        out: list[list[Generation | None]] = [[None] * len(ids) for _ in strategies]
         for batch in tqdm(plan.batches, desc=progress, unit="batch", disable=progress is None):
-            rows = [_Row(index=i, prompt=ids[i], stops=self.stop_watch()) for i in batch]
-            self._decode(rows, [plan.prefix_lengths[i] for i in batch], prefiller, strategy, on_first_token)
-            for row in rows:
-                out[row.index] = Generation(
-                    prompt_ids=row.prompt, token_ids=row.tokens, text=self.text(row.tokens), exit_layers=row.exits,
-                    stop_reason=row.stop_reason, first_token_seconds=row.first_token_seconds, near_ties=row.near_ties,
-                )
+            prompt_ids, prefix_lengths = [ids[i] for i in batch], [plan.prefix_lengths[i] for i in batch]
+            passes: dict[Hashable, Prefilled] = {}
+            for k, (strategy, key) in enumerate(zip(strategies, keys)):
+                started = time.perf_counter()
+                if key not in passes:
+                    passes[key] = prefillers[key].run(prompt_ids, prefix_lengths)
+                # the last strategy of a pass decodes from it; the others from a copy (decoding writes the caches)
+                done = passes.pop(key) if key not in keys[k + 1:] else copy.deepcopy(passes[key])
+                rows = [_Row(index=i, prompt=ids[i], stops=self.stop_watch()) for i in batch]
+                self._decode(rows, done, strategy, started, on_first_token)
+                for row in rows:
+                    out[k][row.index] = Generation(
+                        prompt_ids=row.prompt, token_ids=row.tokens, text=self.text(row.tokens),
+                        exit_layers=row.exits, stop_reason=row.stop_reason,
+                        first_token_seconds=row.first_token_seconds, near_ties=row.near_ties,
+                    )
         return out
 
-    def _decode(self, rows: list[_Row], prefix_lengths: list[int], prefiller: Prefiller, strategy: Strategy,
+    def _decode(self, rows: list[_Row], done: Prefilled, strategy: Strategy, started: float,
                 on_first_token: Callable[[], None] | None) -> None:
-        started = time.perf_counter()
-        done = prefiller.run([row.prompt for row in rows], prefix_lengths)
+        """Decode a prefilled batch until every row stopped (`started`: the clock of its first-token time)."""
         longest = max(len(row.prompt) for row in rows)
         history = torch.tensor([[row.prompt[0]] * (longest - len(row.prompt)) + row.prompt for row in rows],
                                device=self.device)

@@ -13,7 +13,7 @@ stack's state policy fills the caches of the skipped layers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -55,6 +55,13 @@ class Strategy:
     @classmethod
     def early_exit(cls, rule: ExitRule, policy: str) -> Strategy:
         return cls(rule=rule, policy=policy)
+
+    def prompt_pass(self) -> Hashable:
+        """What the prompt's forward depends on: the kept layers and what a stateful rule reads of the
+        prompt. Strategies with equal keys prefill the same tensors (thresholds, policies and the
+        oracle act on the decode steps only), so the batched engine runs the pass once for them."""
+        stateful = self.rule is not None and self.rule.stateful
+        return self.keep_layers, self.rule.prompt_key() if stateful else None
 
 
 @dataclass

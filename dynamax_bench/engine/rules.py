@@ -15,7 +15,7 @@ follows every position of the text.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import torch
@@ -42,6 +42,11 @@ class ExitRule:
 
     def prefill(self, point: ExitPoint, hidden: Tensor, state: RowState) -> None:
         """See the prompt's hidden states (B, T, d) at one exit (stateful rules only)."""
+
+    def prompt_key(self) -> Hashable:
+        """Stateful rules: equal keys build the same state from the same prompt (the engine then
+        prefills once for both). The rule itself by default: no two rules share a prompt pass."""
+        return self
 
     def confidence(self, point: ExitPoint, hidden: Tensor, state: RowState) -> Tensor | float:
         """Confidence (B,) in [0, 1] that each row's token can leave at this exit; hidden is (B, 1, d).
@@ -100,6 +105,11 @@ class ClassifierRule(ExitRule):
     def prefill(self, point: ExitPoint, hidden: Tensor, state: RowState) -> None:
         if self.classifiers[point.layer].stateful:
             self._logits(point, hidden, state)
+
+    def prompt_key(self) -> Hashable:
+        """The classifier modules themselves: rules built on one loaded set (every threshold of a
+        generate job) read the prompt alike, whatever their thresholds."""
+        return tuple(self.classifiers.values())
 
     def confidence(self, point: ExitPoint, hidden: Tensor, state: RowState) -> Tensor:
         return self._logits(point, hidden, state)[:, -1].float().softmax(-1)[:, 1]
