@@ -18,7 +18,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "
 SLURM_PROFILE = REPO_ROOT / "profiles" / "slurm"
 SLURM_ENV = {"DYNAMAX_SLURM_ACCOUNT": "dynamax_acct", "DYNAMAX_SLURM_PARTITION": "dynamax_part",
              "DYNAMAX_SLURM_GPU_MODEL": "h100"}
-GPU_RULES = {"generate", "latency", "extract_oracle", "select_top_k", "distill"}  # run a model on every CUDA profile
+GPU_RULES = {"generate", "generate_sweep", "latency", "extract_oracle", "select_top_k", "distill"}  # run a model on every CUDA profile
 CPU_RULES = {"prepare_backbone", "prepare_corpus", "flops", "score", "paper_tables"}  # paper profile
 
 

@@ -113,7 +113,10 @@ def test_every_heavy_stage_leaves_its_timing(smoke_run: Path) -> None:
     jobs = read_benchmarks(smoke_run / "resources") + read_benchmarks(smoke_run / "results" / "smoke")
     counts = {rule: sum(job.rule == rule for job in jobs) for rule in {job.rule for job in jobs}}
     generations = sorted((smoke_run / "results" / "smoke" / "generations").rglob("*.jsonl"))
-    assert counts["generate"] == len(generations) > 0
+    sweeps = {(g.parent, g.name.rsplit("-t", 1)[0]) for g in generations if g.name.startswith("ee-")}
+    # one job per baseline method and one per (exit kind, policy) sweep; both time under generate/
+    assert counts["generate"] == len(generations) - sum(g.name.startswith("ee-") for g in generations) + len(sweeps)
+    assert len(sweeps) > 0
     assert counts["train_backbone"] == counts["prepare_corpus"] == 1
     assert counts["extract_oracle"] == 2 and counts["distill"] == 4
     assert counts["latency"] == len(list((smoke_run / "results" / "smoke" / "latency").rglob("*.json")))
@@ -139,7 +142,7 @@ def test_rerun_gives_identical_cells(smoke_run: Path, cell: str) -> None:
     cell = Path("results/smoke/cells") / cell
     before = (smoke_run / cell).read_bytes()
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", str(cell), "--cores", "2", "--forcerun", "distill", "generate",
+        [sys.executable, "-m", "snakemake", str(cell), "--cores", "2", "--forcerun", "distill", "generate", "generate_sweep",
          "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(smoke_run),
          "--configfile", str(REPO_ROOT / "config" / "smoke.yaml")],
         capture_output=True, text=True,
@@ -233,7 +236,7 @@ def test_a_setting_reruns_exactly_the_jobs_that_read_it(smoke_run: Path) -> None
     # unchanged setting, which must not plan any job that decodes.
     baseline = planned_rules(smoke_run, {"seed": 1234})
     assert baseline <= {"paper_tables"}
-    decoding = {"generate", "score", "latency", "paper_tables"}
+    decoding = {"generate", "generate_sweep", "score", "latency", "paper_tables"}
     dtype = planned_rules(smoke_run, {"runtime": {"dtype": "bfloat16"}})
     assert dtype == baseline | decoding | {"extract_oracle", "select_top_k", "distill"}
     penalty = planned_rules(smoke_run, {"generation": {"repetition_penalty": 1.3}})

@@ -6,7 +6,9 @@ prompt at a time. Otherwise the batched engine decodes, then every row that met 
 re-decoded on the reference path (`engine.verify`): a row the batch shape changed takes its
 reference output, so the generations are the batch-1 ones whatever the batch size, and the
 `Agreement` record says how many rows and tokens the batch had changed and at which near ties. A
-difference at no near tie is a bug of the batched engine and stops the run.
+difference at no near tie is a bug of the batched engine and stops the run. `decode_each` decodes
+the decoders of one generate job (its thresholds) in one batched call, so they share start-up and
+each batch's prompt pass.
 """
 
 from __future__ import annotations
@@ -43,16 +45,29 @@ class Decoder:
     def load(cls, spec: DecodeSpec, backbone_dir: str | Path, classifiers: str | Path | None = None) -> Decoder:
         """Load the prepared backbone on the spec's device and dtype, then build the decoder; a Mamba-2
         mixer (backbone or `mamba` classifier) must run the fused kernels where the spec requires them."""
-        backbone = load_backbone(backbone_dir, spec.device, spec.dtype)
-        decoder = cls.for_backbone(spec, backbone, classifiers)
-        rule_modules = getattr(decoder.strategy.rule, "classifiers", {}).values()
-        check_mamba2_kernels(spec.mamba_kernels, backbone.model.device, [backbone.model, *rule_modules])
-        return decoder
+        return cls.load_all([spec], backbone_dir, classifiers)[0]
 
     @classmethod
-    def for_backbone(cls, spec: DecodeSpec, backbone: Backbone, classifiers: str | Path | None = None) -> Decoder:
+    def load_all(cls, specs: Sequence[DecodeSpec], backbone_dir: str | Path,
+                 classifiers: str | Path | None = None) -> list[Decoder]:
+        """Decoders of several specs on one backbone (a generate job's thresholds): the backbone and
+        the classifiers load once, so the rules share their classifiers and thus their prompt pass."""
+        settings = {(spec.device, spec.dtype, spec.mamba_kernels) for spec in specs}
+        if len(settings) != 1:
+            raise ValueError(f"decoders that share a backbone need one device, dtype and kernel setting, got {settings}")
+        backbone = load_backbone(backbone_dir, specs[0].device, specs[0].dtype)
+        loaded: dict = {}
+        decoders = [cls.for_backbone(spec, backbone, classifiers, loaded) for spec in specs]
+        rule_modules = {id(m): m for d in decoders for m in getattr(d.strategy.rule, "classifiers", {}).values()}
+        check_mamba2_kernels(specs[0].mamba_kernels, backbone.model.device, [backbone.model, *rule_modules.values()])
+        return decoders
+
+    @classmethod
+    def for_backbone(cls, spec: DecodeSpec, backbone: Backbone, classifiers: str | Path | None = None,
+                     loaded: dict | None = None) -> Decoder:
+        """`loaded`: classifiers already read, by checkpoint (`build_strategy`)."""
         exit_layers = exit_positions({"exits": spec.exits}, backbone.num_layers)
-        strategy = build_strategy(spec.method, backbone, classifiers)
+        strategy = build_strategy(spec.method, backbone, classifiers, loaded)
         trained = getattr(strategy.rule, "classifiers", None)
         if trained is not None and sorted(trained) != exit_layers:
             raise ValueError(
@@ -95,35 +110,63 @@ class Decoder:
                disable_tqdm: bool = False) -> tuple[list[Generation], Agreement | None]:
         """Greedy decoding of every prompt under the spec's strategy, with its per-token trace, and
         the batched run's agreement with batch 1 (None on the reference path)."""
-        length = max_new_tokens or self.spec.max_new_tokens
-        reference = self.generator(stop_strings, length)
-        label = f"decode {self.spec.method.name}"
-        if not self.batched:
-            return [reference.generate(prompt, self.strategy)
-                    for prompt in tqdm(prompts, disable=disable_tqdm, desc=label, unit="sample")], None
-        engine = self.batched_generator(stop_strings, length)
-        started = time.perf_counter()
-        generations = engine.generate(prompts, self.strategy, progress=None if disable_tqdm else label)
-        batched_seconds = time.perf_counter() - started
-        agreement = verify(reference, prompts, self.strategy, generations)
-        agreement.bounds = engine.bounds
-        verify_seconds = time.perf_counter() - started - batched_seconds
-        if agreement.unexplained:
-            raise RuntimeError(
-                f"{self.spec.backbone} {self.spec.method.name}: the batched engine differs from batch 1 at no near tie "
-                f"in rows {[d.row for d in agreement.unexplained]} (first tokens "
-                f"{[d.token for d in agreement.unexplained]}): a bug of the batched engine; set "
-                "generation.batch_size: 1 and generation.prefix_cache: false to decode on the reference path"
-            )
-        for row, generation in agreement.references.items():
-            generations[row] = generation
-        log.info("%s: batch %d, prefix cache %s: %d of %d rows met a near tie, %d differed from batch 1 and took "
-                 "their batch-1 output (batched decode %.1f s, re-decoding the near-tie rows at batch 1 %.1f s)",
-                 label, self.spec.batch_size, self.spec.prefix_cache, agreement.rows_with_near_ties, agreement.rows,
-                 agreement.rows_differing, batched_seconds, verify_seconds)
-        return generations, agreement
+        return decode_each([self], prompts, stop_strings, max_new_tokens, disable_tqdm)[0]
 
     def generate(self, prompts: Sequence[str], stop_strings: Sequence[str], max_new_tokens: int | None = None,
                  disable_tqdm: bool = False) -> list[Generation]:
         """The generations of `decode`, which are the batch-1 ones at every batch size."""
         return self.decode(prompts, stop_strings, max_new_tokens, disable_tqdm)[0]
+
+
+def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_strings: Sequence[str],
+                max_new_tokens: int | None = None,
+                disable_tqdm: bool = False) -> list[tuple[list[Generation], Agreement | None]]:
+    """`Decoder.decode` for several decoders of one backbone and engine settings at once (a generate
+    job's thresholds): the batched engine runs them in one call, which prefills each batch once for
+    the strategies that share a prompt pass; each is then checked against batch 1 on its own."""
+    first = decoders[0]
+    engine_settings = {(id(d.backbone), tuple(d.exit_layers), d.spec.batch_size, d.spec.prefix_cache,
+                        d.spec.repetition_penalty, d.spec.max_new_tokens) for d in decoders}
+    if len(engine_settings) != 1:
+        raise ValueError("decode_each needs decoders of one loaded backbone with the same exits, batch size, "
+                         f"prefix cache, repetition penalty and length; got {len(engine_settings)} settings")
+    length = max_new_tokens or first.spec.max_new_tokens
+    labels = [f"decode {d.spec.method.name}" for d in decoders]
+    if not first.batched:
+        return [([d.generator(stop_strings, length).generate(prompt, d.strategy)
+                  for prompt in tqdm(prompts, disable=disable_tqdm, desc=label, unit="sample")], None)
+                for d, label in zip(decoders, labels)]
+    engine = first.batched_generator(stop_strings, length)
+    started = time.perf_counter()
+    each = engine.generate_each(prompts, [d.strategy for d in decoders],
+                                progress=None if disable_tqdm else " + ".join(labels))
+    batched_seconds = time.perf_counter() - started
+    return [_checked(d, label, prompts, stop_strings, length, generations, batched_seconds, len(decoders))
+            for d, label, generations in zip(decoders, labels, each)]
+
+
+def _checked(decoder: Decoder, label: str, prompts: Sequence[str], stop_strings: Sequence[str], length: int,
+             generations: list[Generation], batched_seconds: float,
+             strategies: int) -> tuple[list[Generation], Agreement]:
+    """A batched run checked against batch 1: the near-tie rows re-decoded on the reference path take
+    their reference output; a difference at no near tie stops the run."""
+    spec = decoder.spec
+    started = time.perf_counter()
+    agreement = verify(decoder.generator(stop_strings, length), prompts, decoder.strategy, generations)
+    agreement.bounds = decoder.batched_generator(stop_strings, length).bounds
+    verify_seconds = time.perf_counter() - started
+    if agreement.unexplained:
+        raise RuntimeError(
+            f"{spec.backbone} {spec.method.name}: the batched engine differs from batch 1 at no near tie "
+            f"in rows {[d.row for d in agreement.unexplained]} (first tokens "
+            f"{[d.token for d in agreement.unexplained]}): a bug of the batched engine; set "
+            "generation.batch_size: 1 and generation.prefix_cache: false to decode on the reference path"
+        )
+    for row, generation in agreement.references.items():
+        generations[row] = generation
+    log.info("%s: batch %d, prefix cache %s: %d of %d rows met a near tie, %d differed from batch 1 and took "
+             "their batch-1 output (batched decode %.1f s for the %d strategies of the call, re-decoding the "
+             "near-tie rows at batch 1 %.1f s)", label, spec.batch_size, spec.prefix_cache,
+             agreement.rows_with_near_ties, agreement.rows, agreement.rows_differing, batched_seconds, strategies,
+             verify_seconds)
+    return generations, agreement

@@ -1,4 +1,5 @@
-"""The `generate` rule: one backbone, one task, one method -> one JSONL of generations.
+"""The `generate` rules: one backbone, one task, one method (or the thresholds of one exit kind and
+policy, decoded together) -> one JSONL of generations per method.
 
 The file's first line is its header: the decode spec and task spec it was made with, the exit
 positions they resolved to and, for a batched run, its agreement with batch 1 (engine/correctness.py); every further line is one sample (id, prompt, prompt_tokens, output,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from dynamax_bench.files import read_jsonl, write_jsonl
@@ -57,13 +59,31 @@ def generate_cell(
     classifiers: str | Path | None = None,
 ) -> None:
     """Generate every sample of a task with one method and write the generations file."""
-    from dynamax_bench.generation.decoder import Decoder
+    generate_cells([spec], task_spec, backbone_dir, [out_path], classifiers)
 
-    decoder = Decoder.load(spec, backbone_dir, classifiers)
+
+def generate_cells(
+    specs: Sequence[DecodeSpec],
+    task_spec: TaskSpec,
+    backbone_dir: str | Path,
+    out_paths: Sequence[str | Path],
+    classifiers: str | Path | None = None,
+) -> None:
+    """One generations file per spec (a generate job: one method, or the thresholds of an exit kind
+    under one policy): the backbone, the classifiers and each batch's prompt pass are shared, and
+    every file is what its spec alone would write."""
+    from dynamax_bench.generation.decoder import Decoder, decode_each
+
+    if len(specs) != len(out_paths):
+        raise ValueError(f"{len(specs)} decode specs but {len(out_paths)} output files")
+    decoders = Decoder.load_all(specs, backbone_dir, classifiers)
     task, samples = load_samples(task_spec)
-    log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens, batch %d", spec.backbone, task.name,
-             spec.method.name, len(samples), decoder.exit_layers, spec.max_new_tokens, spec.batch_size)
-    generations, agreement = decoder.decode([s.prompt for s in samples], task.stop_strings)
-    header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_layers": decoder.exit_layers,
-              "agreement": None if agreement is None else agreement.as_dict()}
-    write_generations(out_path, header, [{"id": s.id, **trace_record(s.prompt, g)} for s, g in zip(samples, generations)])
+    log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens, batch %d", specs[0].backbone, task.name,
+             ", ".join(spec.method.name for spec in specs), len(samples), decoders[0].exit_layers,
+             specs[0].max_new_tokens, specs[0].batch_size)
+    decoded = decode_each(decoders, [s.prompt for s in samples], task.stop_strings)
+    for spec, decoder, out_path, (generations, agreement) in zip(specs, decoders, out_paths, decoded):
+        header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_layers": decoder.exit_layers,
+                  "agreement": None if agreement is None else agreement.as_dict()}
+        write_generations(out_path, header,
+                          [{"id": s.id, **trace_record(s.prompt, g)} for s, g in zip(samples, generations)])

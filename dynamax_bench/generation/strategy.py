@@ -23,9 +23,11 @@ def check_method_for(method: MethodSpec, family: str, num_layers: int | None = N
         raise ValueError(f"method {method.name!r}: cannot drop {method.prune} of {num_layers} layers")
 
 
-def build_strategy(method: MethodSpec, backbone: Backbone, classifiers: str | Path | None = None) -> Strategy:
+def build_strategy(method: MethodSpec, backbone: Backbone, classifiers: str | Path | None = None,
+                   loaded: dict | None = None) -> Strategy:
     """The engine strategy of a method; `ee-*` methods read their trained exit classifiers
-    from `classifiers` (the distill rule's output for this backbone)."""
+    from `classifiers` (the distill rule's output for this backbone). `loaded` keeps the classifiers
+    read, by checkpoint and kind: the methods built with one dict share their classifier modules."""
     check_method_for(method, backbone.family, backbone.num_layers)
     if method.kind == "full":
         return Strategy.full()
@@ -38,7 +40,10 @@ def build_strategy(method: MethodSpec, backbone: Backbone, classifiers: str | Pa
     if classifiers is None:
         raise ValueError(f"method {method.name!r} needs the trained {method.exit_kind!r} classifiers (distill rule)")
     # Classifiers run in the float32 they were trained in, standardisation included, on any backbone dtype.
-    trained, _ = load_classifiers(classifiers, method.exit_kind, backbone.model.device)
-    return Strategy.early_exit(ClassifierRule(trained, method.threshold), method.policy)
+    loaded = {} if loaded is None else loaded
+    key = (str(classifiers), method.exit_kind)
+    if key not in loaded:
+        loaded[key] = load_classifiers(classifiers, method.exit_kind, backbone.model.device)[0]
+    return Strategy.early_exit(ClassifierRule(loaded[key], method.threshold), method.policy)
 
 

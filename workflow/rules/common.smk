@@ -6,7 +6,8 @@ from dynamax_bench.profile_checks import check_sources, check_profile, prune_pro
 from dynamax_bench.provenance import run_description
 from dynamax_bench.runtime import job_runtime
 from dynamax_bench.classifiers.registry import is_trained
-from dynamax_bench.spec import METHOD_PATTERN, baseline_methods, decode_spec, ee_methods, latency_spec, parse_method, task_spec
+from dynamax_bench.spec import METHOD_PATTERN, baseline_methods, decode_spec, ee_methods, ee_name
+from dynamax_bench.spec import latency_spec, parse_method, task_spec
 
 try:
     check_profile(config)
@@ -40,6 +41,11 @@ wildcard_constraints:
     task="|".join(task_names(config)),
     method=METHOD_PATTERN,
     kind="|".join(k for k in config["classifiers"]["kinds"] if is_trained(k)) or "(?!)",
+    exit_kind="|".join(config["classifiers"]["kinds"]) or "(?!)",
+    policy="|".join(sorted({p for entry in config["backbones"].values() for p in entry["policies"]})),
+
+# The thresholds one generate_sweep job decodes together (its outputs, in this order).
+THRESHOLDS = config["classifiers"]["thresholds"]
 
 
 def methods_of(backbone, task):
@@ -91,6 +97,14 @@ def generate_inputs(wildcards):
     method = parse_method(wildcards.method)
     if method.kind == "ee" and is_trained(method.exit_kind):
         inputs["classifiers"] = f"{RESULTS}/classifiers/{wildcards.backbone}/{method.exit_kind}.safetensors"
+    return inputs
+
+
+def sweep_inputs(wildcards):
+    """The backbone, and for a trained exit kind its classifiers."""
+    inputs = {"backbone": f"resources/backbones/{wildcards.backbone}"}
+    if is_trained(wildcards.exit_kind):
+        inputs["classifiers"] = f"{RESULTS}/classifiers/{wildcards.backbone}/{wildcards.exit_kind}.safetensors"
     return inputs
 
 

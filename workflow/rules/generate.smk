@@ -1,5 +1,10 @@
+# An ee cell at a threshold of the profile comes from its sweep; `generate` makes every other cell
+# (full, prune<N>, oracle, and an ee method at a threshold outside `classifiers.thresholds`).
+ruleorder: generate_sweep > generate
+
+
 rule generate:
-    """Early-exit generation of one method on one task under its decode spec: one JSONL line per sample."""
+    """Generation of one method on one task under its decode spec: one JSONL line per sample."""
     input:
         unpack(generate_inputs),
         data=lambda w: task_data(w.task),
@@ -8,12 +13,42 @@ rule generate:
     params:
         runtime=RUNTIME,
         # everything the script reads: a change to any field reruns exactly the cells it affects
-        spec=lambda w: decode_spec(config, w.backbone, w.task, w.method).to_dict(),
+        specs=lambda w: [decode_spec(config, w.backbone, w.task, w.method).to_dict()],
         task=lambda w: task_spec(config, w.task).to_dict(),
     log:
         f"{LOGS}/generate/{{backbone}}/{{task}}/{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/generate/{{backbone}}/{{task}}/{{method}}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/generate.py"
+
+
+rule generate_sweep:
+    """Early-exit generation of one exit kind under one policy at every threshold of the profile, in
+    one job: the start-up, the classifiers and each batch's prompt pass are shared, and each file is
+    what its method alone writes (engine test: test_a_sweep_in_one_call_equals_each_strategy_alone).
+    Asking for one ee cell runs its sweep."""
+    input:
+        unpack(sweep_inputs),
+        data=lambda w: task_data(w.task),
+    output:
+        [f"{RESULTS}/generations/{{backbone}}/{{task}}/{ee_name('{exit_kind}', '{policy}', t)}.jsonl"
+         for t in THRESHOLDS],
+    params:
+        runtime=RUNTIME,
+        # one decode spec per output, in their order: a change to any field reruns the sweeps it affects
+        specs=lambda w: [decode_spec(config, w.backbone, w.task, ee_name(w.exit_kind, w.policy, t)).to_dict()
+                         for t in THRESHOLDS],
+        task=lambda w: task_spec(config, w.task).to_dict(),
+    log:
+        f"{LOGS}/generate/{{backbone}}/{{task}}/ee-{{exit_kind}}-{{policy}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/generate/{{backbone}}/{{task}}/ee-{{exit_kind}}-{{policy}}.tsv"
     threads: THREADS
     resources:
         gpu=GPU,
