@@ -64,22 +64,33 @@ def test_smollm2_full_triviaqa_cell_passes_the_ci_reference(smollm2, backbone_ro
     flops = results / "flops" / "smollm2.json"
     flops_table(backbone_dir, flops, context_length=ci_config["flops"]["context_length"], kinds=[], options={},
                 exits=ci_config["backbones"]["smollm2"]["exits"])
-    generations = results / "generations" / f"{cell}.jsonl"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(ci_config["runtime"]["threads"])  # as the rule's job set-up: same kernels, same tokens
-    try:
-        generate_cell(decode_spec(ci_config, "smollm2", "triviaqa", "full"), task_spec(ci_config, "triviaqa"),
-                      backbone_dir, generations)
-    finally:
-        torch.set_num_threads(threads)
-    score_cell(task_spec(ci_config, "triviaqa"), generations, generations, backbone_dir, flops,
-               results / "cells" / f"{cell}.json", profile="ci", evidence=IntervalSettings.from_dict(ci_config["evidence"]))
+    make_cell(ci_config, results, backbone_dir, cell)
     reference = load_reference(REFERENCE)
     rows = compare(read_cells(results), {**reference, "cells": {cell: reference["cells"][cell]}})
     checked = {row.path: row.status for row in rows if row.cell == cell}
     assert {HASH_FIELD, "metrics.em", "metrics.f1", "n_tokens"} <= set(checked), sorted(checked)
     assert all(status == "pass" for status in checked.values()), [r for r in rows if r.status != "pass"]
     assert read_json(results / "cells" / f"{cell}.json")["metrics"]["em"] > 0
+
+
+def make_cell(config: dict, results: Path, backbone_dir: Path, cell: str, generate: bool = True) -> None:
+    """Generate (unless `generate` is False) and score one cell into `results` as its rules would: at
+    the profile's torch threads (the job set-up's: same kernels, same tokens), with its evidence settings."""
+    backbone, task, method = cell.split("/")
+    tasks = task_spec(config, task)
+    generations = results / "generations" / f"{cell}.jsonl"
+    if generate:
+        kind = parse_method(method).exit_kind
+        classifiers = results / "classifiers" / backbone / f"{kind}.safetensors" if kind and is_trained(kind) else None
+        threads = torch.get_num_threads()
+        torch.set_num_threads(config["runtime"]["threads"])
+        try:
+            generate_cell(decode_spec(config, backbone, task, method), tasks, backbone_dir, generations, classifiers)
+        finally:
+            torch.set_num_threads(threads)
+    score_cell(tasks, generations, results / "generations" / backbone / task / "full.jsonl", backbone_dir,
+               results / "flops" / f"{backbone}.json", results / "cells" / f"{cell}.json", profile="ci",
+               evidence=IntervalSettings.from_dict(config["evidence"]))
 
 
 def rerun(run: Path, tmp: Path, config: dict, cells: list[str], generate: bool = True) -> list[Comparison]:
@@ -91,22 +102,8 @@ def rerun(run: Path, tmp: Path, config: dict, cells: list[str], generate: bool =
     config = {**config, "generation": {**config["generation"], "batch_size": 1, "prefix_cache": False}}
     results = tmp / "results"
     shutil.copytree(run / "results" / "ci", results)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config["runtime"]["threads"])  # as the rule's job set-up: same kernels, same tokens
-    try:
-        for cell in cells:
-            backbone, task, method = cell.split("/")
-            tasks, backbone_dir = task_spec(config, task), run / "resources" / "backbones" / backbone
-            generations = results / "generations" / f"{cell}.jsonl"
-            if generate:
-                kind = parse_method(method).exit_kind
-                classifiers = results / "classifiers" / backbone / f"{kind}.safetensors" if kind and is_trained(kind) else None
-                generate_cell(decode_spec(config, backbone, task, method), tasks, backbone_dir, generations, classifiers)
-            score_cell(tasks, generations, results / "generations" / backbone / task / "full.jsonl", backbone_dir,
-                       results / "flops" / f"{backbone}.json", results / "cells" / f"{cell}.json", profile="ci",
-                       evidence=IntervalSettings.from_dict(config["evidence"]))
-    finally:
-        torch.set_num_threads(threads)
+    for cell in cells:
+        make_cell(config, results, run / "resources" / "backbones" / cell.split("/")[0], cell, generate)
     return compare(read_cells(results), load_reference(REFERENCE))
 
 

@@ -16,8 +16,9 @@ The file holds the median and the spread (25th and 75th percentiles, min, max) o
 prompts. At least two warm-up prompts (the schema's minimum) run both paths first.
 
 Beside it, where `throughput_batch` is set, the decode throughput of the same method on the batched
-engine: the task's first `throughput_batch` prompts as one batch (the spec's prefix cache setting),
-one warm-up run, then `repeats` runs; decode tokens per second is (generated tokens - one per row)
+engine: the task's first `throughput_batch` prompts as one batch, one warm-up run, then `repeats`
+runs (the prompt pass, not timed, computes their shared prefix once: TruthfulQA's QA primer made
+most of a job's time when each row prefilled it); decode tokens per second is (generated tokens - one per row)
 over (batch time - time to the batch's first tokens). Rows that stop leave the batch; rows that
 exit early are masked, not removed, at the layers they skip (engine/batched.py), so this is what
 early exit gives a server running batches, which batch-1 latency does not say.
@@ -100,7 +101,7 @@ def decode_flops(records: list[dict], method: MethodSpec, table: dict) -> dict:
 def measure_throughput(decoder: Decoder, prompts: list[list[int]], stop_strings: list[str], max_new_tokens: int,
                        repeats: int, clock: Clock) -> dict:
     """Decode tokens per second of the spec's method with `prompts` as one batch (see the module's docstring)."""
-    engine = decoder.batched_generator(stop_strings, max_new_tokens, batch_size=len(prompts))
+    engine = decoder.batched_generator(stop_strings, max_new_tokens, batch_size=len(prompts), share_prefixes=True)
     engine.generate(prompts, decoder.strategy)  # warm-up
     batch, first, rate, tokens = [], [], [], []
     for _ in tqdm(range(repeats), desc=f"throughput {decoder.spec.method.name}", unit="repeat"):
@@ -115,7 +116,7 @@ def measure_throughput(decoder: Decoder, prompts: list[list[int]], stop_strings:
             rate.append(decoded / (seconds - to_first))
     return {
         "batch_size": len(prompts),
-        "prefix_cache": decoder.spec.prefix_cache,
+        "prefix_cache": engine.share_prefixes,
         "repeats": repeats,
         "decode_tokens": tokens[0],  # greedy: the same tokens every repeat
         "seconds_per_batch": spread(batch),

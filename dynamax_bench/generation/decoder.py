@@ -96,11 +96,12 @@ class Decoder:
         """The reference path (batch 1, no prefix cache)."""
         return self._engine(EarlyExitGenerator, stop_strings, max_new_tokens)
 
-    def batched_generator(self, stop_strings: Sequence[str], max_new_tokens: int,
-                          batch_size: int | None = None) -> BatchedGenerator:
-        """The batched engine at the spec's batch size (or `batch_size`), with its prefix cache setting."""
+    def batched_generator(self, stop_strings: Sequence[str], max_new_tokens: int, batch_size: int | None = None,
+                          share_prefixes: bool | None = None) -> BatchedGenerator:
+        """The batched engine at the spec's batch size and prefix cache setting (or these)."""
+        share = self.spec.prefix_cache if share_prefixes is None else share_prefixes
         return self._engine(BatchedGenerator, stop_strings, max_new_tokens,
-                            batch_size=batch_size or self.spec.batch_size, share_prefixes=self.spec.prefix_cache)
+                            batch_size=batch_size or self.spec.batch_size, share_prefixes=share)
 
     @property
     def batched(self) -> bool:
