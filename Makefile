@@ -36,7 +36,7 @@ test: $(STAMP)
 
 # Every test, what CI runs (.ci/run, the README's test command): adds the real-model tests (SmolLM2)
 # and the whole DAGs (smoke through a cluster executor, the ci profile's regression gate with its
-# injected faults), about 35 minutes on 2 cores.
+# injected faults), 31 min 11 s on 2 cores from a fresh clone, set-up included.
 test-all: $(STAMP)
 	$(BIN)/python -m pytest
 
