@@ -9,8 +9,8 @@ token_ids, exit_layers, stop_reason).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dynamax_bench.files import read_jsonl, write_jsonl
