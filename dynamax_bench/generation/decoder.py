@@ -25,6 +25,7 @@ from dynamax_bench.backbones.kernels import check_mamba2_kernels
 from dynamax_bench.backbones.prepare import Backbone, load_backbone
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine import Agreement, BatchedGenerator, EarlyExitGenerator, Generation, Strategy, verify
+from dynamax_bench.engine.neartie import Bounds
 from dynamax_bench.generation.strategy import build_strategy
 from dynamax_bench.spec import DecodeSpec
 
@@ -142,19 +143,20 @@ def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_string
     each = engine.generate_each(prompts, [d.strategy for d in decoders],
                                 progress=None if disable_tqdm else " + ".join(labels))
     batched_seconds = time.perf_counter() - started
-    return [_checked(d, label, prompts, stop_strings, length, generations, batched_seconds, len(decoders))
+    return [_checked(d, label, prompts, stop_strings, length, generations, engine.bounds, batched_seconds,
+                     len(decoders))
             for d, label, generations in zip(decoders, labels, each)]
 
 
 def _checked(decoder: Decoder, label: str, prompts: Sequence[str], stop_strings: Sequence[str], length: int,
-             generations: list[Generation], batched_seconds: float,
+             generations: list[Generation], bounds: Bounds, batched_seconds: float,
              strategies: int) -> tuple[list[Generation], Agreement]:
     """A batched run checked against batch 1: the near-tie rows re-decoded on the reference path take
     their reference output; a difference at no near tie stops the run."""
     spec = decoder.spec
     started = time.perf_counter()
     agreement = verify(decoder.generator(stop_strings, length), prompts, decoder.strategy, generations)
-    agreement.bounds = decoder.batched_generator(stop_strings, length).bounds
+    agreement.bounds = bounds
     verify_seconds = time.perf_counter() - started
     if agreement.unexplained:
         raise RuntimeError(

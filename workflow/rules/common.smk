@@ -88,24 +88,24 @@ def task_data(task):
     return [source["path"] for source in (spec.source, spec.fewshot_source) if source and source["kind"] == "local"]
 
 
+def model_inputs(backbone, exit_kind=None):
+    """The backbone, and for a trained exit kind its classifiers."""
+    inputs = {"backbone": f"resources/backbones/{backbone}"}
+    if exit_kind is not None and is_trained(exit_kind):
+        inputs["classifiers"] = f"{RESULTS}/classifiers/{backbone}/{exit_kind}.safetensors"
+    return inputs
+
+
 def generate_inputs(wildcards):
     """The backbone, and for an ee method the trained classifiers of its kind."""
-    inputs = {"backbone": f"resources/backbones/{wildcards.backbone}"}
     problem = prune_problem(config, wildcards.backbone, wildcards.method)
     if problem:
         raise WorkflowError(problem)
-    method = parse_method(wildcards.method)
-    if method.kind == "ee" and is_trained(method.exit_kind):
-        inputs["classifiers"] = f"{RESULTS}/classifiers/{wildcards.backbone}/{method.exit_kind}.safetensors"
-    return inputs
+    return model_inputs(wildcards.backbone, parse_method(wildcards.method).exit_kind)
 
 
 def sweep_inputs(wildcards):
-    """The backbone, and for a trained exit kind its classifiers."""
-    inputs = {"backbone": f"resources/backbones/{wildcards.backbone}"}
-    if is_trained(wildcards.exit_kind):
-        inputs["classifiers"] = f"{RESULTS}/classifiers/{wildcards.backbone}/{wildcards.exit_kind}.safetensors"
-    return inputs
+    return model_inputs(wildcards.backbone, wildcards.exit_kind)
 
 
 def latency_methods(backbone):
