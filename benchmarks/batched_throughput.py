@@ -257,11 +257,10 @@ def main() -> None:
         print(f"torch threads {threads}", flush=True)
         with open("/proc/loadavg") as load_file:
             loadavg = load_file.read().split()[:3]
-        result["runs"][f"threads {threads}"] = {
-            "load_average_at_start": loadavg,
-            "decode_heavy": decode_heavy(bb, exits, args.repeats, strategies),
-            "task_prompts": task_prompts(bb, args.repeats, exits, strategies["ee-calm-copy"]),
-        }
+        run = result["runs"][f"threads {threads}"] = {"load_average_at_start": loadavg}
+        run["decode_heavy"] = decode_heavy(bb, exits, args.repeats, strategies)
+        write_json(Path(args.out), result)  # a run cut off later keeps what it finished
+        run["task_prompts"] = task_prompts(bb, args.repeats, exits, strategies["ee-calm-copy"])
         write_json(Path(args.out), result)
     print(json.dumps(result, indent=1)[:4000])
 
