@@ -27,7 +27,7 @@ SMOKE_LOG = "snakemake.stderr"  # the main Snakemake process's log, in the smoke
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads() -> None:
-    """Two torch threads alone; one per worker under pytest-xdist (`-n 2` on 2 cores)."""
+    """Two torch threads in one process; one per worker under pytest-xdist (`make test` runs `-n auto`)."""
     torch.set_num_threads(1 if "PYTEST_XDIST_WORKER" in os.environ else 2)
 
 
