@@ -27,7 +27,7 @@ from dynamax_bench.config import (
 from dynamax_bench.data_checks import check_task_data
 from dynamax_bench.engine.policies import POLICIES
 from dynamax_bench.generation.tasks import TASKS, get_task
-from dynamax_bench.spec import FORMS, TASK_COMMON_KEYS, parse_method
+from dynamax_bench.spec import FORMS, TASK_COMMON_KEYS, batched_dtype_problem, parse_method
 
 BACKBONES_DIR = Path("resources/backbones")  # relative to the run's working directory, as in the DAG
 
@@ -135,6 +135,15 @@ def check_profile(config: dict) -> None:
         raise ConfigError(
             "runtime.mamba_kernels: 'required' asks for the fused Mamba-2 CUDA kernels but runtime.device is cpu; "
             "set runtime.mamba_kernels: auto (or run on cuda)"
+        )
+    batch_size = int(config.get("generation", {}).get("batch_size", 1))
+    prefix_cache = bool(config.get("generation", {}).get("prefix_cache", False))
+    problem = batched_dtype_problem(runtime["dtype"], batch_size, prefix_cache)
+    if problem:
+        raise ConfigError(
+            f"generation.batch_size {batch_size} and generation.prefix_cache {str(prefix_cache).lower()} at "
+            f"runtime.dtype {runtime['dtype']}: {problem}; set generation.batch_size: 1 and "
+            "generation.prefix_cache: false, or runtime.dtype: float32"
         )
     for name, task in config["tasks"].items():
         check_task(name, task)

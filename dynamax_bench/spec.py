@@ -66,6 +66,22 @@ def parse_method(name: str) -> MethodSpec:
     return MethodSpec(name=name, kind="ee", exit_kind=exit_kind, policy=policy, threshold=value)
 
 
+# Dtypes whose near-tie bounds were measured (engine/neartie.py). Elsewhere the bounds are float32's
+# scaled by the machine epsilon, which at bfloat16 (65,536x) makes every decision a near tie: the
+# batched engine would re-decode every row at batch 1 (8 of 8 rows on an H100 at Mistral-7B shapes,
+# benchmarks/results/gpu_paper_shapes.json), slower than decoding at batch 1 alone.
+NEAR_TIE_MEASURED_DTYPES = ("float32",)
+
+
+def batched_dtype_problem(dtype: str, batch_size: int, prefix_cache: bool) -> str | None:
+    """Why the batched engine (batch_size > 1 or the prefix cache) cannot run at `dtype`, or None."""
+    if (batch_size > 1 or prefix_cache) and dtype not in NEAR_TIE_MEASURED_DTYPES:
+        return (f"the near-tie bounds that keep the batched engine exact are measured for "
+                f"{list(NEAR_TIE_MEASURED_DTYPES)} only; at {dtype} every row would be re-decoded at batch 1, "
+                "slower than batch 1 alone")
+    return None
+
+
 @dataclass(frozen=True)
 class DecodeSpec:
     """Everything the decoding of one cell reads.
@@ -89,6 +105,12 @@ class DecodeSpec:
     device: str
     seed: int
     mamba_kernels: str = "auto"  # runtime.mamba_kernels: `required` fails where Mamba-2 would run the PyTorch fallback
+
+    def __post_init__(self) -> None:
+        problem = batched_dtype_problem(self.dtype, self.batch_size, self.prefix_cache)
+        if problem:
+            raise ValueError(f"batch_size {self.batch_size}, prefix_cache {self.prefix_cache} at dtype {self.dtype}: "
+                             f"{problem}; decode at batch_size 1 without the prefix cache, or in float32")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

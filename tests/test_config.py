@@ -80,3 +80,17 @@ def test_explicit_exit_positions_are_checked() -> None:
     assert exit_positions({"exits": {"positions": [20, 10]}}, 30) == [10, 20]
     with pytest.raises(ConfigError, match="out of range"):
         exit_positions({"exits": {"positions": [30]}}, 30)
+
+
+@pytest.mark.parametrize("generation", [{"batch_size": 16, "prefix_cache": False}, {"batch_size": 1, "prefix_cache": True}])
+def test_batched_engine_is_refused_where_its_near_tie_bounds_are_not_measured(smoke_config: dict, generation: dict) -> None:
+    """In bfloat16 the float32 bounds scaled by epsilon call every decision a near tie: every row
+    would be re-decoded at batch 1, so the batched engine would only cost time."""
+    config = copy.deepcopy(smoke_config)
+    config["runtime"]["dtype"] = "bfloat16"
+    config["generation"].update(generation)
+    with pytest.raises(ConfigError, match=r"generation.batch_size .* at runtime.dtype bfloat16.*measured for \['float32'\]"
+                                          r".*set generation.batch_size: 1 and generation.prefix_cache: false"):
+        validate_profile(config)
+    config["generation"].update(batch_size=1, prefix_cache=False)
+    validate_profile(config)  # the reference path runs in any dtype

@@ -45,3 +45,9 @@ def test_model_args_name_the_method_by_parts(tiny_mamba2: Backbone) -> None:
     assert lm.method.name == "ee-maxsoftmax-skip-t0.5"
     with pytest.raises(ValueError, match="either method"):
         DynamaxLM(backbone=tiny_mamba2.model.name_or_path, method="oracle", kind="calm", device="cpu")
+
+
+def test_batching_in_bfloat16_is_refused_before_the_weights_load(tmp_path) -> None:
+    """The folder does not exist: the refusal must come from the arguments, not from loading."""
+    with pytest.raises(ValueError, match=r"dtype=bfloat16 with batch size 16.*measured for \['float32'\].*--batch_size 1"):
+        DynamaxLM(backbone=str(tmp_path / "absent"), dtype="bfloat16", batch_size=16, device="cpu")

@@ -33,7 +33,7 @@ from dynamax_bench.files import write_jsonl
 from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.generation.generate import trace_record
 from dynamax_bench.generation.tasks import Sample, Task
-from dynamax_bench.spec import DecodeSpec, ee_name, parse_method
+from dynamax_bench.spec import DecodeSpec, batched_dtype_problem, ee_name, parse_method
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,9 @@ class DynamaxLM(LM):
     ee-<kind>-<policy>-t<threshold>; or give kind, policy and threshold), classifiers (the distill
     rule's folder, for ee methods), exits (a count or positions 'a:b:c'), repetition_penalty,
     max_gen_toks (when a request sets none), device, dtype, batch_size (lm-eval's --batch_size; every
-    row's output is its batch-1 output), prefix_cache, seed, trace (a JSONL file that receives the
-    per-token trace of every request).
+    row's output is its batch-1 output), prefix_cache (default: on in float32, the dtype whose
+    near-tie bounds are measured; batching in another dtype is refused), seed, trace (a JSONL file
+    that receives the per-token trace of every request).
     """
 
     @classmethod
@@ -137,7 +138,7 @@ class DynamaxLM(LM):
         trace: str | None = None,
         batch_size: int | str | None = None,
         max_batch_size: int | None = None,
-        prefix_cache: bool = True,
+        prefix_cache: bool | None = None,
         seed: int = 1234,
     ) -> None:
         super().__init__()
@@ -156,6 +157,13 @@ class DynamaxLM(LM):
             raise ModelArgsError(f"--model_args: {err}") from None
         if dtype not in DTYPES:
             raise ModelArgsError(f"--model_args dtype={dtype!r}: use one of {sorted(DTYPES)}")
+        rows = batch_rows(batch_size, max_batch_size)
+        if prefix_cache is None:  # on where the batched engine may run
+            prefix_cache = batched_dtype_problem(dtype, 1, True) is None
+        problem = batched_dtype_problem(dtype, rows, bool(prefix_cache))
+        if problem:
+            raise ModelArgsError(f"--model_args dtype={dtype} with batch size {rows} and prefix_cache={bool(prefix_cache)}: "
+                                 f"{problem}; pass --batch_size 1 and prefix_cache=False, or dtype=float32")
         self.backbone_dir = Path(backbone)
         loaded = load_backbone(self.backbone_dir, lm_eval_device(device), dtype)
         self.spec = DecodeSpec(
@@ -166,7 +174,7 @@ class DynamaxLM(LM):
             exits=exits_spec,
             repetition_penalty=float(repetition_penalty),
             max_new_tokens=int(max_gen_toks),
-            batch_size=batch_rows(batch_size, max_batch_size),
+            batch_size=rows,
             prefix_cache=bool(prefix_cache),
             dtype=dtype,
             device=str(loaded.model.device),
