@@ -26,6 +26,7 @@ pin = f'    cc_flag = ["-gencode", "arch=compute_{arch},code=sm_{arch}"]  # this
 open(path, "w").write(text.replace(marker, pin + marker, 1))
 PY
 done
+trap 'kill 0' TERM INT  # a stopped build (e.g. under `timeout`) takes its compilers with it: they would slow what runs next
 export MAMBA_FORCE_BUILD=TRUE CAUSAL_CONV1D_FORCE_BUILD=TRUE MAX_JOBS=${MAX_JOBS:-16}
 pids=()
 for dir in "$work"/causal_conv1d-* "$work"/mamba_ssm-*; do
