@@ -70,11 +70,6 @@ def versions() -> dict:
     return out
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
     """Seconds of one call (CUDA events on a GPU, perf_counter on the CPU) and its result."""
     if device.type != "cuda":
@@ -109,12 +104,17 @@ def calibrated(kinds: tuple[str, ...], reference, device: torch.device) -> dict:
         return {kind: calibrated_rule(kind, reference, prompts, exit_share=0.5) for kind in kinds}
 
 
+def mean_decode_exit_layer(generations: list) -> float | None:
+    """Mean layer a decode step's token left at (each generation's first token is the prompt's)."""
+    layers = [layer for g in generations for layer in g.exit_layers[1:]]
+    return statistics.mean(layers) if layers else None
+
+
 def agreement(reference, prompts: list, strategy, generations: list) -> dict:
     from dynamax_bench.engine import verify
 
     result = verify(reference, prompts, strategy, generations, all_rows=True).as_dict()
-    result["mean_decode_exit_layer"] = statistics.mean(
-        layer for g in generations for layer in g.exit_layers[1:]) if generations[0].exit_layers[1:] else None
+    result["mean_decode_exit_layer"] = mean_decode_exit_layer(generations)
     return result
 
 
@@ -201,7 +201,7 @@ def latency(model: torch.nn.Module, tok, new_tokens: int, repeats: int) -> dict:
     return out
 
 
-def left_padded(tok, prompts: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def left_padded(prompts: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(map(len, prompts))
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
@@ -224,7 +224,7 @@ def throughput(model: torch.nn.Module, tok, new_tokens: int, repeats: int, batch
     strategies = {"engine full": Strategy.full(),
                   f"engine exit at {exits[0]} ({policy})": Strategy.early_exit(ConstantRule(1.0), policy),
                   **{f"engine ee-{kind}-{policy}": Strategy.early_exit(rule, policy) for kind, rule in rules.items()}}
-    ids, mask = left_padded(tok, prompts, device)
+    ids, mask = left_padded(prompts, device)
     out: dict = {"batch_size": batch_size, "rows": len(prompts), "new_tokens": new_tokens, "repeats": repeats,
                  "exit_layers": exits, "prompt_tokens": [len(p) for p in prompts],
                  "thresholds": {kind: rule.threshold for kind, rule in rules.items()}}
@@ -242,9 +242,8 @@ def throughput(model: torch.nn.Module, tok, new_tokens: int, repeats: int, batch
             if verify_rows and name in ("engine full", f"engine ee-mamba-{policy}"):
                 rows = slice(0, VERIFIED_ROWS)
                 out[name]["against_batch_1"] = agreement(reference, prompts[rows], strategy, generations[rows])
-            elif generations[0].exit_layers[1:]:
-                out[name]["mean_decode_exit_layer"] = statistics.mean(
-                    layer for g in generations for layer in g.exit_layers[1:])
+            else:
+                out[name]["mean_decode_exit_layer"] = mean_decode_exit_layer(generations)
     return out
 
 

@@ -33,7 +33,7 @@ from dynamax_bench.files import write_jsonl
 from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.generation.generate import trace_record
 from dynamax_bench.generation.tasks import Sample, Task
-from dynamax_bench.spec import DecodeSpec, batched_dtype_problem, ee_name, parse_method
+from dynamax_bench.spec import NEAR_TIE_MEASURED_DTYPES, DecodeSpec, batched_dtype_problem, ee_name, parse_method
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class DynamaxLM(LM):
             raise ModelArgsError(f"--model_args dtype={dtype!r}: use one of {sorted(DTYPES)}")
         rows = batch_rows(batch_size, max_batch_size)
         if prefix_cache is None:  # on where the batched engine may run
-            prefix_cache = batched_dtype_problem(dtype, 1, True) is None
+            prefix_cache = dtype in NEAR_TIE_MEASURED_DTYPES
         problem = batched_dtype_problem(dtype, rows, bool(prefix_cache))
         if problem:
             raise ModelArgsError(f"--model_args dtype={dtype} with batch size {rows} and prefix_cache={bool(prefix_cache)}: "
