@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dynamax_bench.backbones.prepare import Backbone
-from dynamax_bench.classifiers.checkpoints import load_classifiers, save_classifiers
+from dynamax_bench.classifiers.checkpoints import checkpoint_source, load_classifiers, save_classifiers
 from dynamax_bench.classifiers.kinds import CalmClassifier
 from dynamax_bench.classifiers.registry import build_classifier, known_kinds
 from dynamax_bench.engine import ClassifierRule, EarlyExitGenerator, Strategy, layer_stack
@@ -100,3 +100,15 @@ def test_never_exit_classifier_reproduces_full_and_always_exit_leaves_at_the_fir
         out = generator.generate(PROMPT, always)
         assert out.exit_layers[0] == backbone.num_layers  # the prompt's full forward
         assert out.exit_layers[1:] and set(out.exit_layers[1:]) == {exits[0]}
+
+
+def test_a_sweep_of_several_kinds_reads_its_backbones_classifier_folder(tmp_path) -> None:
+    """A rule's classifier inputs: one checkpoint is read as is, one file per kind (a sweep of every
+    kind) through their folder, where `load_classifiers` finds each kind; files of two backbones are
+    refused rather than read from one of them."""
+    calm, ffn = tmp_path / "smollm2" / "calm.safetensors", tmp_path / "smollm2" / "ffn.safetensors"
+    assert checkpoint_source(None) is None and checkpoint_source([]) is None
+    assert checkpoint_source(str(calm)) == calm
+    assert checkpoint_source([str(calm), str(ffn)]) == tmp_path / "smollm2"
+    with pytest.raises(ValueError, match="several folders"):
+        checkpoint_source([str(calm), str(tmp_path / "mamba2" / "ffn.safetensors")])

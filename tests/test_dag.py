@@ -13,6 +13,7 @@ import pytest
 import yte
 
 from dynamax_bench.config import REPO_ROOT, distilled_backbones, load_config
+from dynamax_bench.spec import ee_methods, parse_method
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile")]
 SLURM_PROFILE = REPO_ROOT / "profiles" / "slurm"
@@ -66,9 +67,13 @@ def test_dry_run_plans_every_rule(tmp_path: Path, profile: str, workflow_rules: 
     # `all` is the default target itself; `check` and `exit_weight_ablation` run on demand, not for
     # paper_tables/; `unknown_target` only matches a path the profile does not have;
     # `train_backbone` only where a backbone is trained by the pipeline (not the paper's hub models)
+    # (--list-rules reads the default profile, whose generation.ee_jobs defines latency_sweep)
     expected = workflow_rules - {"all", "check", "exit_weight_ablation", "unknown_target"}
-    if not distilled_backbones(load_config(REPO_ROOT / "config" / f"{profile}.yaml")):
+    config = load_config(REPO_ROOT / "config" / f"{profile}.yaml")
+    if not distilled_backbones(config):
         expected -= {"train_backbone"}
+    if config["generation"]["ee_jobs"] == "per_kind":  # latency_sweep exists with per_policy alone
+        expected -= {"latency_sweep"}
     if profile == "paper":
         stdout = request.getfixturevalue("paper_on_slurm")
     else:
@@ -99,3 +104,28 @@ def test_slurm_profile_asks_a_gpu_for_model_rules_and_cpus_for_the_rest(paper_on
             else:
                 assert resources.get("gpu", "0") == "0" and "gpu_model" not in resources, (rule, resources)
             assert int(resources["mem_mb"]) > 0 and int(resources["runtime"]) > 0
+
+
+@pytest.mark.parametrize("ee_jobs", ["per_kind", "per_policy"])
+def test_each_ee_cell_comes_from_one_sweep_job_of_the_size_ee_jobs_names(tmp_path: Path, ee_jobs: str) -> None:
+    """`generation.ee_jobs` only regroups the decoding: every ee cell of the profile is made by
+    exactly one generate_sweep job, which holds every threshold of one exit kind and policy
+    (per_kind) or every kind and threshold of one policy (per_policy), on one backbone and task."""
+    config = load_config(REPO_ROOT / "config" / "smoke.yaml")
+    override = tmp_path / "override.yaml"
+    override.write_text(f"generation: {{ee_jobs: {ee_jobs}}}\n")
+    result = run(["paper_tables/", "-n", "--configfile", str(REPO_ROOT / "config" / "smoke.yaml"), str(override)],
+                 tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweeps = [block.group(1).split(", ") for block in
+              re.finditer(r"^(?:local)?rule generate_sweep:\n(?:    .*\n)*?    output: (.*)$", result.stdout, re.M)]
+    kinds, thresholds = config["classifiers"]["kinds"], config["classifiers"]["thresholds"]
+    ee_tasks = [t for t, spec in config["tasks"].items() if spec["early_exit"]]
+    cells = [f"{b}/{t}/{m}" for b in config["backbones"] for t in ee_tasks for m in ee_methods(config, b)]
+    made = [str(Path(p).relative_to("results/smoke/generations").with_suffix("")) for outputs in sweeps for p in outputs]
+    assert sorted(made) == sorted(cells)  # each cell once
+    for outputs in sweeps:
+        methods = [parse_method(Path(p).stem) for p in outputs]
+        assert len({Path(p).parent for p in outputs}) == 1 and len({m.policy for m in methods}) == 1
+        per_job = len(thresholds) * (len(kinds) if ee_jobs == "per_policy" else 1)
+        assert len(methods) == per_job and len({m.exit_kind for m in methods}) == per_job // len(thresholds)

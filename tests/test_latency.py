@@ -150,3 +150,23 @@ def test_batched_speedup_is_tokens_per_second_over_full_at_the_same_batch() -> N
     table = main_results(cells, latency)
     assert table["speedup batch 16"].tolist()[:2] == [1.0, pytest.approx(1.5)]
     assert table["speedup batch 16"].isna().tolist()[2]  # nothing decoded past the first tokens
+
+
+def test_a_latency_sweep_times_each_method_as_its_own_job_would(smoke_config: dict, backbone_root: Path,
+                                                               flops_json: Path, tmp_path: Path) -> None:
+    """One job, several methods (latency_sweep): one file per method, in order, each with its own spec
+    and warm-up, and what is not a timing (tokens, exit traces, FLOPs) equal to the method's own job."""
+    config = {**smoke_config, "latency": {**smoke_config["latency"], "max_new_tokens": 4}}
+    methods = ["ee-maxsoftmax-copy-t0.5", "ee-maxsoftmax-partial-t0.9"]
+    specs = [latency_spec(config, "tiny_mistral", m) for m in methods]
+    task, settings = task_spec(config, config["latency"]["task"]), {"prompts": 2, "repeats": 2, "warmup": 2}
+    paths = [tmp_path / f"{m}.json" for m in methods]
+    swept = latency.measure_latencies(specs, task, settings, backbone_root / "tiny_mistral", paths, flops_json)
+    for spec, path, result in zip(specs, paths, swept):
+        alone = measure_latency(spec, task, settings, backbone_root / "tiny_mistral", tmp_path / "alone.json",
+                                flops_json)
+        assert read_json(path) == result and result["method"] == spec.method.name
+        for key in ("spec", "mean_tokens", "decode_tokens", "flops_per_decode_token", "warmup", "repeats"):
+            assert result[key] == alone[key], key
+    with pytest.raises(ValueError, match="2 decode specs but 1 output files"):
+        latency.measure_latencies(specs, task, settings, backbone_root / "tiny_mistral", paths[:1], flops_json)

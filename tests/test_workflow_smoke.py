@@ -15,6 +15,7 @@ import yaml
 
 from dynamax_bench.config import REPO_ROOT
 from dynamax_bench.files import read_json
+from dynamax_bench.spec import parse_method
 from tests.conftest import SMOKE_LOG
 
 
@@ -28,7 +29,7 @@ def test_every_job_went_through_the_executor_as_its_own_process(smoke_run: Path)
     jobs = {int(j): r for r, j in re.findall(r"^rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", log, re.M)}
     submitted = {int(j): int(pid) for j, pid in re.findall(r"^Submitted job (\d+) with external jobid '(\d+)'", log, re.M)}
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", log.split("Job stats:")[1].split("\n\n")[0], re.M))
-    assert len(jobs) == int(stats["total"]) == 94  # paper_tables/ is a rule's output: no `all` job
+    assert len(jobs) == int(stats["total"]) == 82  # paper_tables/ is a rule's output: no `all` job
     assert set(submitted) == set(jobs)
     assert len(set(submitted.values())) == len(submitted)
     for jobid, rule in jobs.items():
@@ -113,13 +114,17 @@ def test_every_heavy_stage_leaves_its_timing(smoke_run: Path) -> None:
     jobs = read_benchmarks(smoke_run / "resources") + read_benchmarks(smoke_run / "results" / "smoke")
     counts = {rule: sum(job.rule == rule for job in jobs) for rule in {job.rule for job in jobs}}
     generations = sorted((smoke_run / "results" / "smoke" / "generations").rglob("*.jsonl"))
-    sweeps = {(g.parent, g.name.rsplit("-t", 1)[0]) for g in generations if g.name.startswith("ee-")}
-    # one job per baseline method and one per (exit kind, policy) sweep; both time under generate/
+    # the smoke profile's generation.ee_jobs is per_policy: one sweep per backbone, task and policy
+    sweeps = {(g.parent, parse_method(g.stem).policy) for g in generations if g.name.startswith("ee-")}
+    # one job per baseline method and one per sweep; both time under generate/
     assert counts["generate"] == len(generations) - sum(g.name.startswith("ee-") for g in generations) + len(sweeps)
     assert len(sweeps) > 0
     assert counts["train_backbone"] == counts["prepare_corpus"] == 1
     assert counts["extract_oracle"] == 2 and counts["distill"] == 4
-    assert counts["latency"] == len(list((smoke_run / "results" / "smoke" / "latency").rglob("*.json")))
+    # latency: one job for `full` and one sweep per backbone and policy (latency.policies: first)
+    timed = list((smoke_run / "results" / "smoke" / "latency").rglob("*.json"))
+    assert counts["latency"] == len({(p.parent, p.stem if p.stem == "full" else parse_method(p.stem).policy)
+                                     for p in timed}) == 4
     assert all(job.seconds > 0 for job in jobs)
     assert "| generate |" in markdown_table(jobs)
 
@@ -236,7 +241,7 @@ def test_a_setting_reruns_exactly_the_jobs_that_read_it(smoke_run: Path) -> None
     # unchanged setting, which must not plan any job that decodes.
     baseline = planned_rules(smoke_run, {"seed": 1234})
     assert baseline <= {"paper_tables"}
-    decoding = {"generate", "generate_sweep", "score", "latency", "paper_tables"}
+    decoding = {"generate", "generate_sweep", "score", "latency", "latency_sweep", "paper_tables"}
     # bfloat16 decodes on the reference path (the batched engine's bounds are float32's: spec.py)
     dtype = planned_rules(smoke_run, {"runtime": {"dtype": "bfloat16"},
                                       "generation": {"batch_size": 1, "prefix_cache": False}})

@@ -6,6 +6,7 @@ exit layers, hidden size, training hyper-parameters and held-out metrics.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,6 +25,17 @@ def checkpoint_paths(path: str | Path, kind: str | None = None) -> tuple[Path, P
             raise ValueError(f"{path}: give the classifier's .safetensors file, or its folder and the kind")
         path = path / f"{kind}.safetensors"
     return path, path.with_suffix(".json")
+
+
+def checkpoint_source(paths: str | Path | Sequence[str | Path] | None) -> Path | None:
+    """What `load_classifiers` reads for a rule's classifier inputs: its one checkpoint file, or for
+    a sweep of several kinds (one file per kind, all in the backbone's folder) that folder."""
+    if paths is None or isinstance(paths, (str, Path)):
+        return None if paths is None else Path(paths)
+    folders = {Path(path).parent for path in paths}
+    if len(folders) > 1:
+        raise ValueError(f"classifier checkpoints in several folders {sorted(map(str, folders))}: give one backbone's")
+    return folders.pop() if folders else None
 
 
 def save_classifiers(path: str | Path, classifiers: list[ExitClassifier], exit_layers: list[int], info: dict) -> None:

@@ -23,8 +23,9 @@ over (batch time - time to the batch's first tokens). Rows that stop leave the b
 exit early are masked, not removed, at the layers they skip (engine/batched.py), so this is what
 early exit gives a server running batches, which batch-1 latency does not say.
 Speedups against `full` are computed by the tables from the `full` job of the same run and
-profile, on the same prompts and machine (each method is its own job, run with every core the run
-has, so jobs do not share the processor while timing).
+profile, on the same prompts and machine (each method is timed alone, in its own job or one after
+another in a latency sweep, with every core the run has, so jobs do not share the processor while
+timing).
 """
 
 from __future__ import annotations
@@ -139,7 +140,32 @@ def measure_latency(
     """Time `spec` (batch 1) on the first `settings["prompts"]` samples of its task, after
     `settings["warmup"]` warm-up prompts, `settings["repeats"]` times; then, where
     `settings["throughput_batch"]` is set, its decode throughput at that batch size."""
-    decoder = Decoder.load(spec, backbone_dir, classifiers)
+    return measure_latencies([spec], task_spec, settings, backbone_dir, [out_path], flops_path, classifiers)[0]
+
+
+def measure_latencies(
+    specs: list[DecodeSpec],
+    task_spec: TaskSpec,
+    settings: dict,
+    backbone_dir: str | Path,
+    out_paths: list[str | Path],
+    flops_path: str | Path,
+    classifiers: str | Path | None = None,
+) -> list[dict]:
+    """`measure_latency` for several methods of one backbone in one job (a latency sweep): the
+    start-up and the backbone load are shared; each method is timed on its own, after its own
+    warm-up, one after the other, so no two methods share the processor."""
+    if len(specs) != len(out_paths):
+        raise ValueError(f"{len(specs)} decode specs but {len(out_paths)} output files")
+    decoders = Decoder.load_all(specs, backbone_dir, classifiers)
+    return [_measure(decoder, task_spec, settings, out_path, flops_path)
+            for decoder, out_path in zip(decoders, out_paths)]
+
+
+def _measure(decoder: Decoder, task_spec: TaskSpec, settings: dict, out_path: str | Path,
+             flops_path: str | Path) -> dict:
+    """One method's latency file (`measure_latency`), its backbone already loaded."""
+    spec = decoder.spec
     method = spec.method.name
     task, samples = load_samples(task_spec)
     tokenizer = decoder.backbone.tokenizer

@@ -44,8 +44,12 @@ wildcard_constraints:
     exit_kind="|".join(config["classifiers"]["kinds"]) or "(?!)",
     policy="|".join(sorted({p for entry in config["backbones"].values() for p in entry["policies"]})),
 
-# The thresholds one generate_sweep job decodes together (its outputs, in this order).
+# The thresholds (and with `generation.ee_jobs: per_policy`, the exit kinds) one generate_sweep job
+# decodes together: its outputs, in this order.
 THRESHOLDS = config["classifiers"]["thresholds"]
+EXIT_KINDS = config["classifiers"]["kinds"]
+# What every latency job reads of the profile's `latency` block besides its task.
+LATENCY_SETTINGS = {k: config["latency"][k] for k in ("prompts", "warmup", "repeats", "throughput_batch")}
 
 
 def methods_of(backbone, task):
@@ -106,6 +110,15 @@ def generate_inputs(wildcards):
 
 def sweep_inputs(wildcards):
     return model_inputs(wildcards.backbone, wildcards.exit_kind)
+
+
+def policy_sweep_inputs(wildcards):
+    """The backbone and the classifiers of every trained exit kind (one file each)."""
+    return {
+        "backbone": f"resources/backbones/{wildcards.backbone}",
+        "classifiers": [f"{RESULTS}/classifiers/{wildcards.backbone}/{kind}.safetensors"
+                        for kind in EXIT_KINDS if is_trained(kind)],
+    }
 
 
 def latency_methods(backbone):
