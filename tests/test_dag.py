@@ -19,7 +19,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "
 SLURM_PROFILE = REPO_ROOT / "profiles" / "slurm"
 SLURM_ENV = {"DYNAMAX_SLURM_ACCOUNT": "dynamax_acct", "DYNAMAX_SLURM_PARTITION": "dynamax_part",
              "DYNAMAX_SLURM_GPU_MODEL": "h100"}
-GPU_RULES = {"generate", "generate_sweep", "latency", "extract_oracle", "select_top_k", "distill"}  # run a model on every CUDA profile
+GPU_RULES = {"generate", "generate_sweep", "latency", "latency_sweep", "extract_oracle", "select_top_k", "distill"}  # run a model on every CUDA profile
 CPU_RULES = {"prepare_backbone", "prepare_corpus", "flops", "score", "paper_tables"}  # paper profile
 
 
@@ -67,13 +67,9 @@ def test_dry_run_plans_every_rule(tmp_path: Path, profile: str, workflow_rules: 
     # `all` is the default target itself; `check` and `exit_weight_ablation` run on demand, not for
     # paper_tables/; `unknown_target` only matches a path the profile does not have;
     # `train_backbone` only where a backbone is trained by the pipeline (not the paper's hub models)
-    # (--list-rules reads the default profile, whose generation.ee_jobs defines latency_sweep)
     expected = workflow_rules - {"all", "check", "exit_weight_ablation", "unknown_target"}
-    config = load_config(REPO_ROOT / "config" / f"{profile}.yaml")
-    if not distilled_backbones(config):
+    if not distilled_backbones(load_config(REPO_ROOT / "config" / f"{profile}.yaml")):
         expected -= {"train_backbone"}
-    if config["generation"]["ee_jobs"] == "per_kind":  # latency_sweep exists with per_policy alone
-        expected -= {"latency_sweep"}
     if profile == "paper":
         stdout = request.getfixturevalue("paper_on_slurm")
     else:

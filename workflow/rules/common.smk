@@ -44,10 +44,14 @@ wildcard_constraints:
     exit_kind="|".join(config["classifiers"]["kinds"]) or "(?!)",
     policy="|".join(sorted({p for entry in config["backbones"].values() for p in entry["policies"]})),
 
-# The thresholds (and with `generation.ee_jobs: per_policy`, the exit kinds) one generate_sweep job
-# decodes together: its outputs, in this order.
+# The ee methods one sweep job (generate_sweep, latency_sweep) makes, in output order: every threshold
+# of one exit kind and policy (`generation.ee_jobs: per_kind`), or of every kind under one policy
+# (`per_policy`); SWEEP names the job's log and benchmark files.
 THRESHOLDS = config["classifiers"]["thresholds"]
-EXIT_KINDS = config["classifiers"]["kinds"]
+PER_KIND = config["generation"]["ee_jobs"] == "per_kind"
+SWEEP_KINDS = ["{exit_kind}"] if PER_KIND else config["classifiers"]["kinds"]
+SWEEP_METHODS = [ee_name(kind, "{policy}", t) for kind in SWEEP_KINDS for t in THRESHOLDS]
+SWEEP = "ee-{exit_kind}-{policy}" if PER_KIND else "ee-{policy}"
 # What every latency job reads of the profile's `latency` block besides its task.
 LATENCY_SETTINGS = {k: config["latency"][k] for k in ("prompts", "warmup", "repeats", "throughput_batch")}
 
@@ -108,16 +112,18 @@ def generate_inputs(wildcards):
     return model_inputs(wildcards.backbone, parse_method(wildcards.method).exit_kind)
 
 
+def sweep_methods(wildcards):
+    """SWEEP_METHODS of one sweep job, its wildcards filled in."""
+    return [method.format(**dict(wildcards.items())) for method in SWEEP_METHODS]
+
+
 def sweep_inputs(wildcards):
-    return model_inputs(wildcards.backbone, wildcards.exit_kind)
-
-
-def policy_sweep_inputs(wildcards):
-    """The backbone and the classifiers of every trained exit kind (one file each)."""
+    """The backbone and the classifiers of the sweep's trained exit kinds (one file each)."""
+    kinds = [kind.format(**dict(wildcards.items())) for kind in SWEEP_KINDS]
     return {
         "backbone": f"resources/backbones/{wildcards.backbone}",
         "classifiers": [f"{RESULTS}/classifiers/{wildcards.backbone}/{kind}.safetensors"
-                        for kind in EXIT_KINDS if is_trained(kind)],
+                        for kind in kinds if is_trained(kind)],
     }
 
 

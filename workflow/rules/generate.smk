@@ -28,63 +28,32 @@ rule generate:
         "../scripts/generate.py"
 
 
-# One job decodes a sweep: every threshold of the profile for one exit kind under one policy
-# (`generation.ee_jobs: per_kind`), or for every exit kind under one policy (`per_policy`). The
-# start-up, the classifiers and each batch's prompt pass are shared (the stateless kinds read the
-# prompt alike, engine/generator.py `Strategy.prompt_pass`), and each file is what its method alone
-# writes (engine test: test_a_sweep_in_one_call_equals_each_strategy_alone). Asking for one ee cell
-# runs its sweep.
-if config["generation"]["ee_jobs"] == "per_kind":
-
-    rule generate_sweep:
-        """Early-exit generation of one exit kind under one policy at every threshold, in one job."""
-        input:
-            unpack(sweep_inputs),
-            data=lambda w: task_data(w.task),
-        output:
-            [f"{RESULTS}/generations/{{backbone}}/{{task}}/{ee_name('{exit_kind}', '{policy}', t)}.jsonl"
-             for t in THRESHOLDS],
-        params:
-            runtime=RUNTIME,
-            # one decode spec per output, in their order: a change to any field reruns the sweeps it affects
-            specs=lambda w: [decode_spec(config, w.backbone, w.task, ee_name(w.exit_kind, w.policy, t)).to_dict()
-                             for t in THRESHOLDS],
-            task=lambda w: task_spec(config, w.task).to_dict(),
-        log:
-            f"{LOGS}/generate/{{backbone}}/{{task}}/ee-{{exit_kind}}-{{policy}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/generate/{{backbone}}/{{task}}/ee-{{exit_kind}}-{{policy}}.tsv"
-        threads: THREADS
-        resources:
-            gpu=GPU,
-        conda:
-            CONDA_ENV
-        script:
-            "../scripts/generate.py"
-
-else:
-
-    rule generate_sweep:
-        """Early-exit generation of every exit kind under one policy at every threshold, in one job."""
-        input:
-            unpack(policy_sweep_inputs),
-            data=lambda w: task_data(w.task),
-        output:
-            [f"{RESULTS}/generations/{{backbone}}/{{task}}/{ee_name(kind, '{policy}', t)}.jsonl"
-             for kind in EXIT_KINDS for t in THRESHOLDS],
-        params:
-            runtime=RUNTIME,
-            specs=lambda w: [decode_spec(config, w.backbone, w.task, ee_name(kind, w.policy, t)).to_dict()
-                             for kind in EXIT_KINDS for t in THRESHOLDS],
-            task=lambda w: task_spec(config, w.task).to_dict(),
-        log:
-            f"{LOGS}/generate/{{backbone}}/{{task}}/ee-{{policy}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/generate/{{backbone}}/{{task}}/ee-{{policy}}.tsv"
-        threads: THREADS
-        resources:
-            gpu=GPU,
-        conda:
-            CONDA_ENV
-        script:
-            "../scripts/generate.py"
+# One job decodes a sweep (SWEEP_METHODS, common.smk): every threshold of the profile for one exit
+# kind under one policy (`generation.ee_jobs: per_kind`), or for every exit kind under one policy
+# (`per_policy`). The start-up, the classifiers and each batch's prompt pass are shared (the
+# stateless kinds read the prompt alike, engine/generator.py `Strategy.prompt_pass`), and each file
+# is what its method alone writes (engine test: test_a_sweep_in_one_call_equals_each_strategy_alone).
+# Asking for one ee cell runs its sweep.
+rule generate_sweep:
+    """Early-exit generation of one sweep: its methods' files in one job."""
+    input:
+        unpack(sweep_inputs),
+        data=lambda w: task_data(w.task),
+    output:
+        [f"{RESULTS}/generations/{{backbone}}/{{task}}/{method}.jsonl" for method in SWEEP_METHODS],
+    params:
+        runtime=RUNTIME,
+        # one decode spec per output, in their order: a change to any field reruns the sweeps it affects
+        specs=lambda w: [decode_spec(config, w.backbone, w.task, method).to_dict() for method in sweep_methods(w)],
+        task=lambda w: task_spec(config, w.task).to_dict(),
+    log:
+        f"{LOGS}/generate/{{backbone}}/{{task}}/{SWEEP}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/generate/{{backbone}}/{{task}}/{SWEEP}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/generate.py"

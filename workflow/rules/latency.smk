@@ -1,5 +1,6 @@
-# With `generation.ee_jobs: per_policy`, one latency_sweep job times every exit kind and threshold
-# of one policy (one method after another, each after its own warm-up); `latency` times one method.
+# latency_sweep times the ee methods of a sweep (as generate_sweep decodes them), one after another
+# in one job, each after its own warm-up; `latency` times one other method (`full`).
+ruleorder: latency_sweep > latency
 
 
 rule latency:
@@ -31,34 +32,28 @@ rule latency:
         "../scripts/latency.py"
 
 
-if config["generation"]["ee_jobs"] == "per_policy":
-
-    ruleorder: latency_sweep > latency
-
-    rule latency_sweep:
-        """`latency` for every exit kind and threshold of one policy, in one job (start-up and backbone
-        load shared; the methods are timed one after another)."""
-        input:
-            unpack(policy_sweep_inputs),
-            flops=f"{RESULTS}/flops/{{backbone}}.json",
-            data=task_data(config["latency"]["task"]),
-        output:
-            [f"{RESULTS}/latency/{{backbone}}/{ee_name(kind, '{policy}', t)}.json"
-             for kind in EXIT_KINDS for t in THRESHOLDS],
-        params:
-            runtime=RUNTIME,
-            specs=lambda w: [latency_spec(config, w.backbone, ee_name(kind, w.policy, t)).to_dict()
-                             for kind in EXIT_KINDS for t in THRESHOLDS],
-            task=task_spec(config, config["latency"]["task"]).to_dict(),
-            settings=LATENCY_SETTINGS,
-        log:
-            f"{LOGS}/latency/{{backbone}}/ee-{{policy}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/latency/{{backbone}}/ee-{{policy}}.tsv"
-        threads: lambda wildcards: workflow.cores if workflow.local_exec else THREADS
-        resources:
-            gpu=GPU,
-        conda:
-            CONDA_ENV
-        script:
-            "../scripts/latency.py"
+rule latency_sweep:
+    """`latency` for the methods of one sweep (SWEEP_METHODS: one exit kind's thresholds, or every
+    kind's), in one job: start-up and backbone load shared, the methods timed one after another."""
+    input:
+        unpack(sweep_inputs),
+        flops=f"{RESULTS}/flops/{{backbone}}.json",
+        data=task_data(config["latency"]["task"]),
+    output:
+        [f"{RESULTS}/latency/{{backbone}}/{method}.json" for method in SWEEP_METHODS],
+    params:
+        runtime=RUNTIME,
+        specs=lambda w: [latency_spec(config, w.backbone, method).to_dict() for method in sweep_methods(w)],
+        task=task_spec(config, config["latency"]["task"]).to_dict(),
+        settings=LATENCY_SETTINGS,
+    log:
+        f"{LOGS}/latency/{{backbone}}/{SWEEP}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/latency/{{backbone}}/{SWEEP}.tsv"
+    threads: lambda wildcards: workflow.cores if workflow.local_exec else THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/latency.py"
