@@ -30,8 +30,10 @@ def checkpoint_paths(path: str | Path, kind: str | None = None) -> tuple[Path, P
 def checkpoint_source(paths: str | Path | Sequence[str | Path] | None) -> Path | None:
     """What `load_classifiers` reads for a rule's classifier inputs: its one checkpoint file, or for
     a sweep of several kinds (one file per kind, all in the backbone's folder) that folder."""
-    if paths is None or isinstance(paths, (str, Path)):
-        return None if paths is None else Path(paths)
+    if paths is None:
+        return None
+    if isinstance(paths, (str, Path)):
+        return Path(paths)
     folders = {Path(path).parent for path in paths}
     if len(folders) > 1:
         raise ValueError(f"classifier checkpoints in several folders {sorted(map(str, folders))}: give one backbone's")

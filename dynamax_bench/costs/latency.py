@@ -44,7 +44,7 @@ from dynamax_bench.costs.ledger import cell_flops
 from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.provenance import machine_description
-from dynamax_bench.generation.tasks import load_samples
+from dynamax_bench.generation.tasks import Task, load_samples
 from dynamax_bench.spec import DecodeSpec, MethodSpec, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -158,18 +158,19 @@ def measure_latencies(
     if len(specs) != len(out_paths):
         raise ValueError(f"{len(specs)} decode specs but {len(out_paths)} output files")
     decoders = Decoder.load_all(specs, backbone_dir, classifiers)
-    return [_measure(decoder, task_spec, settings, out_path, flops_path)
+    task, samples = load_samples(task_spec)
+    tokenizer = decoders[0].backbone.tokenizer  # one backbone for all: the prompts are tokenised once
+    prompts = [tokenizer(s.prompt).input_ids for s in samples[: settings["prompts"]]]  # outside every timed window
+    batch_ids = [tokenizer(s.prompt).input_ids for s in samples[: settings.get("throughput_batch") or 0]]
+    return [_measure(decoder, task_spec, task, prompts, batch_ids, settings, out_path, flops_path)
             for decoder, out_path in zip(decoders, out_paths)]
 
 
-def _measure(decoder: Decoder, task_spec: TaskSpec, settings: dict, out_path: str | Path,
-             flops_path: str | Path) -> dict:
-    """One method's latency file (`measure_latency`), its backbone already loaded."""
+def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[list[int]], batch_ids: list[list[int]],
+             settings: dict, out_path: str | Path, flops_path: str | Path) -> dict:
+    """One method's latency file (`measure_latency`), its backbone loaded and its prompts tokenised."""
     spec = decoder.spec
     method = spec.method.name
-    task, samples = load_samples(task_spec)
-    tokenizer = decoder.backbone.tokenizer
-    prompts = [tokenizer(s.prompt).input_ids for s in samples[: settings["prompts"]]]  # outside every timed window
     whole = decoder.generator(task.stop_strings, spec.max_new_tokens)
     strategy = decoder.strategy
     clock = Clock(decoder.backbone.model.device)
@@ -213,10 +214,8 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, settings: dict, out_path: st
         "torch_threads": torch.get_num_threads(),
         "machine": machine_description(),
     }
-    batch = settings.get("throughput_batch", 0)
     result["throughput"] = None
-    if batch:
-        batch_ids = [tokenizer(s.prompt).input_ids for s in samples[:batch]]
+    if batch_ids:
         result["throughput"] = measure_throughput(decoder, batch_ids, task.stop_strings, spec.max_new_tokens,
                                                   settings["repeats"], clock)
         rate = result["throughput"]["decode_tokens_per_second"]

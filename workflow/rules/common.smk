@@ -119,12 +119,8 @@ def sweep_methods(wildcards):
 
 def sweep_inputs(wildcards):
     """The backbone and the classifiers of the sweep's trained exit kinds (one file each)."""
-    kinds = [kind.format(**dict(wildcards.items())) for kind in SWEEP_KINDS]
-    return {
-        "backbone": f"resources/backbones/{wildcards.backbone}",
-        "classifiers": [f"{RESULTS}/classifiers/{wildcards.backbone}/{kind}.safetensors"
-                        for kind in kinds if is_trained(kind)],
-    }
+    each = [model_inputs(wildcards.backbone, kind.format(**dict(wildcards.items()))) for kind in SWEEP_KINDS]
+    return {"backbone": each[0]["backbone"], "classifiers": [i["classifiers"] for i in each if "classifiers" in i]}
 
 
 def latency_methods(backbone):
