@@ -9,7 +9,8 @@ the prefix only where its own tokenisation really starts with those tokens. The 
 one token short of the shortest prompt of its group, so every row has a suffix to prefill (its
 last position gives the first token).
 
-Without prefix sharing the prompts are sorted by length, so a batch pads little. Batches are
+Batches then take the prompts in order of their suffix length (the tokens after the shared prefix;
+the whole prompt without prefix sharing), so a batch pads little. Batches are
 consecutive runs of `batch_size` prompts of that order; the engine returns outputs in input order.
 """
 
@@ -65,8 +66,10 @@ def plan_batches(prompts: Sequence[Sequence[int]], batch_size: int, share_prefix
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     indices = range(len(prompts))
     if share_prefixes:
-        order = sorted(indices, key=lambda i: (list(prompts[i]), i))
-        lengths = shared_prefix_lengths(prompts, order)
+        lengths = shared_prefix_lengths(prompts, sorted(indices, key=lambda i: (list(prompts[i]), i)))
+        # a batch pads its suffixes to the longest: rows of like suffix length decode together, whatever
+        # prefix each continues from (CoQA's turns: half the suffix tokens a batch computed were padding)
+        order = sorted(indices, key=lambda i: (-(len(prompts[i]) - lengths[i]), i))
     else:
         order = sorted(indices, key=lambda i: (-len(prompts[i]), i))
         lengths = [0] * len(prompts)
