@@ -255,6 +255,30 @@ def test_verify_re_decodes_and_explains_differences(methods: dict[str, Methods])
     assert [d.row for d in everything.unexplained] == [2]
 
 
+def test_verify_re_decodes_a_row_through_its_last_near_tie(methods: dict[str, Methods]) -> None:
+    """A near-tie row that batch 1 matches through its last near tie keeps its batched output, at the
+    cost of those tokens only; one that differs there is decoded to its end at batch 1."""
+    m = methods["tiny_mistral"]
+    strategy = m.strategy("ee-calm-0", 1.0)
+    outputs = batched_engine(m.backbone, 1.0, 8, True).generate(PROMPTS, strategy)
+    reference = reference_engine(m.backbone, 1.0)
+    longest = max(range(len(outputs)), key=lambda r: len(outputs[r].token_ids))
+    assert len(outputs[longest].token_ids) >= 3
+    marked = copy.deepcopy(outputs)
+    for generation in marked:
+        generation.near_ties = []
+    marked[longest].near_ties = [NearTie(token=1, kind="logit_margin", layer=8, value=1e-5)]
+    agreement = verify(reference, PROMPTS, strategy, marked)
+    assert agreement.rows_redecoded == 1 and agreement.tokens_redecoded == 2
+    assert not agreement.differences and not agreement.references
+
+    marked[longest].token_ids[1] += 1  # batch 1 differs at the near tie: the row is decoded to its end
+    agreement = verify(reference, PROMPTS, strategy, marked)
+    assert [d.row for d in agreement.differences] == [longest] and agreement.differences[0].token == 1
+    assert agreement.references[longest].token_ids == outputs[longest].token_ids
+    assert agreement.tokens_redecoded == 2 + len(outputs[longest].token_ids)
+
+
 def test_mamba2_prefix_state_continues_like_the_whole_prompt(tiny_mamba2: Backbone) -> None:
     """transformers' Mamba-2 chunked scan continues a multi-token suffix from a cached conv/SSM
     state (initial_states, the cached conv window): prefix then suffix equals the whole prompt."""

@@ -158,8 +158,9 @@ class EarlyExitGenerator(EngineBase):
 
     @torch.inference_mode()
     def generate(self, prompt: str | Sequence[int], strategy: Strategy,
-                 on_first_token: Callable[[], None] | None = None) -> Generation:
-        """`on_first_token` is called once the first token is read (the latency rule marks its clock there)."""
+                 on_first_token: Callable[[], None] | None = None, through: int | None = None) -> Generation:
+        """`on_first_token` is called once the first token is read (the latency rule marks its clock there);
+        `through`: stop after that many tokens at most (a check of a batched row's first tokens)."""
         self.check(strategy)
         started = time.perf_counter()
         prompt_ids = self.tokenize(prompt)
@@ -184,6 +185,8 @@ class EarlyExitGenerator(EngineBase):
             exits.append(executed)
             input_ids = torch.cat([input_ids, input_ids.new_tensor([[token]])], dim=1)
             stop_reason = self.stop_reason(token, len(tokens), stops)
+            if stop_reason is None and through is not None and len(tokens) >= through:
+                stop_reason = "through"
             if stop_reason is not None:
                 break
             hidden, executed, exit_hiddens = self._forward(input_ids, cache, strategy, state, prefill=False)
