@@ -20,7 +20,7 @@ SLURM_PROFILE = REPO_ROOT / "profiles" / "slurm"
 SLURM_ENV = {"DYNAMAX_SLURM_ACCOUNT": "dynamax_acct", "DYNAMAX_SLURM_PARTITION": "dynamax_part",
              "DYNAMAX_SLURM_GPU_MODEL": "h100"}
 GPU_RULES = {"generate", "generate_sweep", "latency", "latency_sweep", "extract_oracle", "select_top_k", "distill"}  # run a model on every CUDA profile
-CPU_RULES = {"prepare_backbone", "prepare_corpus", "flops", "score", "paper_tables"}  # paper profile
+CPU_RULES = {"prepare_backbone", "prepare_corpus", "flops", "score", "score_sweep", "paper_tables"}  # paper profile
 
 
 def run(args: list[str], workdir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -106,7 +106,8 @@ def test_slurm_profile_asks_a_gpu_for_model_rules_and_cpus_for_the_rest(paper_on
 def test_each_ee_cell_comes_from_one_sweep_job_of_the_size_ee_jobs_names(tmp_path: Path, ee_jobs: str) -> None:
     """`generation.ee_jobs` only regroups the decoding: every ee cell of the profile is made by
     exactly one generate_sweep job, which holds every threshold of one exit kind and policy
-    (per_kind) or every kind and threshold of one policy (per_policy), on one backbone and task."""
+    (per_kind) or every kind and threshold of one policy (per_policy), on one backbone and task;
+    a score_sweep job scores the cells of each, and no other job does."""
     config = load_config(REPO_ROOT / "config" / "smoke.yaml")
     override = tmp_path / "override.yaml"
     override.write_text(f"generation: {{ee_jobs: {ee_jobs}}}\n")
@@ -120,6 +121,14 @@ def test_each_ee_cell_comes_from_one_sweep_job_of_the_size_ee_jobs_names(tmp_pat
     cells = [f"{b}/{t}/{m}" for b in config["backbones"] for t in ee_tasks for m in ee_methods(config, b)]
     made = [str(Path(p).relative_to("results/smoke/generations").with_suffix("")) for outputs in sweeps for p in outputs]
     assert sorted(made) == sorted(cells)  # each cell once
+    scored = [[str(Path(p).relative_to("results/smoke/cells").with_suffix("")) for p in block.group(1).split(", ")]
+              for block in re.finditer(r"^(?:local)?rule score_sweep:\n(?:    .*\n)*?    output: (.*)$",
+                                       result.stdout, re.M)]
+    assert sorted(map(sorted, scored)) == sorted(
+        sorted(str(Path(p).relative_to("results/smoke/generations").with_suffix("")) for p in outputs)
+        for outputs in sweeps)
+    assert not any(m.group(1).split("/")[-1].startswith("ee-") for m in
+                   re.finditer(r"^(?:local)?rule score:\n(?:    .*\n)*?    output: (.*)$", result.stdout, re.M))
     for outputs in sweeps:
         methods = [parse_method(Path(p).stem) for p in outputs]
         assert len({Path(p).parent for p in outputs}) == 1 and len({m.policy for m in methods}) == 1
