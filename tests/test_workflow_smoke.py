@@ -241,7 +241,7 @@ def test_a_setting_reruns_exactly_the_jobs_that_read_it(smoke_run: Path) -> None
     # unchanged setting, which must not plan any job that decodes.
     baseline = planned_rules(smoke_run, {"seed": 1234})
     assert baseline <= {"paper_tables"}
-    decoding = {"generate", "generate_sweep", "score", "latency", "latency_sweep", "paper_tables"}
+    decoding = {"generate", "generate_sweep", "score", "score_sweep", "latency", "latency_sweep", "paper_tables"}
     # bfloat16 decodes on the reference path (the batched engine's bounds are float32's: spec.py)
     dtype = planned_rules(smoke_run, {"runtime": {"dtype": "bfloat16"},
                                       "generation": {"batch_size": 1, "prefix_cache": False}})
