@@ -320,6 +320,16 @@ def test_plan_shares_a_token_prefix_only_where_the_tokens_match() -> None:
     assert [len(prompts[i]) for b in unshared.batches for i in b] == sorted(map(len, prompts), reverse=True)
 
 
+def test_plan_batches_rows_of_like_suffix_length_across_prefixes() -> None:
+    """Rows continue from different shared prefixes in one batch; what a batch pads is its suffixes,
+    so rows are taken longest suffix first (CoQA: a story's early and late turns)."""
+    story_a, story_b = list(range(100, 140)), list(range(200, 240))
+    prompts = [story_a + [1] * 3, story_a + [1] * 30, story_b + [2] * 4, story_b + [2] * 28]
+    plan = plan_batches(prompts, batch_size=2, share_prefixes=True)
+    assert plan.prefix_lengths == [len(story_a) + 2, len(story_a) + 2, len(story_b) + 3, len(story_b) + 3]
+    assert plan.batches == [[1, 3], [0, 2]]  # suffixes 28 and 25 together, then 1 and 1
+
+
 def test_row_state_select_write_and_stack() -> None:
     state = {"h": torch.arange(6.0).view(3, 2)}
     part = select_rows(state, torch.tensor([2, 0]))

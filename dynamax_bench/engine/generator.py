@@ -72,7 +72,7 @@ class Generation:
     token_ids: list[int]
     text: str
     exit_layers: list[int]  # layers executed to produce each generated token
-    stop_reason: str  # eos | stop_string | max_new_tokens
+    stop_reason: str  # eos | stop_string | max_new_tokens (| through: a check's truncated run, engine/correctness.py)
     # Wall time from the call to the first token (the prompt's forward, where no exit is taken):
     # latency splits it from the decode steps, where early exit saves. Measured with
     # perf_counter after the token's `.item()`, which waits for the device.
