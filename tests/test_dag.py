@@ -29,6 +29,12 @@ def run(args: list[str], workdir: Path, env: dict[str, str] | None = None) -> su
                           cwd=REPO_ROOT, env={**os.environ, **(env or {})})
 
 
+def planned_outputs(dry_run: str, rule: str) -> list[list[str]]:
+    """The output files of each job of `rule` in a dry run's plan."""
+    return [block.group(1).split(", ") for block in
+            re.finditer(rf"^(?:local)?rule {rule}:\n(?:    .*\n)*?    output: (.*)$", dry_run, re.M)]
+
+
 @pytest.fixture(scope="module")
 def workflow_rules(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     result = run(["--list-rules"], tmp_path_factory.mktemp("rules"))
@@ -114,21 +120,18 @@ def test_each_ee_cell_comes_from_one_sweep_job_of_the_size_ee_jobs_names(tmp_pat
     result = run(["paper_tables/", "-n", "--configfile", str(REPO_ROOT / "config" / "smoke.yaml"), str(override)],
                  tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    sweeps = [block.group(1).split(", ") for block in
-              re.finditer(r"^(?:local)?rule generate_sweep:\n(?:    .*\n)*?    output: (.*)$", result.stdout, re.M)]
+    sweeps = planned_outputs(result.stdout, "generate_sweep")
     kinds, thresholds = config["classifiers"]["kinds"], config["classifiers"]["thresholds"]
     ee_tasks = [t for t, spec in config["tasks"].items() if spec["early_exit"]]
     cells = [f"{b}/{t}/{m}" for b in config["backbones"] for t in ee_tasks for m in ee_methods(config, b)]
     made = [str(Path(p).relative_to("results/smoke/generations").with_suffix("")) for outputs in sweeps for p in outputs]
     assert sorted(made) == sorted(cells)  # each cell once
-    scored = [[str(Path(p).relative_to("results/smoke/cells").with_suffix("")) for p in block.group(1).split(", ")]
-              for block in re.finditer(r"^(?:local)?rule score_sweep:\n(?:    .*\n)*?    output: (.*)$",
-                                       result.stdout, re.M)]
+    scored = [[str(Path(p).relative_to("results/smoke/cells").with_suffix("")) for p in outputs]
+              for outputs in planned_outputs(result.stdout, "score_sweep")]
     assert sorted(map(sorted, scored)) == sorted(
         sorted(str(Path(p).relative_to("results/smoke/generations").with_suffix("")) for p in outputs)
         for outputs in sweeps)
-    assert not any(m.group(1).split("/")[-1].startswith("ee-") for m in
-                   re.finditer(r"^(?:local)?rule score:\n(?:    .*\n)*?    output: (.*)$", result.stdout, re.M))
+    assert not any(Path(p).name.startswith("ee-") for outputs in planned_outputs(result.stdout, "score") for p in outputs)
     for outputs in sweeps:
         methods = [parse_method(Path(p).stem) for p in outputs]
         assert len({Path(p).parent for p in outputs}) == 1 and len({m.policy for m in methods}) == 1
