@@ -29,6 +29,7 @@ from dynamax_bench.engine import (
     Strategy,
     layer_stack,
     verify,
+    verify_each,
 )
 from dynamax_bench.classifiers.calibration import calibrated_rule
 from dynamax_bench.engine.correctness import first_difference, trace
@@ -277,6 +278,50 @@ def test_verify_re_decodes_a_row_through_its_last_near_tie(methods: dict[str, Me
     assert [d.row for d in agreement.differences] == [longest] and agreement.differences[0].token == 1
     assert agreement.references[longest].token_ids == outputs[longest].token_ids
     assert agreement.tokens_redecoded == 2 + len(outputs[longest].token_ids)
+
+
+@pytest.mark.parametrize("backbone_name", list(METHODS))
+def test_a_sweep_is_checked_row_by_row_with_one_prompt_pass(methods: dict[str, Methods], backbone_name: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`verify_each` over a sweep's strategies gives each the agreement `verify` gives it alone, and runs
+    a row's batch-1 prompt pass once per prompt_pass key, not once per strategy."""
+    m = methods[backbone_name]
+    names = [n for n in METHODS[backbone_name] if n.startswith("ee-")] + ["full", "oracle"]
+    strategies = [m.strategy(name, 1.0) for name in names]
+    each = batched_engine(m.backbone, 1.0, 8, True).generate_each(PROMPTS, strategies)
+    reference = reference_engine(m.backbone, 1.0)
+    alone = [verify(reference, PROMPTS, s, g, all_rows=True) for s, g in zip(strategies, each)]
+    passes = []
+    run = reference.prompt_pass
+    monkeypatch.setattr(reference, "prompt_pass", lambda prompt, strategy: passes.append(1) or run(prompt, strategy))
+    together = verify_each(reference, PROMPTS, strategies, each, all_rows=True)
+    assert [a.as_dict() for a in together] == [a.as_dict() for a in alone]
+    for a, b in zip(together, alone):
+        assert {r: trace(g) for r, g in a.references.items()} == {r: trace(g) for r, g in b.references.items()}
+    keys = {s.prompt_pass() for s in strategies}
+    assert len(keys) < len(strategies)  # the stateless kinds, full and the oracle read the prompt alike
+    assert Strategy.prune(m.backbone.num_layers, 0) == Strategy.full()  # and prune0, which is the full model
+    assert len(passes) == len(PROMPTS) * len(keys)
+
+
+@pytest.mark.parametrize("backbone_name", list(METHODS))
+def test_kept_prompt_passes_decode_like_fresh_ones(methods: dict[str, Methods], backbone_name: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The repeats of a timing (`kept`): the first call prefills each batch and keeps it, later calls
+    decode from copies, and every call gives what a call without `kept` gives."""
+    m = methods[backbone_name]
+    strategy = m.strategy(METHODS[backbone_name][-2], 1.0)  # an ee method
+    engine = batched_engine(m.backbone, 1.0, 3, True)
+    fresh = engine.generate(PROMPTS, strategy)
+    runs = []
+    run = Prefiller.run
+    monkeypatch.setattr(Prefiller, "run", lambda self, *args: runs.append(1) or run(self, *args))
+    kept: dict = {}
+    repeats = [engine.generate(PROMPTS, strategy, kept=kept) for _ in range(3)]
+    batches = len(plan_batches([engine.tokenize(p) for p in PROMPTS], 3, True).batches)
+    assert len(runs) == len(kept) == batches
+    for outputs in repeats:
+        assert [trace(g) for g in outputs] == [trace(g) for g in fresh]
 
 
 def test_mamba2_prefix_state_continues_like_the_whole_prompt(tiny_mamba2: Backbone) -> None:

@@ -26,13 +26,15 @@ _EXPORTS = {
     "Strategy": "generator",
     "TransformerStack": "stacks",
     "layer_stack": "stacks",
+    "PromptPass": "generator",
     "verify": "correctness",
+    "verify_each": "correctness",
 }
 
 if TYPE_CHECKING:
     from dynamax_bench.engine.batched import BatchedGenerator
-    from dynamax_bench.engine.correctness import Agreement, verify
-    from dynamax_bench.engine.generator import EarlyExitGenerator, Generation, Strategy
+    from dynamax_bench.engine.correctness import Agreement, verify, verify_each
+    from dynamax_bench.engine.generator import EarlyExitGenerator, Generation, PromptPass, Strategy
     from dynamax_bench.engine.neartie import NearTie
     from dynamax_bench.engine.rowstate import RowState
     from dynamax_bench.engine.rules import ClassifierRule, ConstantRule, ExitPoint, ExitRule

@@ -102,19 +102,24 @@ class BatchedGenerator(EngineBase):
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str | Sequence[int]], strategy: Strategy,
-                 progress: str | None = None, on_first_token: Callable[[], None] | None = None) -> list[Generation]:
+                 progress: str | None = None, on_first_token: Callable[[], None] | None = None,
+                 kept: dict | None = None) -> list[Generation]:
         """Every prompt's generation, in input order (`progress`: a tqdm bar over batches with this label;
-        `on_first_token`: called when a batch's first tokens are read, where the latency rule marks its clock)."""
-        return self.generate_each(prompts, [strategy], progress, on_first_token)[0]
+        `on_first_token`: called when a batch's first tokens are read, where the latency rule marks its clock;
+        `kept`: see `generate_each`)."""
+        return self.generate_each(prompts, [strategy], progress, on_first_token, kept)[0]
 
     @torch.inference_mode()
     def generate_each(self, prompts: Sequence[str | Sequence[int]], strategies: Sequence[Strategy],
-                      progress: str | None = None,
-                      on_first_token: Callable[[], None] | None = None) -> list[list[Generation]]:
+                      progress: str | None = None, on_first_token: Callable[[], None] | None = None,
+                      kept: dict | None = None) -> list[list[Generation]]:
         """Each strategy's generations of the same prompts (a threshold sweep in one call). The
         strategies whose prompt pass is the same (`Strategy.prompt_pass`) prefill each batch once and
         decode from copies of it: the tensors each would compute alone, at the cost of one prefill.
-        A reused pass is not in the first-token time of the strategies after the first."""
+        A reused pass is not in the first-token time of the strategies after the first.
+        `kept`: a dict the caller passes to every call with the same prompts (the repeats of a timing):
+        each batch's prompt passes are computed by the first call, kept there, and every call decodes
+        from a copy, so only the first call's first-token time holds the prompt pass."""
         for strategy in strategies:
             self.check(strategy)
         ids = [self.tokenize(p) for p in prompts]
@@ -129,10 +134,15 @@ class BatchedGenerator(EngineBase):
             passes: dict[Hashable, Prefilled] = {}
             for k, (strategy, key) in enumerate(zip(strategies, keys)):
                 started = time.perf_counter()
-                if key not in passes:
-                    passes[key] = prefillers[key].run(prompt_ids, prefix_lengths)
-                # the last strategy of a pass decodes from it; the others from a copy (decoding writes the caches)
-                done = passes.pop(key) if key not in keys[k + 1:] else copy.deepcopy(passes[key])
+                if kept is not None:
+                    if (tuple(batch), key) not in kept:
+                        kept[tuple(batch), key] = prefillers[key].run(prompt_ids, prefix_lengths)
+                    done = copy.deepcopy(kept[tuple(batch), key])
+                else:
+                    if key not in passes:
+                        passes[key] = prefillers[key].run(prompt_ids, prefix_lengths)
+                    # the last strategy of a pass decodes from it; the others from a copy (decoding writes the caches)
+                    done = passes.pop(key) if key not in keys[k + 1:] else copy.deepcopy(passes[key])
                 rows = [_Row(index=i, prompt=ids[i], stops=self.stop_watch()) for i in batch]
                 self._decode(rows, done, strategy, started, on_first_token)
                 for row in rows:

@@ -11,15 +11,20 @@ a near tie sits further from flipping than any deviation between batch shapes (t
 11.5x the largest one measured), which is why a row without near ties is not re-decoded at all;
 so where batch 1 agrees through the last near tie, it agrees on the rest of the row, and only a
 row that differs there is decoded to its end at batch 1 (that output replaces the batched one).
+
+`verify_each` checks the strategies of one batched call (a sweep's thresholds) row by row: a row
+re-decoded under several strategies that read the prompt alike (`Strategy.prompt_pass`) runs its
+batch-1 prompt pass once, and each strategy decodes from its own copy of it (the same tensors it
+would compute alone).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
-from dynamax_bench.engine.generator import EarlyExitGenerator, Generation, Strategy
+from dynamax_bench.engine.generator import EarlyExitGenerator, Generation, PromptPass, Strategy
 from dynamax_bench.engine.neartie import Bounds, NearTie
 
 
@@ -90,31 +95,62 @@ def verify(
 ) -> Agreement:
     """Re-decode rows of a batched run at batch 1 and compare (`all_rows`: every row to its end, else
     the rows that met a near tie, through their last near tie and to the end where they differ)."""
-    if len(prompts) != len(generations):
-        raise ValueError(f"{len(prompts)} prompts but {len(generations)} generations")
-    tied = [row for row, g in enumerate(generations) if g.near_ties]
-    redo = range(len(prompts)) if all_rows else tied
-    agreement = Agreement(rows=len(prompts), rows_with_near_ties=len(tied), rows_redecoded=len(redo))
-    for row in redo:
-        batched = generations[row]
-        ours = trace(batched)
-        if not all_rows:
-            through = max(tie.token for tie in batched.near_ties) + 1
-            head = reference.generate(prompts[row], strategy, through=through)
-            agreement.tokens_redecoded += len(head.token_ids)
-            if first_difference(ours[:through], trace(head)) is None:
-                continue  # equal through the last near tie: equal to the end
-        agreement.references[row] = reference.generate(prompts[row], strategy)
-        agreement.tokens_redecoded += len(agreement.references[row].token_ids)
-        theirs = trace(agreement.references[row])
-        start = first_difference(ours, theirs)
-        if start is None:
-            continue
-        agreement.rows_differing += 1
-        agreement.tokens_differing += sum(
-            1 for i in range(max(len(ours), len(theirs)))
-            if i >= len(ours) or i >= len(theirs) or ours[i] != theirs[i]
-        )
-        reasons = [tie for tie in batched.near_ties if tie.token == start]
-        agreement.differences.append(Difference(row=row, token=start, reasons=reasons))
-    return agreement
+    return verify_each(reference, prompts, [strategy], [generations], all_rows=all_rows)[0]
+
+
+def verify_each(
+    reference: EarlyExitGenerator,
+    prompts: Sequence[str | Sequence[int]],
+    strategies: Sequence[Strategy],
+    generations_each: Sequence[Sequence[Generation]],
+    *,
+    all_rows: bool = False,
+) -> list[Agreement]:
+    """`verify` for each strategy of one batched call, row by row: a row's batch-1 prompt pass is
+    computed once per `Strategy.prompt_pass` key and copied for each strategy that re-decodes it."""
+    if len(strategies) != len(generations_each):
+        raise ValueError(f"{len(strategies)} strategies but {len(generations_each)} lists of generations")
+    redo: list[set[int]] = []
+    agreements: list[Agreement] = []
+    for generations in generations_each:
+        if len(prompts) != len(generations):
+            raise ValueError(f"{len(prompts)} prompts but {len(generations)} generations")
+        tied = [row for row, g in enumerate(generations) if g.near_ties]
+        redo.append(set(range(len(prompts))) if all_rows else set(tied))
+        agreements.append(Agreement(rows=len(prompts), rows_with_near_ties=len(tied), rows_redecoded=len(redo[-1])))
+    for row in sorted(set().union(*redo)):
+        passes: dict[Hashable, PromptPass] = {}
+        for k, strategy in enumerate(strategies):
+            if row not in redo[k]:
+                continue
+            key = strategy.prompt_pass()
+            if key not in passes:
+                passes[key] = reference.prompt_pass(prompts[row], strategy)
+            _check_row(agreements[k], reference, prompts[row], strategy, generations_each[k][row], row, passes[key],
+                       all_rows)
+    return agreements
+
+
+def _check_row(agreement: Agreement, reference: EarlyExitGenerator, prompt: str | Sequence[int], strategy: Strategy,
+               batched: Generation, row: int, start: PromptPass, all_rows: bool) -> None:
+    """Re-decode one row from a copy of its prompt pass and record how it compares."""
+    ours = trace(batched)
+    if not all_rows:
+        through = max(tie.token for tie in batched.near_ties) + 1
+        head = reference.generate(prompt, strategy, through=through, start=start.copy())
+        agreement.tokens_redecoded += len(head.token_ids)
+        if first_difference(ours[:through], trace(head)) is None:
+            return  # equal through the last near tie: equal to the end
+    agreement.references[row] = reference.generate(prompt, strategy, start=start.copy())
+    agreement.tokens_redecoded += len(agreement.references[row].token_ids)
+    theirs = trace(agreement.references[row])
+    start_at = first_difference(ours, theirs)
+    if start_at is None:
+        return
+    agreement.rows_differing += 1
+    agreement.tokens_differing += sum(
+        1 for i in range(max(len(ours), len(theirs)))
+        if i >= len(ours) or i >= len(theirs) or ours[i] != theirs[i]
+    )
+    reasons = [tie for tie in batched.near_ties if tie.token == start_at]
+    agreement.differences.append(Difference(row=row, token=start_at, reasons=reasons))

@@ -7,11 +7,16 @@ the token is read from the exited hidden state through the final norm and LM hea
 stack's state policy fills the caches of the skipped layers.
 
 `EarlyExitGenerator` decodes one prompt at a time and is the reference that the batched engine
-(engine/batched.py) must reproduce token for token (engine/correctness.py checks it).
+(engine/batched.py) must reproduce token for token (engine/correctness.py checks it). Its prompt
+pass can be run once (`prompt_pass`) and decoded from by several strategies that read the prompt
+alike (`Strategy.prompt_pass`), each from its own copy: the checks of a sweep re-decode a row
+under many thresholds, and the prompt's forward is most of such a re-decode.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +55,8 @@ class Strategy:
 
     @classmethod
     def prune(cls, num_layers: int, dropped: int) -> Strategy:
-        return cls(keep_layers=num_layers - dropped)
+        """Keep the first `num_layers - dropped` layers; dropping none is the full model (one prompt pass with it)."""
+        return cls(keep_layers=num_layers - dropped if dropped else None)
 
     @classmethod
     def early_exit(cls, rule: ExitRule, policy: str) -> Strategy:
@@ -62,6 +68,26 @@ class Strategy:
         oracle act on the decode steps only), so the batched engine runs the pass once for them."""
         stateful = self.rule is not None and self.rule.stateful
         return self.keep_layers, self.rule.prompt_key() if stateful else None
+
+
+@dataclass
+class PromptPass:
+    """A prompt's forward on the reference path, before its first token: what every strategy with
+    the same `Strategy.prompt_pass` key computes alike. Decoding writes its cache and rule state,
+    so each decode takes its own copy (`copy`)."""
+
+    key: Hashable  # the Strategy.prompt_pass() it was computed for
+    prompt_ids: list[int]
+    cache: Cache
+    state: RowState
+    hidden: Tensor  # (1, T, d): the last kept layer's output
+    executed: int  # layers run
+
+    def copy(self) -> PromptPass:
+        """A copy to decode from: its own cache, state and hidden state; the key (which holds the rule's
+        modules, compared by identity) and the prompt are shared."""
+        return dataclasses.replace(self, cache=copy.deepcopy(self.cache), state=copy.deepcopy(self.state),
+                                   hidden=self.hidden.clone())
 
 
 @dataclass
@@ -157,18 +183,33 @@ class EarlyExitGenerator(EngineBase):
     """Greedy decoding with per-token early exit over a transformers model's own layers, one prompt at a time."""
 
     @torch.inference_mode()
-    def generate(self, prompt: str | Sequence[int], strategy: Strategy,
-                 on_first_token: Callable[[], None] | None = None, through: int | None = None) -> Generation:
-        """`on_first_token` is called once the first token is read (the latency rule marks its clock there);
-        `through`: stop after that many tokens at most (a check of a batched row's first tokens)."""
+    def prompt_pass(self, prompt: str | Sequence[int], strategy: Strategy) -> PromptPass:
+        """The prompt's forward through every kept layer (and a stateful rule's pass over it)."""
         self.check(strategy)
-        started = time.perf_counter()
         prompt_ids = self.tokenize(prompt)
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
         cache = self.stack.new_cache()
         state: RowState = {}
+        hidden, executed, _ = self._forward(input_ids, cache, strategy, state, prefill=True)
+        return PromptPass(key=strategy.prompt_pass(), prompt_ids=prompt_ids, cache=cache, state=state, hidden=hidden,
+                          executed=executed)
 
-        hidden, executed, exit_hiddens = self._forward(input_ids, cache, strategy, state, prefill=True)
+    @torch.inference_mode()
+    def generate(self, prompt: str | Sequence[int], strategy: Strategy,
+                 on_first_token: Callable[[], None] | None = None, through: int | None = None,
+                 start: PromptPass | None = None) -> Generation:
+        """`on_first_token` is called once the first token is read (the latency rule marks its clock there);
+        `through`: stop after that many tokens at most (a check of a batched row's first tokens); `start`: the
+        prompt's pass, computed before (`prompt_pass`, same key), which this call consumes (pass `.copy()` to reuse it)."""
+        self.check(strategy)
+        started = time.perf_counter()
+        if start is None:
+            start = self.prompt_pass(prompt, strategy)
+        elif start.key != strategy.prompt_pass() or start.prompt_ids != self.tokenize(prompt):
+            raise ValueError("a prompt pass decodes only its own prompt under strategies with its prompt_pass key")
+        prompt_ids, cache, state = start.prompt_ids, start.cache, start.state
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        hidden, executed, exit_hiddens = start.hidden, start.executed, []
         stops = self.stop_watch()
         tokens: list[int] = []
         exits: list[int] = []

@@ -8,7 +8,8 @@ reference output, so the generations are the batch-1 ones whatever the batch siz
 `Agreement` record says how many rows and tokens the batch had changed and at which near ties. A
 difference at no near tie is a bug of the batched engine and stops the run. `decode_each` decodes
 the decoders of one generate job (its thresholds) in one batched call, so they share start-up and
-each batch's prompt pass.
+each batch's prompt pass, and checks them row by row, so a row re-decoded under several of them
+runs its batch-1 prompt pass once (`engine.verify_each`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from dynamax_bench.backbones.kernels import check_mamba2_kernels
 from dynamax_bench.backbones.prepare import Backbone, load_backbone
 from dynamax_bench.config import exit_positions
-from dynamax_bench.engine import Agreement, BatchedGenerator, EarlyExitGenerator, Generation, Strategy, verify
+from dynamax_bench.engine import Agreement, BatchedGenerator, EarlyExitGenerator, Generation, Strategy, verify_each
 from dynamax_bench.engine.neartie import Bounds
 from dynamax_bench.generation.strategy import build_strategy
 from dynamax_bench.spec import DecodeSpec
@@ -125,7 +126,8 @@ def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_string
                 disable_tqdm: bool = False) -> list[tuple[list[Generation], Agreement | None]]:
     """`Decoder.decode` for several decoders of one backbone and engine settings at once (a generate
     job's thresholds): the batched engine runs them in one call, which prefills each batch once for
-    the strategies that share a prompt pass; each is then checked against batch 1 on its own."""
+    the strategies that share a prompt pass; then each is checked against batch 1, row by row, a
+    re-decoded row's prompt pass run once for those strategies too (`verify_each`)."""
     first = decoders[0]
     engine_settings = {(id(d.backbone), tuple(d.exit_layers), d.spec.batch_size, d.spec.prefix_cache,
                         d.spec.repetition_penalty, d.spec.max_new_tokens) for d in decoders}
@@ -143,21 +145,22 @@ def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_string
     each = engine.generate_each(prompts, [d.strategy for d in decoders],
                                 progress=None if disable_tqdm else " + ".join(labels))
     batched_seconds = time.perf_counter() - started
-    return [_checked(d, label, prompts, stop_strings, length, generations, engine.bounds, batched_seconds,
-                     len(decoders))
-            for d, label, generations in zip(decoders, labels, each)]
+    # one reference engine serves every decoder: they share the backbone and the engine settings checked above
+    agreements = verify_each(first.generator(stop_strings, length), prompts, [d.strategy for d in decoders], each)
+    verify_seconds = time.perf_counter() - started - batched_seconds
+    log.info("batched decode %.1f s for the %d strategies of the call; re-decoding their near-tie rows at batch 1 "
+             "%.1f s (%d rows, %d tokens)", batched_seconds, len(decoders), verify_seconds,
+             sum(a.rows_redecoded for a in agreements), sum(a.tokens_redecoded for a in agreements))
+    return [_checked(d, label, generations, agreement, engine.bounds)
+            for d, label, generations, agreement in zip(decoders, labels, each, agreements)]
 
 
-def _checked(decoder: Decoder, label: str, prompts: Sequence[str], stop_strings: Sequence[str], length: int,
-             generations: list[Generation], bounds: Bounds, batched_seconds: float,
-             strategies: int) -> tuple[list[Generation], Agreement]:
+def _checked(decoder: Decoder, label: str, generations: list[Generation], agreement: Agreement,
+             bounds: Bounds) -> tuple[list[Generation], Agreement]:
     """A batched run checked against batch 1: the near-tie rows re-decoded on the reference path take
     their reference output; a difference at no near tie stops the run."""
     spec = decoder.spec
-    started = time.perf_counter()
-    agreement = verify(decoder.generator(stop_strings, length), prompts, decoder.strategy, generations)
     agreement.bounds = bounds
-    verify_seconds = time.perf_counter() - started
     if agreement.unexplained:
         raise RuntimeError(
             f"{spec.backbone} {spec.method.name}: the batched engine differs from batch 1 at no near tie "
@@ -168,8 +171,6 @@ def _checked(decoder: Decoder, label: str, prompts: Sequence[str], stop_strings:
     for row, generation in agreement.references.items():
         generations[row] = generation
     log.info("%s: batch %d, prefix cache %s: %d of %d rows met a near tie, %d differed from batch 1 and took "
-             "their batch-1 output (batched decode %.1f s for the %d strategies of the call, re-decoding the "
-             "near-tie rows at batch 1 %.1f s)", label, spec.batch_size, spec.prefix_cache,
-             agreement.rows_with_near_ties, agreement.rows, agreement.rows_differing, batched_seconds, strategies,
-             verify_seconds)
+             "their batch-1 output", label, spec.batch_size, spec.prefix_cache, agreement.rows_with_near_ties,
+             agreement.rows, agreement.rows_differing)
     return generations, agreement
