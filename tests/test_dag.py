@@ -13,7 +13,7 @@ import pytest
 import yte
 
 from dynamax_bench.config import REPO_ROOT, distilled_backbones, load_config
-from dynamax_bench.spec import ee_methods, parse_method
+from dynamax_bench.spec import baseline_methods, ee_methods, parse_method
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile")]
 SLURM_PROFILE = REPO_ROOT / "profiles" / "slurm"
@@ -35,11 +35,12 @@ def planned_outputs(dry_run: str, rule: str) -> list[list[str]]:
             re.finditer(rf"^(?:local)?rule {rule}:\n(?:    .*\n)*?    output: (.*)$", dry_run, re.M)]
 
 
-@pytest.fixture(scope="module")
-def workflow_rules(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    result = run(["--list-rules"], tmp_path_factory.mktemp("rules"))
+def workflow_rules(tmp_path: Path, profile: str) -> set[str]:
+    """The rules of the DAG under a profile (generation.baseline_jobs: per_task adds one baselines rule
+    per backbone for generating and for scoring)."""
+    result = run(["--list-rules", "--configfile", str(REPO_ROOT / "config" / f"{profile}.yaml")], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    return {m.group(1) for line in result.stdout.splitlines() if (m := re.match(r"^([a-z_]+)\b", line))}
+    return {m.group(1) for line in result.stdout.splitlines() if (m := re.match(r"^([a-z_0-9]+)\b", line))}
 
 
 @pytest.fixture(scope="module")
@@ -67,22 +68,25 @@ def test_lint_is_clean(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("profile", ["default", "smoke", "paper"])
-def test_dry_run_plans_every_rule(tmp_path: Path, profile: str, workflow_rules: set[str],
-                                  request: pytest.FixtureRequest) -> None:
+def test_dry_run_plans_every_rule(tmp_path: Path, profile: str, request: pytest.FixtureRequest) -> None:
     """No network needed: the paper profile's hub backbones and datasets are only planned."""
     # `all` is the default target itself; `check` and `exit_weight_ablation` run on demand, not for
     # paper_tables/; `unknown_target` only matches a path the profile does not have;
-    # `train_backbone` only where a backbone is trained by the pipeline (not the paper's hub models)
-    expected = workflow_rules - {"all", "check", "exit_weight_ablation", "unknown_target"}
-    if not distilled_backbones(load_config(REPO_ROOT / "config" / f"{profile}.yaml")):
+    # `train_backbone` only where a backbone is trained by the pipeline (not the paper's hub models);
+    # `generate` and `score` only for a cell the profile does not list where its baselines are grouped
+    config = load_config(REPO_ROOT / "config" / f"{profile}.yaml")
+    expected = workflow_rules(tmp_path / "rules", profile) - {"all", "check", "exit_weight_ablation", "unknown_target"}
+    if not distilled_backbones(config):
         expected -= {"train_backbone"}
+    if config["generation"]["baseline_jobs"] == "per_task":
+        expected -= {"generate", "score"}
     if profile == "paper":
         stdout = request.getfixturevalue("paper_on_slurm")
     else:
         result = run(["paper_tables/", "-n", "--configfile", str(REPO_ROOT / "config" / f"{profile}.yaml")], tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         stdout = result.stdout
-    planned = set(re.findall(r"^(?:localrule|rule) ([a-z_]+):", stdout, flags=re.M))
+    planned = set(re.findall(r"^(?:localrule|rule) ([a-z_0-9]+):", stdout, flags=re.M))
     assert planned == expected, f"not planned: {sorted(expected - planned)}; unexpected: {sorted(planned - expected)}"
 
 
@@ -137,3 +141,38 @@ def test_each_ee_cell_comes_from_one_sweep_job_of_the_size_ee_jobs_names(tmp_pat
         assert len({Path(p).parent for p in outputs}) == 1 and len({m.policy for m in methods}) == 1
         per_job = len(thresholds) * (len(kinds) if ee_jobs == "per_policy" else 1)
         assert len(methods) == per_job and len({m.exit_kind for m in methods}) == per_job // len(thresholds)
+
+
+@pytest.mark.parametrize("baseline_jobs", ["per_method", "per_task"])
+def test_each_baseline_cell_comes_from_one_job_of_the_size_baseline_jobs_names(tmp_path: Path,
+                                                                               baseline_jobs: str) -> None:
+    """`generation.baseline_jobs` only regroups the decoding: every baseline cell (full, prune<N>,
+    oracle) is made by exactly one job, which holds one method (per_method: `generate`) or every
+    baseline of one backbone on one task (per_task: `generate_baselines_<backbone>`); its scoring job
+    holds the same cells, and no other job makes or scores them."""
+    config = load_config(REPO_ROOT / "config" / "smoke.yaml")
+    override = tmp_path / "override.yaml"
+    override.write_text(f"generation: {{baseline_jobs: {baseline_jobs}}}\n")
+    result = run(["paper_tables/", "-n", "--configfile", str(REPO_ROOT / "config" / "smoke.yaml"), str(override)],
+                 tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    baselines = {b: baseline_methods(spec, config["methods"]["oracle"]) for b, spec in config["backbones"].items()}
+    cells = sorted(f"{b}/{t}/{m}" for b in baselines for t in config["tasks"] for m in baselines[b])
+
+    def jobs(rule: str, stage: str) -> list[list[str]]:
+        root = f"results/smoke/{stage}"
+        return [sorted(str(Path(p).relative_to(root).with_suffix("")) for p in outputs)
+                for outputs in planned_outputs(result.stdout, rule)]
+
+    if baseline_jobs == "per_task":
+        made = [job for b in baselines for job in jobs(f"generate_baselines_{b}", "generations")]
+        scored = [job for b in baselines for job in jobs(f"score_baselines_{b}", "cells")]
+        assert not planned_outputs(result.stdout, "generate") and not planned_outputs(result.stdout, "score")
+        assert sorted(made) == sorted(sorted(f"{b}/{t}/{m}" for m in baselines[b])
+                                      for b in baselines for t in config["tasks"])
+    else:
+        made, scored = jobs("generate", "generations"), jobs("score", "cells")
+        assert all(len(job) == 1 for job in made)
+        assert not re.search(r"^rule (generate|score)_baselines_", result.stdout, re.M)
+    assert sorted(c for job in made for c in job) == cells  # each baseline cell once
+    assert sorted(scored) == sorted(made)

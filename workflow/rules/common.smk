@@ -56,9 +56,12 @@ SWEEP = "ee-{exit_kind}-{policy}" if PER_KIND else "ee-{policy}"
 LATENCY_SETTINGS = {k: config["latency"][k] for k in ("prompts", "warmup", "repeats", "throughput_batch")}
 
 
+# Each backbone's baseline methods (full, its prune levels, the oracle), in the order of their files.
+BASELINES = {b: baseline_methods(config["backbones"][b], config["methods"]["oracle"]) for b in backbone_names(config)}
+
+
 def methods_of(backbone, task):
-    baselines = baseline_methods(config["backbones"][backbone], config["methods"]["oracle"])
-    return baselines + (ee_methods(config, backbone) if config["tasks"][task]["early_exit"] else [])
+    return BASELINES[backbone] + (ee_methods(config, backbone) if config["tasks"][task]["early_exit"] else [])
 
 
 def all_cells():
@@ -110,6 +113,11 @@ def generate_inputs(wildcards):
     if problem:
         raise WorkflowError(problem)
     return model_inputs(wildcards.backbone, parse_method(wildcards.method).exit_kind)
+
+
+def baseline_specs(backbone):
+    """The params function of generate_baselines_<backbone>: one decode spec per baseline, in output order."""
+    return lambda w: [decode_spec(config, backbone, w.task, method).to_dict() for method in BASELINES[backbone]]
 
 
 def sweep_methods(wildcards):

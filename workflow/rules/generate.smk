@@ -1,5 +1,7 @@
-# An ee cell at a threshold of the profile comes from its sweep; `generate` makes every other cell
-# (full, prune<N>, oracle, and an ee method at a threshold outside `classifiers.thresholds`).
+# An ee cell at a threshold of the profile comes from its sweep; with `generation.baseline_jobs:
+# per_task` a baseline cell (full, a listed prune<N>, oracle) from its backbone's generate_baselines
+# job; `generate` makes every other cell (each baseline under per_method, a prune level or an ee
+# threshold the profile does not list).
 ruleorder: generate_sweep > generate
 
 
@@ -57,3 +59,36 @@ rule generate_sweep:
         CONDA_ENV
     script:
         "../scripts/generate.py"
+
+
+# A backbone's baselines on one task in one job (`generation.baseline_jobs: per_task`): one start-up,
+# and full, prune0 and the oracle prefill each batch once (engine/generator.py `Strategy.prompt_pass`).
+# Backbones list different prune levels, so each gets its own rule (Snakemake's procedural rule
+# definition) with its methods as outputs; each file is what `generate` writes for its method alone.
+for _backbone in BASELINES if config["generation"]["baseline_jobs"] == "per_task" else []:
+
+    rule:
+        name:
+            f"generate_baselines_{_backbone}"
+        input:
+            backbone=f"resources/backbones/{_backbone}",
+            data=lambda w: task_data(w.task),
+        output:
+            [f"{RESULTS}/generations/{_backbone}/{{task}}/{method}.jsonl" for method in BASELINES[_backbone]],
+        params:
+            runtime=RUNTIME,
+            specs=baseline_specs(_backbone),
+            task=lambda w: task_spec(config, w.task).to_dict(),
+        log:
+            f"{LOGS}/generate/{_backbone}/{{task}}/baselines.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/generate/{_backbone}/{{task}}/baselines.tsv"
+        threads: THREADS
+        resources:
+            gpu=GPU,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/generate.py"
+
+    workflow.ruleorder(f"generate_baselines_{_backbone}", "generate")  # what `ruleorder: a > b` compiles to

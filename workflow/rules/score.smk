@@ -1,5 +1,13 @@
 from dynamax_bench.reporting.statistics import IntervalSettings
 
+# What every scoring job reads besides its files: a change reruns the cells (the rules below share it).
+SCORE_PARAMS = dict(
+    runtime=RUNTIME,
+    task=lambda w: task_spec(config, w.task).to_dict(),
+    profile=PROFILE,
+    evidence=IntervalSettings.from_dict(config["evidence"]).to_dict(),
+)
+
 
 rule score:
     """One cell of Table 3: task metrics, consistency with full, layers executed, each per sample
@@ -14,10 +22,7 @@ rule score:
     output:
         f"{RESULTS}/cells/{{backbone}}/{{task}}/{{method}}.json",
     params:
-        runtime=RUNTIME,
-        task=lambda w: task_spec(config, w.task).to_dict(),
-        profile=PROFILE,
-        evidence=IntervalSettings.from_dict(config["evidence"]).to_dict(),
+        **SCORE_PARAMS,
     log:
         f"{LOGS}/score/{{backbone}}/{{task}}/{{method}}.log",
     conda:
@@ -44,3 +49,32 @@ use rule score as score_sweep with:
         [f"{RESULTS}/cells/{{backbone}}/{{task}}/{method}.json" for method in SWEEP_METHODS],
     log:
         f"{LOGS}/score/{{backbone}}/{{task}}/{SWEEP}.log",
+
+
+
+# A backbone's baseline cells on one task in one job, as generate_baselines_<backbone> makes them
+# (`generation.baseline_jobs: per_task`): `score`'s params, environment and script with those files,
+# one rule per backbone (its prune levels name its outputs).
+for _backbone in BASELINES if config["generation"]["baseline_jobs"] == "per_task" else []:
+
+    rule:
+        name:
+            f"score_baselines_{_backbone}"
+        input:
+            generations=[f"{RESULTS}/generations/{_backbone}/{{task}}/{method}.jsonl" for method in BASELINES[_backbone]],
+            full=f"{RESULTS}/generations/{_backbone}/{{task}}/full.jsonl",
+            backbone=f"resources/backbones/{_backbone}",
+            flops=f"{RESULTS}/flops/{_backbone}.json",
+            data=lambda w: task_data(w.task),
+        output:
+            [f"{RESULTS}/cells/{_backbone}/{{task}}/{method}.json" for method in BASELINES[_backbone]],
+        params:
+            **SCORE_PARAMS,
+        log:
+            f"{LOGS}/score/{_backbone}/{{task}}/baselines.log",
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/score.py"
+
+    workflow.ruleorder(f"score_baselines_{_backbone}", "score")
