@@ -4,6 +4,9 @@
 # threshold the profile does not list).
 ruleorder: generate_sweep > generate
 
+# What every generating job reads besides its decode specs (the rules below share it).
+GENERATE_PARAMS = dict(runtime=RUNTIME, task=lambda w: task_spec(config, w.task).to_dict())
+
 
 rule generate:
     """Generation of one method on one task under its decode spec: one JSONL line per sample."""
@@ -13,10 +16,9 @@ rule generate:
     output:
         f"{RESULTS}/generations/{{backbone}}/{{task}}/{{method}}.jsonl",
     params:
-        runtime=RUNTIME,
+        **GENERATE_PARAMS,
         # everything the script reads: a change to any field reruns exactly the cells it affects
         specs=lambda w: [decode_spec(config, w.backbone, w.task, w.method).to_dict()],
-        task=lambda w: task_spec(config, w.task).to_dict(),
     log:
         f"{LOGS}/generate/{{backbone}}/{{task}}/{{method}}.log",
     benchmark:
@@ -36,29 +38,19 @@ rule generate:
 # stateless kinds read the prompt alike, engine/generator.py `Strategy.prompt_pass`), and each file
 # is what its method alone writes (engine test: test_a_sweep_in_one_call_equals_each_strategy_alone).
 # Asking for one ee cell runs its sweep.
-rule generate_sweep:
-    """Early-exit generation of one sweep: its methods' files in one job."""
+use rule generate as generate_sweep with:
     input:
         unpack(sweep_inputs),
         data=lambda w: task_data(w.task),
     output:
         [f"{RESULTS}/generations/{{backbone}}/{{task}}/{method}.jsonl" for method in SWEEP_METHODS],
     params:
-        runtime=RUNTIME,
-        # one decode spec per output, in their order: a change to any field reruns the sweeps it affects
+        # one decode spec per output, in their order (generate's other params stay)
         specs=lambda w: [decode_spec(config, w.backbone, w.task, method).to_dict() for method in sweep_methods(w)],
-        task=lambda w: task_spec(config, w.task).to_dict(),
     log:
         f"{LOGS}/generate/{{backbone}}/{{task}}/{SWEEP}.log",
     benchmark:
         f"{RESULTS}/benchmarks/generate/{{backbone}}/{{task}}/{SWEEP}.tsv"
-    threads: THREADS
-    resources:
-        gpu=GPU,
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/generate.py"
 
 
 # A backbone's baselines on one task in one job (`generation.baseline_jobs: per_task`): one start-up,
@@ -76,9 +68,8 @@ for _backbone in BASELINES if config["generation"]["baseline_jobs"] == "per_task
         output:
             [f"{RESULTS}/generations/{_backbone}/{{task}}/{method}.jsonl" for method in BASELINES[_backbone]],
         params:
-            runtime=RUNTIME,
+            **GENERATE_PARAMS,
             specs=baseline_specs(_backbone),
-            task=lambda w: task_spec(config, w.task).to_dict(),
         log:
             f"{LOGS}/generate/{_backbone}/{{task}}/baselines.log",
         benchmark:
