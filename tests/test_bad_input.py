@@ -223,7 +223,8 @@ def test_snakemake_names_what_a_target_path_gets_wrong(smoke_config: dict, tmp_p
 
 @pytest.mark.slow
 def test_a_local_task_file_is_an_input_of_the_jobs_that_read_it(smoke_config: dict, tmp_path: Path) -> None:
-    """Snakemake reruns a job whose input changed: editing the task file reruns generate and score."""
+    """Snakemake reruns a job whose input changed: editing the task file reruns the jobs that generate
+    and score the cell (the smoke profile's baselines rules: generation.baseline_jobs per_task)."""
     data = tmp_path / "trivia.jsonl"
     data.write_text("".join(POOL[:1] + TRIVIA[:3]))  # evaluated samples, and the pool below is disjoint
     config = copy.deepcopy(smoke_config)
@@ -233,5 +234,5 @@ def test_a_local_task_file_is_an_input_of_the_jobs_that_read_it(smoke_config: di
     result = dry_run(tmp_path, config, "results/smoke/cells/tiny_mistral/triviaqa/full.json")
     assert result.returncode == 0, result.stderr[-3000:]
     inputs = dict(re.findall(r"(?:local)?rule (\w+):\n\s+input: ([^\n]*)", result.stdout))
-    for rule in ("generate", "score"):
+    for rule in ("generate_baselines_tiny_mistral", "score_baselines_tiny_mistral"):
         assert str(data) in inputs[rule] and str(tmp_path / "pool.jsonl") in inputs[rule], inputs

@@ -112,6 +112,16 @@ def test_slurm_profile_asks_a_gpu_for_model_rules_and_cpus_for_the_rest(paper_on
             assert int(resources["mem_mb"]) > 0 and int(resources["runtime"]) > 0
 
 
+def smoke_dry_run(tmp_path: Path, generation: str) -> subprocess.CompletedProcess:
+    """Dry run of the smoke profile with one `generation` setting changed (e.g. "ee_jobs: per_kind")."""
+    override = tmp_path / "override.yaml"
+    override.write_text(f"generation: {{{generation}}}\n")
+    result = run(["paper_tables/", "-n", "--configfile", str(REPO_ROOT / "config" / "smoke.yaml"), str(override)],
+                 tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 @pytest.mark.parametrize("ee_jobs", ["per_kind", "per_policy"])
 def test_each_ee_cell_comes_from_one_sweep_job_of_the_size_ee_jobs_names(tmp_path: Path, ee_jobs: str) -> None:
     """`generation.ee_jobs` only regroups the decoding: every ee cell of the profile is made by
@@ -119,11 +129,7 @@ def test_each_ee_cell_comes_from_one_sweep_job_of_the_size_ee_jobs_names(tmp_pat
     (per_kind) or every kind and threshold of one policy (per_policy), on one backbone and task;
     a score_sweep job scores the cells of each, and no other job does."""
     config = load_config(REPO_ROOT / "config" / "smoke.yaml")
-    override = tmp_path / "override.yaml"
-    override.write_text(f"generation: {{ee_jobs: {ee_jobs}}}\n")
-    result = run(["paper_tables/", "-n", "--configfile", str(REPO_ROOT / "config" / "smoke.yaml"), str(override)],
-                 tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = smoke_dry_run(tmp_path, f"ee_jobs: {ee_jobs}")
     sweeps = planned_outputs(result.stdout, "generate_sweep")
     kinds, thresholds = config["classifiers"]["kinds"], config["classifiers"]["thresholds"]
     ee_tasks = [t for t, spec in config["tasks"].items() if spec["early_exit"]]
@@ -151,11 +157,7 @@ def test_each_baseline_cell_comes_from_one_job_of_the_size_baseline_jobs_names(t
     baseline of one backbone on one task (per_task: `generate_baselines_<backbone>`); its scoring job
     holds the same cells, and no other job makes or scores them."""
     config = load_config(REPO_ROOT / "config" / "smoke.yaml")
-    override = tmp_path / "override.yaml"
-    override.write_text(f"generation: {{baseline_jobs: {baseline_jobs}}}\n")
-    result = run(["paper_tables/", "-n", "--configfile", str(REPO_ROOT / "config" / "smoke.yaml"), str(override)],
-                 tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = smoke_dry_run(tmp_path, f"baseline_jobs: {baseline_jobs}")
     baselines = {b: baseline_methods(spec, config["methods"]["oracle"]) for b, spec in config["backbones"].items()}
     cells = sorted(f"{b}/{t}/{m}" for b in baselines for t in config["tasks"] for m in baselines[b])
 
