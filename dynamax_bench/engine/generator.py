@@ -10,7 +10,7 @@ stack's state policy fills the caches of the skipped layers.
 (engine/batched.py) must reproduce token for token (engine/correctness.py checks it). Its prompt
 pass can be run once (`prompt_pass`) and decoded from by several strategies that read the prompt
 alike (`Strategy.prompt_pass`), each from its own copy: the checks of a sweep re-decode a row
-under many thresholds, and the prompt's forward is most of such a re-decode.
+under many thresholds, and the prompt's forward is a large part of such a re-decode.
 """
 
 from __future__ import annotations
