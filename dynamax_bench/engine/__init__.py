@@ -22,11 +22,11 @@ _EXPORTS = {
     "LayerStack": "stacks",
     "Mamba2Stack": "stacks",
     "NearTie": "neartie",
+    "PromptPass": "generator",
     "RowState": "rowstate",
     "Strategy": "generator",
     "TransformerStack": "stacks",
     "layer_stack": "stacks",
-    "PromptPass": "generator",
     "verify": "correctness",
     "verify_each": "correctness",
 }

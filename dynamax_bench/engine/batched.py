@@ -131,18 +131,16 @@ class BatchedGenerator(EngineBase):
         out: list[list[Generation | None]] = [[None] * len(ids) for _ in strategies]
         for batch in tqdm(plan.batches, desc=progress, unit="batch", disable=progress is None):
             prompt_ids, prefix_lengths = [ids[i] for i in batch], [plan.prefix_lengths[i] for i in batch]
-            passes: dict[Hashable, Prefilled] = {}
+            passes: dict[tuple[tuple[int, ...], Hashable], Prefilled] = {} if kept is None else kept
             for k, (strategy, key) in enumerate(zip(strategies, keys)):
                 started = time.perf_counter()
-                if kept is not None:
-                    if (tuple(batch), key) not in kept:
-                        kept[tuple(batch), key] = prefillers[key].run(prompt_ids, prefix_lengths)
-                    done = copy.deepcopy(kept[tuple(batch), key])
-                else:
-                    if key not in passes:
-                        passes[key] = prefillers[key].run(prompt_ids, prefix_lengths)
-                    # the last strategy of a pass decodes from it; the others from a copy (decoding writes the caches)
-                    done = passes.pop(key) if key not in keys[k + 1:] else copy.deepcopy(passes[key])
+                slot = (tuple(batch), key)
+                if slot not in passes:
+                    passes[slot] = prefillers[key].run(prompt_ids, prefix_lengths)
+                # the last strategy of a pass decodes from it, unless the caller keeps it; the others from a copy
+                # (decoding writes the caches)
+                last = kept is None and key not in keys[k + 1:]
+                done = passes.pop(slot) if last else copy.deepcopy(passes[slot])
                 rows = [_Row(index=i, prompt=ids[i], stops=self.stop_watch()) for i in batch]
                 self._decode(rows, done, strategy, started, on_first_token)
                 for row in rows:

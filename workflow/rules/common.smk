@@ -58,6 +58,9 @@ LATENCY_SETTINGS = {k: config["latency"][k] for k in ("prompts", "warmup", "repe
 
 # Each backbone's baseline methods (full, its prune levels, the oracle), in the order of their files.
 BASELINES = {b: baseline_methods(config["backbones"][b], config["methods"]["oracle"]) for b in backbone_names(config)}
+# The backbones whose baselines decode (and score) in one job per task: `generation.baseline_jobs: per_task`
+# (generate_baselines_<backbone>, score_baselines_<backbone>); none under per_method.
+GROUPED_BASELINES = BASELINES if config["generation"]["baseline_jobs"] == "per_task" else {}
 
 
 def methods_of(backbone, task):

@@ -57,7 +57,7 @@ use rule generate as generate_sweep with:
 # and full, prune0 and the oracle prefill each batch once (engine/generator.py `Strategy.prompt_pass`).
 # Backbones list different prune levels, so each gets its own rule (Snakemake's procedural rule
 # definition) with its methods as outputs; each file is what `generate` writes for its method alone.
-for _backbone in BASELINES if config["generation"]["baseline_jobs"] == "per_task" else []:
+for _backbone in GROUPED_BASELINES:
 
     rule:
         name:

@@ -51,11 +51,10 @@ use rule score as score_sweep with:
         f"{LOGS}/score/{{backbone}}/{{task}}/{SWEEP}.log",
 
 
-
 # A backbone's baseline cells on one task in one job, as generate_baselines_<backbone> makes them
 # (`generation.baseline_jobs: per_task`): `score`'s params, environment and script with those files,
 # one rule per backbone (its prune levels name its outputs).
-for _backbone in BASELINES if config["generation"]["baseline_jobs"] == "per_task" else []:
+for _backbone in GROUPED_BASELINES:
 
     rule:
         name:
