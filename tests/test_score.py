@@ -25,7 +25,9 @@ EARLY = [(" Paris", [1, 2], [8, 4]), (" Venus", [9], [8]), (" Shakespeare", [4, 
 def ledger(records: list[dict], method, table: dict) -> dict:
     """Stands in for costs.ledger.cell_flops's interface: per-sample totals with a 10-FLOP prompt
     forward, 1 FLOP per layer run."""
-    per_sample = [{"executed": 10 + sum(r["exit_layers"]), "full": 10 + 8 * len(r["exit_layers"])} for r in records]
+    per_sample = [{"executed": 10 + sum(r["exit_layers"]), "full": 10 + 8 * len(r["exit_layers"]),
+                   "decode_executed": sum(r["exit_layers"][1:]), "decode_full": 8 * (len(r["exit_layers"]) - 1)}
+                  for r in records]
     executed, full = sum(s["executed"] for s in per_sample), sum(s["full"] for s in per_sample)
     return {"savings": 1 - executed / full, "decode_savings": 0.0, "per_sample": per_sample, "unit": "test"}
 
@@ -71,15 +73,18 @@ def test_cell_keeps_every_quantity_per_sample_in_sample_order(scored) -> None:
 def test_headline_values_are_the_estimates_and_every_estimate_has_an_interval(scored) -> None:
     cell = scored("cell.json")
     found = cell["intervals"]["estimates"]
-    assert cell["intervals"]["kind"] == "percentile bootstrap over samples"
+    assert cell["intervals"]["kind"] == "percentile bootstrap over groups of samples (scipy.stats.bootstrap)"
     assert (cell["intervals"]["confidence"], cell["intervals"]["resamples"], cell["intervals"]["seed"]) == (0.95, 300, 3)
     assert set(found) == {"metrics.em", "metrics.f1", "consistency.output_match", "consistency.token_prefix_agreement",
-                          "degeneration.loop_rate", "flops.total_savings", "layers.mean_executed", "tokens.exitable_share"}
+                          "degeneration.loop_rate", "flops.total_savings", "flops.decode_savings", "layers.mean_executed",
+                          "tokens.exitable_share"}
     for name, entry in found.items():
         assert entry["n"] == 4 and entry["lo"] <= entry["value"] <= entry["hi"], name
     assert cell["consistency"]["output_match"] == found["consistency.output_match"]["value"] == 0.5
     assert cell["degeneration"]["loop_rate"] == 0.25
     assert found["flops.total_savings"]["value"] == pytest.approx(1 - 106 / 136)  # a ratio of sums
+    # decode steps alone (each sample's tokens after its first): 4 + 0 + (4 + 6) + 5 * 4 layers, of 8 per step
+    assert found["flops.decode_savings"]["value"] == pytest.approx(1 - 34 / 64)
     assert cell["layers"]["mean_executed"] == pytest.approx(66 / 12)
     assert found["tokens.exitable_share"]["value"] == pytest.approx(8 / 12)
     em = cell["per_sample"]["metrics.em"]
@@ -100,4 +105,4 @@ def test_same_inputs_give_the_same_bytes_and_the_seed_is_recorded(scored, tmp_pa
 def test_a_ledger_with_other_samples_is_refused() -> None:
     records = [{"id": "a", "output": "", "token_ids": [1], "exit_layers": [8]}]
     with pytest.raises(ValueError, match="2 per-sample totals for 1 samples"):
-        score.sample_lists(records, records, {}, [{"executed": 1, "full": 1}] * 2)
+        score.sample_lists(records, records, {}, [{"executed": 1, "full": 1, "decode_executed": 0, "decode_full": 0}] * 2)

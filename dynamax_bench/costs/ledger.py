@@ -118,10 +118,13 @@ def _savings(executed: int, full: int) -> float | None:
 
 
 def cell_flops(records: list[dict], method: MethodSpec, table: dict) -> dict[str, Any]:
-    """The cell's ledger: totals, savings over everything (`savings`, what claims use) and over the
-    decode steps alone (`decode_savings`), and every sample's executed and full FLOPs in order."""
+    """The cell's ledger: totals, savings over everything (`savings`) and over the decode steps alone
+    (`decode_savings`, where an exit method acts: what claims compare), and every sample's executed and
+    full FLOPs in order, over both phases and over the decode steps."""
     if not records or not any(r["exit_layers"] for r in records):
         raise ValueError(f"{method.name}: no generated tokens to count")
+    if method.runs_as_full:  # a consistency target no threshold could certify: no exit, no classifier
+        method = FULL
     prices, full_prices = Prices.of(table, method), Prices.of(table, FULL)
     per_sample, lengths = [], []
     phases = {phase: {"executed": 0, "full": 0, "tokens": 0} for phase in ("prompt", "decode")}
@@ -136,6 +139,8 @@ def cell_flops(records: list[dict], method: MethodSpec, table: dict) -> dict[str
             phases[phase]["full"] += full
             sample["executed"] += executed
             sample["full"] += full
+            if phase == "decode":
+                sample["decode_executed"], sample["decode_full"] = executed, full
         phases["prompt"]["tokens"] += num_prompt
         phases["decode"]["tokens"] += max(0, len(exits) - 1)
         per_sample.append(sample)

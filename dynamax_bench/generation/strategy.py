@@ -35,6 +35,11 @@ def build_strategy(method: MethodSpec, backbone: Backbone, classifiers: str | Pa
         return Strategy.prune(backbone.num_layers, method.prune)
     if method.kind == "oracle":
         return Strategy(oracle=True)
+    if method.runs_as_full:
+        return Strategy.full()
+    if method.threshold is None:
+        raise ValueError(f"method {method.name!r}: its threshold comes from the calibrate stage; resolve it first "
+                         "(dynamax_bench.calibration.resolve)")
     if not is_trained(method.exit_kind):
         return Strategy.early_exit(training_free_rule(method.exit_kind, method.threshold), method.policy)
     if classifiers is None:

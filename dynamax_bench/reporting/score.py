@@ -14,7 +14,15 @@ from dynamax_bench.costs.ledger import cell_flops
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.backbones.meta import read_backbone_meta
 from dynamax_bench.provenance import provenance
-from dynamax_bench.reporting.statistics import Estimate, IntervalSettings, estimates, lm_eval_stderr, quantities, ratio_from
+from dynamax_bench.reporting.statistics import (
+    Estimate,
+    IntervalSettings,
+    estimates,
+    groups_of,
+    lm_eval_stderr,
+    quantities,
+    ratio_from,
+)
 from dynamax_bench.generation.generate import read_generations
 from dynamax_bench.generation.tasks import load_samples
 from dynamax_bench.spec import DecodeSpec, TaskSpec
@@ -64,19 +72,24 @@ def check_aligned(records: list[dict], full: list[dict], what: str) -> None:
         raise ValueError(f"{what}: sample ids differ from the full model's generations; rerun both with one config")
 
 
-def sample_lists(records: list[dict], full: list[dict], metrics: dict[str, list[float]], flops: list[dict]) -> dict:
+def sample_lists(records: list[dict], full: list[dict], metrics: dict[str, list[float]], flops: list[dict],
+                 groups: list[str] | None = None) -> dict:
     """The `per_sample` block: one list per quantity, in sample order (see statistics.DERIVED for
     the ratios built from the FLOPs, layer and token lists). `flops`: the ledger's per-sample
-    executed and full totals (prompt forward and a stateful classifier's prompt pass included)."""
+    executed and full totals (prompt forward and a stateful classifier's prompt pass included) and
+    those of the decode steps alone. `groups`: each sample's group (a CoQA story), resampled whole."""
     if len(flops) != len(records):
         raise ValueError(f"the cost ledger returned {len(flops)} per-sample totals for {len(records)} samples")
     return {
         "ids": [r["id"] for r in records],
+        "groups": groups if groups is not None else [r["id"] for r in records],
         **{f"metrics.{name}": values for name, values in metrics.items()},
         **consistency(records, full),
         "degeneration.loop_rate": [float(loops(r["token_ids"])) for r in records],
         "flops.executed": [s["executed"] for s in flops],
         "flops.full": [s["full"] for s in flops],
+        "flops.decode_executed": [s["decode_executed"] for s in flops],
+        "flops.decode_full": [s["decode_full"] for s in flops],
         "layers.executed": [sum(r["exit_layers"]) for r in records],
         "tokens.generated": [len(r["exit_layers"]) for r in records],
     }
@@ -85,7 +98,7 @@ def sample_lists(records: list[dict], full: list[dict], metrics: dict[str, list[
 def intervals(per_sample: dict[str, list], settings: IntervalSettings) -> dict:
     """Every quantity's estimate (value, lo, hi, n), task metrics also with lm-eval's stderr."""
     found: dict[str, Estimate] = estimates(
-        {q: ratio_from(per_sample, q, "per_sample") for q in quantities(per_sample)}, settings)
+        {q: ratio_from(per_sample, q, "per_sample") for q in quantities(per_sample)}, groups_of(per_sample), settings)
     out = {}
     for name, est in found.items():
         entry = est.to_dict()
@@ -117,7 +130,7 @@ def score_cell(
     scores = [task.score_one(sample, record["output"]) for sample, record in zip(samples, records)]
     costs = cell_flops(records, spec.method, read_json(flops))
     metrics = {name: [s[name] for s in scores] for name in task.metrics}
-    per_sample = sample_lists(records, full, metrics, costs.pop("per_sample"))
+    per_sample = sample_lists(records, full, metrics, costs.pop("per_sample"), [s.unit for s in samples])
     summary = intervals(per_sample, evidence)
     value = {name: entry["value"] for name, entry in summary["estimates"].items()}
     exits = [layer for record in records for layer in record["exit_layers"]]

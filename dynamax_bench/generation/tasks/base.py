@@ -21,6 +21,13 @@ class Sample:
     id: str
     prompt: str  # the exact text given to the tokenizer
     target: dict[str, Any]
+    # samples of one group are not independent (the turns of one CoQA story): intervals resample whole
+    # groups, calibration counts a group as one unit; a sample of its own by default
+    group: str = ""
+
+    @property
+    def unit(self) -> str:
+        return self.group or self.id
 
 
 def _question_key(text: str) -> str:
@@ -90,7 +97,7 @@ class Task(ABC):
         if limit is not None:
             docs = docs[:limit]
         contexts = self.fewshot_contexts(docs, num_fewshot, self.pool_source(fewshot_source, source))
-        return [Sample(id=doc["id"], prompt=context + self.doc_to_text(doc), target=doc)
+        return [Sample(id=doc["id"], prompt=context + self.doc_to_text(doc), target=doc, group=doc.get("group", ""))
                 for doc, context in zip(docs, contexts)]
 
     def fewshot_contexts(self, docs: list[dict[str, Any]], num_fewshot: int, source: dict) -> list[str]:

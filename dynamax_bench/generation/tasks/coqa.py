@@ -88,6 +88,7 @@ class CoQA(Task):
         return [
             {
                 "id": f"{doc['id']}-t{turn}",
+                "group": doc["id"],  # the turns of a story share it: resampled and calibrated together
                 "story": doc["story"],
                 "questions": doc["questions"][:turn],
                 "answers": doc["answers"][:turn],

@@ -1,0 +1,244 @@
+"""The `calibrate` rule: each exit method's thresholds, chosen on the calibration split for each target.
+
+Targets (`calibration` section of the profile):
+- consistency c (c0.95: at least 95% of outputs equal to the full model's): Learn-Then-Test down the
+  threshold grid (ltt.py); the lowest threshold certified at epsilon, or none (the method then runs as
+  the full model);
+- prune<N> (p6): the decode savings static pruning of N layers gets on the same split (its layers
+  dropped over every decode step's layers and head); the highest threshold whose decode savings reach
+  them, first estimated on the full trajectories' confidences (record.simulated_exits), then checked by
+  a real decode and lowered while it falls short, at most `max_decodes` times.
+
+A threshold's decode runs only on the samples whose full trajectory reaches it somewhere (record.py);
+every other sample keeps the full model's output, exactly. Consistency is the score rule's: the output
+text equals the full model's; a unit (a CoQA story, a TriviaQA question) fails when any of its samples
+differs. Savings are the cost ledger's decode savings, the exit method's decisions and fills included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dynamax_bench.calibration.ltt import p_value, units_needed
+from dynamax_bench.calibration.record import record_trajectories, simulated_exits
+from dynamax_bench.costs.ledger import cell_flops
+from dynamax_bench.files import read_json, write_json
+from dynamax_bench.generation.generate import trace_record
+from dynamax_bench.generation.tasks import load_samples
+from dynamax_bench.spec import DecodeSpec, MethodSpec, TaskSpec, ee_name, format_threshold, parse_method
+
+log = logging.getLogger(__name__)
+P_VALUE = "exact binomial tail of the failing units (Learn-Then-Test, fixed-sequence down the grid)"
+SIMULATION_STEPS = 200  # thresholds 0, 0.005, ..., 1 on which prune targets are first estimated
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """What one calibrate job reads of the profile: kinds and policies to calibrate, the consistency
+    targets with their epsilon and grid, the prune levels to match."""
+
+    kinds: list[str]
+    policies: list[str]
+    consistency: list[float]
+    epsilon: float
+    grid: list[float]
+    prune: list[int]
+    max_decodes: int = 2
+
+    def __post_init__(self) -> None:
+        if list(self.grid) != sorted(self.grid, reverse=True) or len(set(self.grid)) != len(self.grid):
+            raise ValueError(f"calibration.grid {self.grid}: list the thresholds from the highest down, each once")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CalibrationSettings:
+        return cls(**data)
+
+
+def spec_at(base: DecodeSpec, kind: str, policy: str, threshold: float) -> DecodeSpec:
+    """The decode spec of one exit method at one threshold."""
+    return replace(base, method=parse_method(ee_name(kind, policy, threshold)))
+
+
+def decode_savings(records: list[dict], method: MethodSpec, table: dict) -> float | None:
+    return cell_flops(records, method, table)["decode_savings"]
+
+
+def failing_units(records: Sequence[dict], full: Sequence[dict], units: Sequence[str]) -> tuple[int, int, float]:
+    """(units with any output differing from full's, units, share of samples equal to full's)."""
+    same = [r["output"] == f["output"] for r, f in zip(records, full)]
+    failing = {unit for unit, ok in zip(units, same) if not ok}
+    return len(failing), len(set(units)), float(np.mean(same))
+
+
+class Job:
+    """One calibrate job: a backbone and task, every calibrated kind and policy."""
+
+    def __init__(self, base: DecodeSpec, task_spec: TaskSpec, backbone_dir: str | Path, classifiers: Path | None,
+                 table: dict, settings: CalibrationSettings) -> None:
+        from dynamax_bench.generation.decoder import Decoder
+
+        self.base, self.settings, self.table, self.classifiers = base, settings, table, classifiers
+        self.full_decoder = Decoder.load(replace(base, method=parse_method("full")), backbone_dir)
+        self.backbone = self.full_decoder.backbone
+        self.task, self.samples = load_samples(task_spec)
+        self.units = [s.unit for s in self.samples]
+        self.loaded: dict = {}
+        self.exit_layers = self.full_decoder.exit_layers
+
+    def decoder(self, kind: str, policy: str, threshold: float):
+        from dynamax_bench.generation.decoder import Decoder
+
+        return Decoder.for_backbone(spec_at(self.base, kind, policy, threshold), self.backbone, self.classifiers,
+                                    self.loaded)
+
+    def record(self) -> None:
+        """The full trajectories and every kind's confidences along them (one batch-1 pass)."""
+        rules = {kind: self.decoder(kind, self.settings.policies[0], 1.0).strategy.rule for kind in self.settings.kinds}
+        engine = self.full_decoder.generator(self.task.stop_strings, self.base.max_new_tokens)
+        generations, self.confidences = record_trajectories(engine, [s.prompt for s in self.samples], rules,
+                                                            self.settings.policies[0])
+        self.full = [{"id": s.id, **trace_record(s.prompt, g)} for s, g in zip(self.samples, generations)]
+        # float32, as the engine compares a confidence with its threshold (rules.decide)
+        self.largest = {kind: np.array([m.max() if m.size else -np.inf for m in mats], dtype=np.float32)
+                        for kind, mats in self.confidences.items()}
+
+    def decode(self, kind: str, policy: str, threshold: float) -> tuple[list[dict], int]:
+        """Every sample's record at a threshold: decoded where the full trajectory reaches it, else full's."""
+        from dynamax_bench.generation.decoder import decode_each
+
+        todo = np.flatnonzero(self.largest[kind] >= np.float32(threshold)).tolist()
+        records = list(self.full)
+        if todo:
+            prompts = [self.samples[i].prompt for i in todo]
+            (generations, _), = decode_each([self.decoder(kind, policy, threshold)], prompts, self.task.stop_strings,
+                                            disable_tqdm=True)
+            for i, generation in zip(todo, generations):
+                records[i] = {"id": self.samples[i].id, **trace_record(self.samples[i].prompt, generation)}
+        return records, len(todo)
+
+    def consistency_path(self, kind: str, policy: str) -> tuple[list[dict], dict[str, dict]]:
+        """Learn-Then-Test down the grid until every consistency target's sequence has stopped."""
+        settings, steps = self.settings, []
+        alive = {format_threshold(c): 1.0 - c for c in settings.consistency}
+        chosen: dict[str, float | None] = {key: None for key in alive}
+        tested = {key: 0 for key in alive}
+        for threshold in settings.grid:
+            if not alive:
+                break
+            records, decoded = self.decode(kind, policy, threshold)
+            failing, units, same = failing_units(records, self.full, self.units)
+            method = parse_method(ee_name(kind, policy, threshold))
+            p_values = {key: p_value(failing, units, delta) for key, delta in alive.items()}
+            steps.append({"threshold": threshold, "decoded_samples": decoded, "failing_units": failing,
+                          "output_match": same, "decode_savings": decode_savings(records, method, self.table),
+                          "p_values": p_values})
+            for key, p in p_values.items():
+                tested[key] += 1
+                if p <= settings.epsilon:
+                    chosen[key] = threshold
+                else:
+                    del alive[key]
+            log.info("%s-%s t=%s: %d samples decoded, %d of %d units differ", kind, policy, threshold, decoded,
+                     failing, units)
+        units = len(set(self.units))
+        targets = {}
+        for c in settings.consistency:
+            key = format_threshold(c)
+            certified = chosen[key] is not None
+            needed = units_needed(1.0 - c, settings.epsilon)
+            reason = ("" if certified else
+                      f"{units} units cannot certify {c:g} at epsilon {settings.epsilon:g} (at least {needed} needed)"
+                      if units < needed else
+                      f"the first threshold of the grid ({settings.grid[0]:g}) fails it: p = "
+                      f"{steps[0]['p_values'][key]:.3g} > {settings.epsilon:g}")
+            targets[key] = {"threshold": chosen[key], "certified": certified, "thresholds_tested": tested[key],
+                            "reason": reason}
+        return steps, targets
+
+    def prune_savings(self, level: int) -> float:
+        """Static pruning's decode savings on the split: every token's layers are the first L - N."""
+        kept = self.backbone.num_layers - level
+        records = [{**r, "exit_layers": [kept] * len(r["exit_layers"])} for r in self.full]
+        return decode_savings(records, parse_method(f"prune{level}"), self.table)
+
+    def simulated_savings(self, kind: str, policy: str, threshold: float) -> float | None:
+        records = [{**r, "exit_layers": simulated_exits(m, self.exit_layers, self.backbone.num_layers, threshold)}
+                   for r, m in zip(self.full, self.confidences[kind])]
+        return decode_savings(records, parse_method(ee_name(kind, policy, threshold)), self.table)
+
+    def prune_target(self, kind: str, policy: str, target: float) -> dict:
+        """The highest threshold whose decode savings reach `target`: estimated on the trajectories, then
+        decoded and lowered while it falls short."""
+        grid = [float(t) for t in np.linspace(1.0, 0.0, SIMULATION_STEPS + 1)]
+        simulated = {t: self.simulated_savings(kind, policy, t) or 0.0 for t in grid}
+        candidates = [t for t in grid if simulated[t] >= target]
+        entry: dict[str, Any] = {"target_savings": target, "decodes": []}
+        if not candidates:
+            best = max(grid, key=lambda t: simulated[t])
+            entry.update(threshold=best, reached=False,
+                         reason=f"at most {simulated[best]:.3f} decode savings at any threshold (estimated), "
+                                f"short of {target:.3f}")
+            return entry
+        threshold, need = candidates[0], target
+        for _ in range(self.settings.max_decodes):
+            records, decoded = self.decode(kind, policy, threshold)
+            real = decode_savings(records, parse_method(ee_name(kind, policy, threshold)), self.table) or 0.0
+            entry["decodes"].append({"threshold": threshold, "estimated": simulated[threshold], "decode_savings": real,
+                                     "decoded_samples": decoded})
+            if real >= target:
+                break
+            need += target - real  # the estimate was optimistic by this much: ask it for more
+            lower = [t for t in candidates if t < threshold and simulated[t] >= need]
+            if not lower:
+                break
+            threshold = lower[0]
+        reached = entry["decodes"][-1]["decode_savings"] >= target
+        entry.update(threshold=threshold, reached=reached,
+                     reason="" if reached else f"the decoded savings stayed below {target:.3f}")
+        return entry
+
+    def run(self) -> dict:
+        self.record()
+        levels = {str(level): self.prune_savings(level) for level in self.settings.prune}
+        methods: dict[str, dict] = {}
+        for kind in self.settings.kinds:
+            for policy in self.settings.policies:
+                steps, consistency = self.consistency_path(kind, policy)
+                prune = {level: self.prune_target(kind, policy, savings) for level, savings in levels.items()}
+                methods.setdefault(kind, {})[policy] = {"steps": steps, "consistency": consistency, "prune": prune}
+        return {
+            "backbone": self.base.backbone, "task": self.task.name, "samples": len(self.samples),
+            "units": len(set(self.units)), "epsilon": self.settings.epsilon, "p_value": P_VALUE,
+            "grid": list(self.settings.grid), "exit_layers": self.exit_layers,
+            "full": {"decode_tokens": sum(max(0, len(r["exit_layers"]) - 1) for r in self.full)},
+            "prune_savings": levels, "methods": methods,
+        }
+
+
+def calibrate_task(base: DecodeSpec, task_spec: TaskSpec, backbone_dir: str | Path, classifiers: Path | None,
+                   flops: str | Path, settings: CalibrationSettings, out_path: str | Path) -> dict:
+    """Calibrate every kind and policy of the settings on one backbone and task; write the JSON."""
+    result = Job(base, task_spec, backbone_dir, classifiers, read_json(flops), settings).run()
+    result["settings"] = {"base_spec": base.to_dict(), "task_spec": task_spec.to_dict(),
+                          "calibration": settings.__dict__}
+    write_json(out_path, result)
+    return result
+
+
+def resolve(method: MethodSpec, calibration: dict) -> MethodSpec:
+    """A calibrated method with the threshold its calibration chose (`certified`: the target was met;
+    an uncertified consistency target has no threshold and runs as the full model)."""
+    if not method.calibrated:
+        return method
+    entry = calibration["methods"][method.exit_kind][method.policy]
+    if method.target == "consistency":
+        chosen = entry["consistency"][format_threshold(method.target_value)]
+        return replace(method, threshold=chosen["threshold"], certified=chosen["certified"])
+    chosen = entry["prune"][str(int(method.target_value))]
+    return replace(method, threshold=chosen["threshold"], certified=chosen["reached"])
