@@ -21,6 +21,7 @@ LAYERS = [
     {"classifiers"},
     {"generation"},
     {"costs"},
+    {"calibration"},
     {"reporting"},
     {"lmeval", "profile_checks", "data_checks", "data"},
 ]

@@ -66,7 +66,7 @@ def sample_work(num_prompt: int, exit_layers: list[int], method: MethodSpec, tab
     work.prompt[("layer_prefill", num_prompt)] += kept
     work.prompt[("head", None)] += 1
     stateful = method.kind == "ee" and exit_method(method.exit_kind).stateful
-    if stateful:
+    if stateful and exit_method(method.exit_kind).prompt_state:
         work.prompt[("classifier_prefill", num_prompt)] += len(exits)
     for k, executed in enumerate(exit_layers[1:], start=1):
         layers = num_layers if method.kind == "full" else executed
@@ -98,7 +98,7 @@ class Prices:
             step = table["exit_methods"][method.exit_kind]
             costs["decision"] = step["flops"]
             costs["fill"] = blocks[f"fill_{method.policy}"]["flops"]
-            if exit_method(method.exit_kind).stateful:
+            if exit_method(method.exit_kind).stateful and exit_method(method.exit_kind).prompt_state:
                 models["classifier_prefill"] = LengthModel.from_dict(step["prefill"])
         return cls(models, costs)
 
