@@ -22,7 +22,7 @@ LAYERS = [
     {"generation"},
     {"costs"},
     {"reporting"},
-    {"lmeval", "profile_checks", "data_checks", "data"},
+    {"lmeval", "profile_checks", "data_checks", "data", "plan"},
 ]
 
 

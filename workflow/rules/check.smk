@@ -1,4 +1,4 @@
-REFERENCE = f"{workflow.basedir}/reference/{PROFILE}.json"
+REFERENCE = f"{workflow.basedir}/reference/{PLAN.profile}.json"
 REFERENCE_EXISTS = os.path.exists(REFERENCE)
 
 
@@ -6,7 +6,7 @@ rule check:
     """Compare this run's cells with reference/<profile>.json within tolerances; fails on a miss.
     A missing reference fails the job with the command that creates it."""
     input:
-        cells=all_cells(),
+        cells=PLAN.cells(),
         # an input when it exists, so an edited reference reruns the check
         reference=[REFERENCE] if REFERENCE_EXISTS else [],
     output:
