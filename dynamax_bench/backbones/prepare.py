@@ -98,9 +98,10 @@ def hub_help(repo: str, revision: str, offline: bool, err: Exception) -> str:
     reason = "the profile runs offline (runtime.offline: true)" if offline else "the hub could not be reached"
     return (
         f"cannot load {repo}@{revision} from the Hugging Face hub: {reason}, and it is not in the local "
-        f"cache ({cache}). On a machine with network, run `huggingface-cli download {repo} --revision {revision}` "
-        f"(accept the model's licence on the hub first), then copy the cache here or set HF_HOME; or point "
-        f"the backbone's source at `kind: local, path: <folder>`. Underlying error: {err}"
+        f"cache ({cache}). On a machine with network, run `hf download {repo} --revision {revision}` "
+        f"(huggingface_hub's CLI; first `hf auth login` and accept the model's licence on the hub), then copy "
+        f"the cache here or set HF_HOME; or point the backbone's source at `kind: local, path: <folder>`. "
+        f"Underlying error: {err}"
     )
 
 
