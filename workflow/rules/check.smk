@@ -17,6 +17,8 @@ rule check:
         missing_reference="" if REFERENCE_EXISTS else REFERENCE,
     log:
         f"{LOGS}/check.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check.tsv"
     localrule: True
     conda:
         CONDA_ENV

@@ -13,6 +13,8 @@ rule flops:
         exits=lambda w: config["backbones"][w.backbone]["exits"],
     log:
         f"{LOGS}/flops/{{backbone}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/flops/{{backbone}}.tsv"
     conda:
         CONDA_ENV
     script:

@@ -25,6 +25,8 @@ rule score:
         **SCORE_PARAMS,
     log:
         f"{LOGS}/score/{{backbone}}/{{task}}/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score/{{backbone}}/{{task}}/{{method}}.tsv"
     conda:
         CONDA_ENV
     script:
@@ -49,6 +51,8 @@ use rule score as score_sweep with:
         [PLAN.cell_path("{backbone}", "{task}", method) for method in PLAN.sweep_templates],
     log:
         f"{LOGS}/score/{{backbone}}/{{task}}/{PLAN.sweep_name}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score/{{backbone}}/{{task}}/{PLAN.sweep_name}.tsv"
 
 
 # A backbone's baseline cells on one task in one job, as generate_baselines_<backbone> makes them
@@ -71,6 +75,8 @@ for _backbone, _methods in PLAN.grouped_baselines.items():
             **SCORE_PARAMS,
         log:
             f"{LOGS}/score/{_backbone}/{{task}}/baselines.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/score/{_backbone}/{{task}}/baselines.tsv"
         conda:
             CONDA_ENV
         script:

@@ -19,6 +19,8 @@ rule paper_tables:
         evidence=config["evidence"],
     log:
         f"{LOGS}/paper_tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper_tables.tsv"
     conda:
         CONDA_ENV
     script:
