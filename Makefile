@@ -11,7 +11,7 @@ PIP := $(BIN)/pip install --quiet -c constraints.txt
 export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup paper_tables smoke test test-all check lock
+.PHONY: setup paper_tables smoke test test-all check check-commits lock
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ test-all: $(STAMP)
 check: $(STAMP)
 	$(BIN)/snakemake results/$(PROFILE)/check.txt --cores all --configfile config/$(PROFILE).yaml --until score
 	$(BIN)/python -m dynamax_bench.reporting.check results/$(PROFILE) $(REFERENCE)
+
+# Commit messages after tools/commit_base: subjects of at most 72 characters in the imperative, a blank
+# line before the body (tests/test_commits.py runs the same check in `make test`).
+check-commits: $(STAMP)
+	$(BIN)/python tools/check_commits.py
 
 # Re-resolve the dependencies in a scratch venv and rewrite constraints.txt (then rerun the tests).
 lock:

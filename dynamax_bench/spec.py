@@ -17,6 +17,7 @@ regular expression of those names; the Snakefile's `{method}` wildcard uses it t
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -67,7 +68,10 @@ def method_of(record: dict[str, Any]) -> MethodSpec:
 
 
 def format_threshold(threshold: float) -> str:
-    return f"{threshold:g}"
+    """The threshold as a method name writes it: the shortest decimal that reads back as the same
+    float (Python's repr), in positional notation (1e-05 -> 0.00001, which `METHOD_PATTERN` accepts),
+    so that `parse_method(ee_name(k, p, t)).threshold == t` for every t in [0, 1]."""
+    return format(Decimal(repr(float(threshold) + 0.0)).normalize(), "f")  # + 0.0: -0.0 -> 0.0
 
 
 def ee_name(exit_kind: str, policy: str, threshold: float) -> str:

@@ -23,7 +23,7 @@ LAYERS = [
     {"costs"},
     {"calibration"},
     {"reporting"},
-    {"lmeval", "profile_checks", "data_checks", "data"},
+    {"lmeval", "profile_checks", "data_checks", "data", "plan"},
 ]
 
 
