@@ -153,7 +153,7 @@ CALIBRATION: list[tuple[str, list[str], str]] = [
     ("In which country is the city of Marrakesh?", ["Morocco"], "WikipediaEntity"),
     ("What language is mainly spoken in Mexico?", ["Spanish", "Spanish language"], "WikipediaEntity"),
     ("What is the currency of Japan?", ["Yen", "Japanese yen"], "WikipediaEntity"),
-    ("What is the currency of the United States?", ["US dollar", "Dollar", "United States dollar", "American dollar"],
+    ("What is the currency of the United States?", ["US dollar", "Dollar", "United States dollar", "American dollar", "USD"],
      "WikipediaEntity"),
     ("On which continent is Brazil?", ["South America"], "WikipediaEntity"),
     ("Who wrote the novel Nineteen Eighty-Four?", ["George Orwell", "Orwell", "Eric Arthur Blair"], "WikipediaEntity"),
