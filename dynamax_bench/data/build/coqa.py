@@ -211,7 +211,7 @@ STORIES: list[tuple[str, str, list[tuple[str, str, str]]]] = [
 ]
 
 
-# The calibration split: forty more passages, about 100 to 160 words each, from the kinds of source
+# The calibration split: forty more passages, 92 to 124 words each, from the kinds of source
 # CoQA draws on (children's stories, news, encyclopedia articles, literature, reading exams), each
 # with two turns. The news reports and stories are invented; the encyclopedia passages are true.
 # A story is the calibration unit (its turns share a prompt), so two turns per story give many
