@@ -51,6 +51,7 @@ class CoQA(Task):
     name = "coqa"
     hub_default = {"path": "EleutherAI/coqa", "split": "validation"}  # lm-eval's dataset_path
     embedded_file = "coqa.jsonl"
+    embedded_calibration_file = "coqa.calibration.jsonl"
     stop_strings = ("\nQ:",)  # lm-eval coqa/default.yaml generation_kwargs.until
     metrics = ("em", "f1")
     options = ("turns",)

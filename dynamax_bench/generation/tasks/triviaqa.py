@@ -28,6 +28,7 @@ class TriviaQA(Task):
     name = "triviaqa"
     hub_default = {"path": "mandarjoshi/trivia_qa", "name": "rc.nocontext", "split": "validation"}
     embedded_file = "triviaqa.jsonl"
+    embedded_calibration_file = "triviaqa.calibration.jsonl"
     embedded_fewshot_file = "triviaqa.train.jsonl"
     lm_eval_fewshot = 5
     # lm-eval tasks/triviaqa/default.yaml: doc_to_text and generation_kwargs.until
