@@ -22,10 +22,21 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from dynamax_bench.classifiers.registry import is_trained
+from dataclasses import replace
+
+from dynamax_bench.classifiers.registry import base_kind, exit_method, is_trained
 from dynamax_bench.config import ConfigError
 from dynamax_bench.profile_checks import prune_problem
-from dynamax_bench.spec import baseline_methods, decode_spec, ee_methods, ee_name, latency_spec, parse_method, task_spec
+from dynamax_bench.spec import (
+    baseline_methods,
+    calibrated_name,
+    decode_spec,
+    ee_methods,
+    ee_name,
+    latency_spec,
+    parse_method,
+    task_spec,
+)
 
 # The keys of the `distill` section that train a classifier (rules select_top_k, distill and
 # exit_weight_ablation read them): a change reruns exactly those jobs.
@@ -69,9 +80,49 @@ class Plan:
         return list(self.config["classifiers"]["kinds"])
 
     @cached_property
+    def all_exit_kinds(self) -> list[str]:
+        """Every exit kind some cell runs: `classifiers.kinds`, then the calibrated kinds not among them."""
+        return list(dict.fromkeys(self.exit_kinds + self.calibrated_kinds))
+
+    @cached_property
     def trained_kinds(self) -> list[str]:
-        """The exit kinds the distill rule trains (one classifier file per backbone each)."""
-        return [kind for kind in self.exit_kinds if is_trained(kind)]
+        """The exit kinds the distill rule trains (one classifier file per backbone each): the trained kinds of
+        `classifiers.kinds` and of the calibrated kinds, less variants that read another kind's classifiers."""
+        return [kind for kind in self.all_exit_kinds if exit_method(kind).distilled]
+
+    @cached_property
+    def calibration(self) -> dict[str, Any]:
+        return self.config["calibration"]
+
+    @cached_property
+    def calibrated_kinds(self) -> list[str]:
+        """The exit kinds with calibrated rows (`calibration.kinds`, by default every kind of classifiers.kinds);
+        none without a target."""
+        cal = self.calibration
+        if not self.config["methods"]["early_exit"] or not (cal["consistency"] or cal["match_pruning"]):
+            return []
+        return list(cal.get("kinds") or self.exit_kinds)
+
+    def calibrated_policies(self, backbone: str) -> list[str]:
+        """The state policies of a backbone whose thresholds are calibrated: its first, or all of them."""
+        policies = self.config["backbones"][backbone]["policies"]
+        return list(policies) if self.calibration["policies"] == "all" else list(policies[:1])
+
+    def prune_targets(self, backbone: str) -> list[int]:
+        """The prune levels whose decode savings the calibrated rows match (`calibration.match_pruning`)."""
+        if not self.calibration["match_pruning"]:
+            return []
+        return sorted(n for n in self.config["backbones"][backbone].get("prune", []) if n > 0)
+
+    def calibrated_methods(self, backbone: str, policy: str) -> list[str]:
+        """The calibrated rows of one backbone and policy (`{policy}` may stay a wildcard), in output order:
+        per kind, each consistency target, then (registered kinds, not variants) each pruning level."""
+        out = []
+        for kind in self.calibrated_kinds:
+            out += [calibrated_name(kind, policy, "consistency", c) for c in self.calibration["consistency"]]
+            if base_kind(kind) == kind:
+                out += [calibrated_name(kind, policy, "prune", n) for n in self.prune_targets(backbone)]
+        return out
 
     @cached_property
     def policies(self) -> list[str]:
@@ -100,8 +151,10 @@ class Plan:
     def methods(self, backbone: str, task: str) -> list[str]:
         """Every method with a cell on (backbone, task), in table order: the baselines, then the
         ee grid where the task runs it (`tasks.<task>.early_exit`)."""
-        early_exit = self.ee_methods(backbone) if self.config["tasks"][task]["early_exit"] else []
-        return self.baselines(backbone) + early_exit
+        if not self.config["tasks"][task]["early_exit"]:
+            return self.baselines(backbone)
+        calibrated = [m for policy in self.calibrated_policies(backbone) for m in self.calibrated_methods(backbone, policy)]
+        return self.baselines(backbone) + self.ee_methods(backbone) + calibrated
 
     @cached_property
     def grouped_baselines(self) -> dict[str, list[str]]:
@@ -153,8 +206,29 @@ class Plan:
         """The backbone, and for a trained exit kind its classifiers."""
         inputs = {"backbone": self.backbone_dir(backbone)}
         if exit_kind is not None and is_trained(exit_kind):
-            inputs["classifiers"] = self.classifier_path(backbone, exit_kind)
+            inputs["classifiers"] = self.classifier_path(backbone, exit_method(exit_kind).checkpoint)
         return inputs
+
+    def calibrate_inputs(self, backbone: str) -> dict[str, Any]:
+        """What a calibrate job reads: the backbone, the classifiers of the calibrated kinds, the FLOPs table."""
+        checkpoints = dict.fromkeys(exit_method(k).checkpoint for k in self.calibrated_kinds if is_trained(k))
+        return {"backbone": self.backbone_dir(backbone), "flops": self.flops_path(backbone),
+                "classifiers": [self.classifier_path(backbone, kind) for kind in checkpoints]}
+
+    def calibration_settings(self, backbone: str) -> dict[str, Any]:
+        """What a calibrate job reads of the profile (`calibration.CalibrationSettings`)."""
+        cal = self.calibration
+        return {"kinds": self.calibrated_kinds, "policies": self.calibrated_policies(backbone),
+                "consistency": list(cal["consistency"]), "epsilon": cal["epsilon"], "grid": list(cal["grid"]),
+                "prune": self.prune_targets(backbone), "max_decodes": cal["max_decodes"]}
+
+    def calibration_task_spec(self, task: str) -> dict[str, Any]:
+        """The task's calibration split: its source's `calibration.split`, the same prompts and limit."""
+        spec = task_spec(self.config, task)
+        if spec.source["kind"] == "local":
+            raise ConfigError(f"tasks.{task}: a local data file has no calibration split; calibrated thresholds need "
+                              f"an embedded or hub source (or set calibration.consistency: [] and match_pruning: false)")
+        return replace(spec, source={**spec.source, "split": self.calibration["split"]}).to_dict()
 
     def method_inputs(self, backbone: str, method: str) -> dict[str, str]:
         """What a job decoding or timing one method reads besides its task data: the backbone, and
@@ -214,8 +288,10 @@ class Plan:
         return probe
 
     def kind_options(self, kind: str) -> dict[str, Any]:
-        """A classifier kind's keyword options (`classifiers.options.<kind>`)."""
-        return self.config["classifiers"]["options"].get(kind, {})
+        """A classifier kind's keyword options (`classifiers.options.<kind>`; a variant's are its kind's unless
+        it has its own)."""
+        options = self.config["classifiers"]["options"]
+        return options.get(kind, options.get(base_kind(kind), {}))
 
     # --- latency -------------------------------------------------------------------------------
 
@@ -252,6 +328,9 @@ class Plan:
     def cell_path(self, backbone: str, task: str, method: str) -> str:
         return f"{self.results}/cells/{backbone}/{task}/{method}.json"
 
+    def calibration_path(self, backbone: str, task: str) -> str:
+        return f"{self.results}/calibration/{backbone}/{task}.json"
+
     def latency_path(self, backbone: str, method: str) -> str:
         return f"{self.results}/latency/{backbone}/{method}.json"
 
@@ -263,6 +342,13 @@ class Plan:
     def cells(self) -> list[str]:
         """Every cell file of the profile, backbone by task by method."""
         return [self.cell_path(b, t, m) for b in self.backbones for t in self.tasks for m in self.methods(b, t)]
+
+    def calibrations(self) -> list[str]:
+        """Every calibrate job's file (none without calibrated kinds)."""
+        if not self.calibrated_kinds:
+            return []
+        return [self.calibration_path(b, t) for b in self.backbones for t in self.tasks
+                if self.config["tasks"][t]["early_exit"]]
 
     def classifier_metrics(self) -> list[str]:
         """The metrics file of every trained kind on every backbone (none without early exit)."""

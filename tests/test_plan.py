@@ -114,9 +114,16 @@ def test_every_file_lives_in_the_profile_folder(profile: dict) -> None:
 
 def test_smoke_plan_in_numbers() -> None:
     """The smoke profile's plan, counted by hand: 2 backbones x 3 tasks x 4 baselines (full, prune0,
-    prune4, oracle), plus on TriviaQA 3 kinds x 2 policies x 1 threshold per backbone."""
+    prune4, oracle), plus on TriviaQA per backbone 3 kinds x 2 policies x 1 threshold, and the calibrated rows
+    of its first policy: 3 kinds x 1 consistency target, and prune4's savings for the 2 kinds that are not
+    variants."""
     plan = Plan.from_config(load_config(REPO_ROOT / "config" / "smoke.yaml"))
-    assert len(plan.cells()) == 2 * 3 * 4 + 2 * 6
+    assert len(plan.cells()) == 2 * 3 * 4 + 2 * 6 + 2 * (3 + 2)
+    assert plan.calibrated_methods("tiny_mistral", "copy") == [
+        "ee-calm-copy-c0.5", "ee-calm-copy-p4", "ee-maxsoftmax-copy-c0.5", "ee-maxsoftmax-copy-p4",
+        "ee-mamba_fresh-copy-c0.5"]
+    assert plan.calibrations() == ["results/smoke/calibration/tiny_mistral/triviaqa.json",
+                                   "results/smoke/calibration/tiny_mamba2/triviaqa.json"]
     assert plan.sweep_templates == ["ee-calm-{policy}-t0.5", "ee-mamba-{policy}-t0.5", "ee-maxsoftmax-{policy}-t0.5"]
     assert plan.sweep_name == "ee-{policy}"
     assert plan.trained_kinds == ["calm", "mamba"]
@@ -185,3 +192,29 @@ def test_decode_specs_follow_the_methods_in_order(smoke_config: dict) -> None:
     assert [s["method"]["name"] for s in specs] == ["oracle", "full"]
     latency = plan.latency_specs("tiny_mistral", ["full"])[0]
     assert (latency["task"], latency["batch_size"], latency["max_new_tokens"]) == ("triviaqa", 1, 4)
+
+
+def test_calibrated_kinds_read_their_checkpoints_and_variants_train_only_when_they_have_their_own(
+        smoke_config: dict) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["calibration"]["kinds"] = ["calm", "mamba_fresh", "mamba_k3"]
+    plan = Plan.from_config(config)
+    assert plan.trained_kinds == ["calm", "mamba", "mamba_k3"]  # mamba_fresh reads mamba's classifiers
+    assert plan.method_inputs("tiny_mistral", "ee-mamba_fresh-copy-c0.5")["classifiers"] == \
+        "results/smoke/classifiers/tiny_mistral/mamba.safetensors"
+    assert plan.calibrate_inputs("tiny_mistral")["classifiers"] == [
+        "results/smoke/classifiers/tiny_mistral/calm.safetensors",
+        "results/smoke/classifiers/tiny_mistral/mamba.safetensors",
+        "results/smoke/classifiers/tiny_mistral/mamba_k3.safetensors"]
+    assert plan.kind_options("mamba_k3") == plan.kind_options("mamba") == {"head_dim": 16, "chunk_size": 64}
+    settings = plan.calibration_settings("tiny_mamba2")
+    assert settings["policies"] == ["skip"] and settings["prune"] == [4]
+    assert plan.calibration_task_spec("triviaqa")["source"] == {"kind": "embedded", "split": "calibration"}
+
+
+def test_no_target_plans_no_calibration(smoke_config: dict) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["calibration"].update(consistency=[], match_pruning=False)
+    plan = Plan.from_config(config)
+    assert plan.calibrated_kinds == [] and plan.calibrations() == []
+    assert not any(parse_method(Path(cell).stem).calibrated for cell in plan.cells())

@@ -175,7 +175,7 @@ class Job:
     def prune_target(self, kind: str, policy: str, target: float) -> dict:
         """The highest threshold whose decode savings reach `target`: estimated on the trajectories, then
         decoded and lowered while it falls short."""
-        grid = [float(t) for t in np.linspace(1.0, 0.0, SIMULATION_STEPS + 1)]
+        grid = [round(float(t), 4) for t in np.linspace(1.0, 0.0, SIMULATION_STEPS + 1)]
         simulated = {t: self.simulated_savings(kind, policy, t) or 0.0 for t in grid}
         candidates = [t for t in grid if simulated[t] >= target]
         entry: dict[str, Any] = {"target_savings": target, "decodes": []}
@@ -242,3 +242,13 @@ def resolve(method: MethodSpec, calibration: dict) -> MethodSpec:
         return replace(method, threshold=chosen["threshold"], certified=chosen["certified"])
     chosen = entry["prune"][str(int(method.target_value))]
     return replace(method, threshold=chosen["threshold"], certified=chosen["reached"])
+
+
+def resolve_specs(specs: Sequence[DecodeSpec], calibration_path: str | Path) -> list[DecodeSpec]:
+    """Decode specs of calibrated rows with their thresholds, from their calibrate job's file."""
+    calibration = read_json(calibration_path)
+    for spec in specs:
+        if (spec.backbone, spec.task) != (calibration["backbone"], calibration["task"]):
+            raise ValueError(f"{calibration_path} calibrates {calibration['backbone']}/{calibration['task']}, not "
+                             f"{spec.backbone}/{spec.task}; rerun the calibrate rule for this backbone and task")
+    return [replace(spec, method=resolve(spec.method, calibration)) for spec in specs]

@@ -181,8 +181,9 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
     for i in range(settings["warmup"]):
         whole.generate(prompts[i % len(prompts)], strategy)
     per_sample, per_token, first_token, per_decode_token, tokens, records = [], [], [], [], [], []
+    by_prompt: list[list[float]] = [[] for _ in prompts]  # decode-step seconds of each prompt, over repeats
     for repeat in tqdm(range(settings["repeats"]), desc=f"latency {method}", unit="repeat"):
-        for ids in prompts:
+        for i, ids in enumerate(prompts):
             seconds, (first,), out = clock.run(lambda mark, ids=ids: whole.generate(ids, strategy, on_first_token=mark))
             n = len(out.token_ids)
             per_sample.append(seconds)
@@ -190,6 +191,7 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
             first_token.append(first)
             if n > 1:
                 per_decode_token.append((seconds - first) / (n - 1))
+                by_prompt[i].append((seconds - first) / (n - 1))
             tokens.append(n)
             if repeat == 0:  # greedy decoding: every repeat generates the same tokens
                 records.append({"prompt_tokens": len(ids), "exit_layers": out.exit_layers})
@@ -208,6 +210,9 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
         "seconds_per_token": spread(per_token),  # the whole sample over its tokens, prompt included
         "seconds_to_first_token": spread(first_token),  # the clock's mark at the first token, same run
         "seconds_per_decode_token": spread(per_decode_token),  # what Table 3's speedup and Figure 3 use
+        # per prompt, the median over repeats (None: it stopped at its first token): the speedup's interval
+        # resamples prompts, paired with `full`'s file (the same prompts)
+        "decode_seconds_by_prompt": [median(values) if values else None for values in by_prompt],
         "decode_tokens": sum(len(r["exit_layers"]) - 1 for r in records) * settings["repeats"],
         "flops_per_decode_token": decode_flops(records, spec.method, read_json(flops_path)),
         "timing": "token ids given (tokenisation outside the clock); one run per prompt and repeat, one clock: first "

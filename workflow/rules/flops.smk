@@ -8,8 +8,8 @@ rule flops:
     params:
         runtime=RUNTIME,
         context_length=config["flops"]["context_length"],
-        kinds=PLAN.exit_kinds,
-        options=config["classifiers"]["options"],
+        kinds=PLAN.all_exit_kinds,
+        options={kind: PLAN.kind_options(kind) for kind in PLAN.all_exit_kinds},
         exits=lambda w: config["backbones"][w.backbone]["exits"],
     log:
         f"{LOGS}/flops/{{backbone}}.log",

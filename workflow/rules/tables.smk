@@ -3,6 +3,7 @@ rule paper_tables:
     input:
         cells=PLAN.cells(),
         classifiers=PLAN.classifier_metrics(),
+        calibration=PLAN.calibrations(),
         latency=PLAN.latency_targets(),
         flops=PLAN.flops_targets(),
         backbones=PLAN.backbone_dirs(),
