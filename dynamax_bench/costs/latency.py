@@ -192,7 +192,7 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
                 per_decode_token.append((seconds - first) / (n - 1))
             tokens.append(n)
             if repeat == 0:  # greedy decoding: every repeat generates the same tokens
-                records.append({"prompt_tokens": len(ids), "exit_layers": out.exit_layers})
+                records.append({"prompt_tokens": len(ids), "layers_executed": out.exit_layers})
     device = decoder.backbone.model.device
     result = {
         "backbone": spec.backbone,
@@ -208,7 +208,7 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
         "seconds_per_token": spread(per_token),  # the whole sample over its tokens, prompt included
         "seconds_to_first_token": spread(first_token),  # the clock's mark at the first token, same run
         "seconds_per_decode_token": spread(per_decode_token),  # what Table 3's speedup and Figure 3 use
-        "decode_tokens": sum(len(r["exit_layers"]) - 1 for r in records) * settings["repeats"],
+        "decode_tokens": sum(len(r["layers_executed"]) - 1 for r in records) * settings["repeats"],
         "flops_per_decode_token": decode_flops(records, spec.method, read_json(flops_path)),
         "timing": "token ids given (tokenisation outside the clock); one run per prompt and repeat, one clock: first "
                   "token: its mark once the engine has read the first token; decode step: (whole sample - first "

@@ -19,7 +19,7 @@ def distillation_table(classifiers: list[dict]) -> pd.DataFrame:
         selection = meta["top_k_selection"]
         verdict = selection["candidates"][str(k)]
         choice = "chosen" if k == selection["chosen"] else "admissible" if verdict["admissible"] else "rejected"
-        for layer in meta["exit_layers"]:
+        for layer in meta["exit_positions"]:
             ex = result["exits"][str(layer)]
             row = {"backbone": meta["backbone"], "kind": kind, "top-k": k, "k choice": choice, "exit layer": layer,
                    "positive rate": ex["positive_rate"], "accuracy": ex["accuracy"], "precision": ex["precision"],
