@@ -29,7 +29,13 @@ def load_schema() -> dict:
 
 
 def _with_defaults(validator_cls: type) -> type:
-    """A validator that also fills schema defaults, as Snakemake's validate(set_default=True) does."""
+    """A validator that also fills schema defaults, as Snakemake's validate(set_default=True) does
+    for the Snakefile; kept beside it for profiles read outside Snakemake (tests, scripts, lm-eval).
+
+    Snakemake's fills the same defaults, nested sections included (tests/test_config.py compares
+    them on every profile), but it is not a replacement: it inserts the schema's default objects
+    themselves, so two backbones that omit `prune` share one list, and it stops at the first error,
+    where `validate_config` names every bad key with its path. This one copies each default."""
 
     def set_defaults(validator, properties, instance, schema):
         for key, sub in properties.items():

@@ -12,7 +12,7 @@ import pytest
 
 from dynamax_bench.generation.tasks import get_task
 from dynamax_bench.generation.tasks.coqa import compute_scores
-from dynamax_bench.generation.tasks.squad import compute_exact, compute_f1
+from dynamax_bench.generation.answers import compute_exact, compute_f1
 
 from .conftest import shared_data
 

@@ -50,7 +50,7 @@ def full_sample(prompt: int, tokens: int) -> int:
 
 
 def records(*samples: tuple[int, list[int]]) -> list[dict]:
-    return [{"id": f"s{i}", "prompt_tokens": prompt, "exit_layers": trace} for i, (prompt, trace) in enumerate(samples)]
+    return [{"id": f"s{i}", "prompt_tokens": prompt, "layers_executed": trace} for i, (prompt, trace) in enumerate(samples)]
 
 
 def test_full_saves_nothing_and_counts_prompt_and_every_step_at_its_length() -> None:
@@ -97,7 +97,7 @@ def test_a_cell_without_decode_steps_has_no_decode_savings() -> None:
 
 def test_stale_inputs_say_which_rule_to_rerun() -> None:
     with pytest.raises(ValueError, match="'s0'.*rerun the generate rule"):
-        cell_flops([{"id": "s0", "exit_layers": [L]}], parse_method("full"), TABLE)
+        cell_flops([{"id": "s0", "layers_executed": [L]}], parse_method("full"), TABLE)
     stale = {**TABLE, "blocks": {**TABLE["blocks"], "layer_prefill": {"flops": 1}}}
     with pytest.raises(ValueError, match="rerun the flops rule"):
         cell_flops(records((10, [L])), parse_method("full"), stale)

@@ -25,8 +25,8 @@ EARLY = [(" Paris", [1, 2], [8, 4]), (" Venus", [9], [8]), (" Shakespeare", [4, 
 def ledger(records: list[dict], method, table: dict) -> dict:
     """Stands in for costs.ledger.cell_flops's interface: per-sample totals with a 10-FLOP prompt
     forward, 1 FLOP per layer run."""
-    per_sample = [{"executed": 10 + sum(r["exit_layers"]), "full": 10 + 8 * len(r["exit_layers"]),
-                   "decode_executed": sum(r["exit_layers"][1:]), "decode_full": 8 * (len(r["exit_layers"]) - 1)}
+    per_sample = [{"executed": 10 + sum(r["layers_executed"]), "full": 10 + 8 * len(r["layers_executed"]),
+                   "decode_executed": sum(r["layers_executed"][1:]), "decode_full": 8 * (len(r["layers_executed"]) - 1)}
                   for r in records]
     executed, full = sum(s["executed"] for s in per_sample), sum(s["full"] for s in per_sample)
     return {"savings": 1 - executed / full, "decode_savings": 0.0, "per_sample": per_sample, "unit": "test"}
@@ -36,10 +36,10 @@ def write_cell_inputs(tmp: Path, method: str, samples: list[tuple]) -> Path:
     spec = DecodeSpec(backbone="tiny", family="transformer", task="triviaqa", method=parse_method(method),
                       exits={"count": 2}, repetition_penalty=1.0, max_new_tokens=8, batch_size=1, prefix_cache=False,
                       dtype="float32", device="cpu", seed=0)
-    header = {"decode_spec": spec.to_dict(), "task_spec": TASK.to_dict(), "exit_layers": [4, 6]}
+    header = {"decode_spec": spec.to_dict(), "task_spec": TASK.to_dict(), "exit_positions": [4, 6]}
     ids = ["dynamax_tqa_000", "dynamax_tqa_001", "dynamax_tqa_002", "dynamax_tqa_003"]
     path = tmp / f"{method}.jsonl"
-    write_jsonl(path, [header] + [{"id": i, "prompt": "", "output": o, "token_ids": t, "exit_layers": e,
+    write_jsonl(path, [header] + [{"id": i, "prompt": "", "output": o, "token_ids": t, "layers_executed": e,
                                    "stop_reason": "eos"} for i, (o, t, e) in zip(ids, samples)])
     return path
 
@@ -103,6 +103,6 @@ def test_same_inputs_give_the_same_bytes_and_the_seed_is_recorded(scored, tmp_pa
 
 
 def test_a_ledger_with_other_samples_is_refused() -> None:
-    records = [{"id": "a", "output": "", "token_ids": [1], "exit_layers": [8]}]
+    records = [{"id": "a", "output": "", "token_ids": [1], "layers_executed": [8]}]
     with pytest.raises(ValueError, match="2 per-sample totals for 1 samples"):
         score.sample_lists(records, records, {}, [{"executed": 1, "full": 1, "decode_executed": 0, "decode_full": 0}] * 2)

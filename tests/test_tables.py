@@ -4,20 +4,20 @@ intervals, paired differences, and the same bytes from the same cells."""
 from __future__ import annotations
 
 import math
+import pkgutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from dynamax_bench.files import write_json
-from dynamax_bench.reporting.tables import (
-    agreement_table,
-    build_paper_tables,
-    main_results,
-    policy_ablation,
-    pruning_comparison,
-    write_table,
-)
+from dynamax_bench.reporting import tables as tables_package
+from dynamax_bench.reporting.paper_tables import TABLES, build_paper_tables
+from dynamax_bench.reporting.tables.agreement import agreement_table
+from dynamax_bench.reporting.tables.main_results import main_results
+from dynamax_bench.reporting.tables.policies import policy_ablation
+from dynamax_bench.reporting.tables.pruning import pruning_comparison
+from dynamax_bench.reporting.tables.render import write_table
 from tests.cells import EVIDENCE, SETTINGS, make_cell, share
 
 
@@ -122,3 +122,10 @@ def test_paper_tables_from_the_same_cells_are_the_same_bytes(tmp_path: Path) -> 
     # prune4 saves 0.4, more than any EE cell: nothing to compare it with
     assert comparisons.set_index("claim").loc["pruning", "reason"].startswith("no EE cell saves 0.400")
     assert "percentile bootstrap" in (tmp_path / "one" / "index.md").read_text()
+
+
+def test_every_table_module_is_registered_once() -> None:
+    """A table module that `paper_tables.TABLES` does not list would never be written."""
+    modules = {m.name for m in pkgutil.iter_modules(tables_package.__path__)} - {"render"}
+    registered = [build.__module__.rsplit(".", 1)[1] for build in TABLES]
+    assert sorted(registered) == sorted(modules)

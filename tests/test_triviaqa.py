@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dynamax_bench.generation.tasks import get_task
-from dynamax_bench.generation.tasks.squad import compute_f1, normalize_answer
+from dynamax_bench.generation.answers import compute_f1, normalize_answer
 from dynamax_bench.generation.tasks.triviaqa import exact_match
 
 from .conftest import shared_data

@@ -94,7 +94,7 @@ def test_distillation_table_equals_the_classifier_files(smoke_run: Path) -> None
     for path in metas:
         meta = read_json(path)
         assert meta["training"]["top_k"] == read_json(smoke_run / "results" / "smoke" / "top_k" / f"{meta['backbone']}.json")["chosen"]
-        for layer in meta["exit_layers"]:
+        for layer in meta["exit_positions"]:
             row = next(r for r in rows if (r["backbone"], r["kind"], int(r["top-k"]), int(r["exit layer"])) ==
                        (meta["backbone"], meta["kind"], meta["training"]["top_k"], layer))
             assert float(row["F1"]) == pytest.approx(meta["test"]["exits"][str(layer)]["f1"], abs=1e-6)

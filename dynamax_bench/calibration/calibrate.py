@@ -18,6 +18,7 @@ differs. Savings are the cost ledger's decode savings, the exit method's decisio
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from dynamax_bench.calibration.ltt import p_value, units_needed
 from dynamax_bench.calibration.record import record_trajectories, simulated_exits
+from dynamax_bench.classifiers.registry import base_kind
 from dynamax_bench.costs.ledger import cell_flops
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.generation.generate import trace_record
@@ -89,7 +91,7 @@ class Job:
         self.task, self.samples = load_samples(task_spec)
         self.units = [s.unit for s in self.samples]
         self.loaded: dict = {}
-        self.exit_layers = self.full_decoder.exit_layers
+        self.exit_positions = self.full_decoder.exit_positions
 
     def decoder(self, kind: str, policy: str, threshold: float):
         from dynamax_bench.generation.decoder import Decoder
@@ -164,11 +166,11 @@ class Job:
     def prune_savings(self, level: int) -> float:
         """Static pruning's decode savings on the split: every token's layers are the first L - N."""
         kept = self.backbone.num_layers - level
-        records = [{**r, "exit_layers": [kept] * len(r["exit_layers"])} for r in self.full]
+        records = [{**r, "layers_executed": [kept] * len(r["layers_executed"])} for r in self.full]
         return decode_savings(records, parse_method(f"prune{level}"), self.table)
 
     def simulated_savings(self, kind: str, policy: str, threshold: float) -> float | None:
-        records = [{**r, "exit_layers": simulated_exits(m, self.exit_layers, self.backbone.num_layers, threshold)}
+        records = [{**r, "layers_executed": simulated_exits(m, self.exit_positions, self.backbone.num_layers, threshold)}
                    for r, m in zip(self.full, self.confidences[kind])]
         return decode_savings(records, parse_method(ee_name(kind, policy, threshold)), self.table)
 
@@ -204,20 +206,26 @@ class Job:
         return entry
 
     def run(self) -> dict:
+        started = time.perf_counter()
         self.record()
+        seconds = {"trajectories": round(time.perf_counter() - started, 1)}
         levels = {str(level): self.prune_savings(level) for level in self.settings.prune}
         methods: dict[str, dict] = {}
         for kind in self.settings.kinds:
             for policy in self.settings.policies:
+                started = time.perf_counter()
                 steps, consistency = self.consistency_path(kind, policy)
-                prune = {level: self.prune_target(kind, policy, savings) for level, savings in levels.items()}
+                prune = {level: self.prune_target(kind, policy, savings) for level, savings in levels.items()
+                         if base_kind(kind) == kind}
                 methods.setdefault(kind, {})[policy] = {"steps": steps, "consistency": consistency, "prune": prune}
+                seconds[f"{kind}-{policy}"] = round(time.perf_counter() - started, 1)
+        log.info("calibration seconds: %s", seconds)
         return {
             "backbone": self.base.backbone, "task": self.task.name, "samples": len(self.samples),
             "units": len(set(self.units)), "epsilon": self.settings.epsilon, "p_value": P_VALUE,
-            "grid": list(self.settings.grid), "exit_layers": self.exit_layers,
-            "full": {"decode_tokens": sum(max(0, len(r["exit_layers"]) - 1) for r in self.full)},
-            "prune_savings": levels, "methods": methods,
+            "grid": list(self.settings.grid), "exit_positions": self.exit_positions,
+            "full": {"decode_tokens": sum(max(0, len(r["layers_executed"]) - 1) for r in self.full)},
+            "prune_savings": levels, "methods": methods, "seconds": seconds,
         }
 
 

@@ -67,11 +67,12 @@ def record_trajectories(engine: EarlyExitGenerator, prompts: Sequence[str], rule
     return generations, confidences
 
 
-def simulated_exits(confidences: np.ndarray, exit_layers: Sequence[int], num_layers: int, threshold: float) -> list[int]:
+def simulated_exits(confidences: np.ndarray, exit_positions: Sequence[int], num_layers: int,
+                    threshold: float) -> list[int]:
     """The per-token exit trace a threshold gives on a full trajectory's confidences: the prompt pass's
     token at L, then per decode step the first exit whose confidence reaches the threshold (L where none
     does). What the rule would do were the hidden states after an exit still the full model's: an
     estimate of where it exits, checked by a real decode."""
     fired = confidences.astype(np.float32) >= np.float32(threshold)  # as rules.decide compares
-    layers = np.where(fired.any(axis=1), np.asarray(exit_layers)[fired.argmax(axis=1)], num_layers)
+    layers = np.where(fired.any(axis=1), np.asarray(exit_positions)[fired.argmax(axis=1)], num_layers)
     return [num_layers, *layers.astype(int).tolist()]

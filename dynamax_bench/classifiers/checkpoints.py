@@ -40,7 +40,7 @@ def checkpoint_source(paths: str | Path | Sequence[str | Path] | None) -> Path |
     return folders.pop() if folders else None
 
 
-def save_classifiers(path: str | Path, classifiers: list[ExitClassifier], exit_layers: list[int], info: dict,
+def save_classifiers(path: str | Path, classifiers: list[ExitClassifier], exit_positions: list[int], info: dict,
                      kind: str | None = None) -> None:
     """One classifier per exit, in exit order, as safetensors + JSON (kind, options, layers, `info`);
     `kind`: the name to record when it is a variant of the classes' kind (e.g. mamba_k5)."""
@@ -55,7 +55,7 @@ def save_classifiers(path: str | Path, classifiers: list[ExitClassifier], exit_l
     with atomic_path(weights) as tmp:
         save_file(tensors, str(tmp), metadata={"kind": kind})
     write_json(meta, {"kind": kind, "options": first.hparams, "hidden_size": first.hidden_size,
-                      "exit_layers": list(exit_layers), **info})
+                      "exit_positions": list(exit_positions), **info})
 
 
 def load_classifiers(path: str | Path, kind: str | None = None,
@@ -72,7 +72,7 @@ def load_classifiers(path: str | Path, kind: str | None = None,
         raise ValueError(f"{weights} holds {meta['kind']!r} classifiers, not {kind!r}")
     tensors = load_file(str(weights))
     classifiers = {}
-    for i, layer in enumerate(meta["exit_layers"]):
+    for i, layer in enumerate(meta["exit_positions"]):
         clf = build_classifier(meta["kind"], meta["hidden_size"], meta["options"])
         prefix = f"exit{i}."
         clf.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)

@@ -98,7 +98,7 @@ def select_top_k(oracle_dir: str | Path, out_path: str | Path, *, probe: str, op
         }
         for i, t in enumerate(sets)
     }
-    info = {"backbone": store.meta["backbone"], "num_layers": num_layers, "exit_layers": store.exits, "probe": probe,
+    info = {"backbone": store.meta["backbone"], "num_layers": num_layers, "exit_positions": store.exits, "probe": probe,
             "options": options, "thresholds": thresholds, "split": record, **decision, "sweep": sweep,
             "seconds": round(time.perf_counter() - started, 1)}
     write_json(out_path, info)

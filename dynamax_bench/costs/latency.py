@@ -194,7 +194,7 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
                 by_prompt[i].append((seconds - first) / (n - 1))
             tokens.append(n)
             if repeat == 0:  # greedy decoding: every repeat generates the same tokens
-                records.append({"prompt_tokens": len(ids), "exit_layers": out.exit_layers})
+                records.append({"prompt_tokens": len(ids), "layers_executed": out.exit_layers})
     device = decoder.backbone.model.device
     result = {
         "backbone": spec.backbone,
@@ -213,7 +213,7 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
         # per prompt, the median over repeats (None: it stopped at its first token): the speedup's interval
         # resamples prompts, paired with `full`'s file (the same prompts)
         "decode_seconds_by_prompt": [median(values) if values else None for values in by_prompt],
-        "decode_tokens": sum(len(r["exit_layers"]) - 1 for r in records) * settings["repeats"],
+        "decode_tokens": sum(len(r["layers_executed"]) - 1 for r in records) * settings["repeats"],
         "flops_per_decode_token": decode_flops(records, spec.method, read_json(flops_path)),
         "timing": "token ids given (tokenisation outside the clock); one run per prompt and repeat, one clock: first "
                   "token: its mark once the engine has read the first token; decode step: (whole sample - first "

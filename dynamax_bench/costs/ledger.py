@@ -58,7 +58,7 @@ def prompt_tokens(record: dict) -> int:
     return record["prompt_tokens"]
 
 
-def sample_work(num_prompt: int, exit_layers: list[int], method: MethodSpec, table: dict) -> SampleWork:
+def sample_work(num_prompt: int, layers_executed: list[int], method: MethodSpec, table: dict) -> SampleWork:
     """The blocks `method` ran for one sample (see the module docstring)."""
     num_layers, exits = table["num_layers"], table["exit_positions"]
     work = SampleWork()
@@ -68,7 +68,7 @@ def sample_work(num_prompt: int, exit_layers: list[int], method: MethodSpec, tab
     stateful = method.kind == "ee" and exit_method(method.exit_kind).stateful
     if stateful and exit_method(method.exit_kind).prompt_state:
         work.prompt[("classifier_prefill", num_prompt)] += len(exits)
-    for k, executed in enumerate(exit_layers[1:], start=1):
+    for k, executed in enumerate(layers_executed[1:], start=1):
         layers = num_layers if method.kind == "full" else executed
         work.decode[("layer_decode", num_prompt + k - 1)] += layers
         work.decode[("head", None)] += 1
@@ -121,7 +121,7 @@ def cell_flops(records: list[dict], method: MethodSpec, table: dict) -> dict[str
     """The cell's ledger: totals, savings over everything (`savings`) and over the decode steps alone
     (`decode_savings`, where an exit method acts: what claims compare), and every sample's executed and
     full FLOPs in order, over both phases and over the decode steps."""
-    if not records or not any(r["exit_layers"] for r in records):
+    if not records or not any(r["layers_executed"] for r in records):
         raise ValueError(f"{method.name}: no generated tokens to count")
     if method.runs_as_full:  # a consistency target no threshold could certify: no exit, no classifier
         method = FULL
@@ -129,7 +129,7 @@ def cell_flops(records: list[dict], method: MethodSpec, table: dict) -> dict[str
     per_sample, lengths = [], []
     phases = {phase: {"executed": 0, "full": 0, "tokens": 0} for phase in ("prompt", "decode")}
     for record in records:
-        num_prompt, exits = prompt_tokens(record), record["exit_layers"]
+        num_prompt, exits = prompt_tokens(record), record["layers_executed"]
         ran = sample_work(num_prompt, exits, method, table)
         ref = sample_work(num_prompt, exits, FULL, table)
         sample = {"executed": 0, "full": 0}

@@ -3,7 +3,7 @@ policy, decoded together) -> one JSONL of generations per method.
 
 The file's first line is its header: the decode spec and task spec it was made with, the exit
 positions they resolved to and, for a batched run, its agreement with batch 1 (engine/correctness.py); every further line is one sample (id, prompt, prompt_tokens, output,
-token_ids, exit_layers, stop_reason).
+token_ids, layers_executed, stop_reason).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def trace_record(prompt: str, generation: Generation) -> dict[str, Any]:
         "prompt_tokens": len(generation.prompt_ids),
         "output": generation.text,
         "token_ids": generation.token_ids,
-        "exit_layers": generation.exit_layers,
+        "layers_executed": generation.exit_layers,
         "stop_reason": generation.stop_reason,
     }
 
@@ -90,11 +90,11 @@ def generate_cells(
     decoders = Decoder.load_all(decoded_specs, backbone_dir, classifiers)
     task, samples = load_samples(task_spec)
     log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens, batch %d", decoded_specs[0].backbone,
-             task.name, ", ".join(spec.method.name for spec in decoded_specs), len(samples), decoders[0].exit_layers,
+             task.name, ", ".join(spec.method.name for spec in decoded_specs), len(samples), decoders[0].exit_positions,
              decoded_specs[0].max_new_tokens, decoded_specs[0].batch_size)
     decoded = decode_each(decoders, [s.prompt for s in samples], task.stop_strings)
     for spec, decoder, out_path, (generations, agreement) in zip(decoded_specs, decoders, out_paths, decoded):
-        header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_layers": decoder.exit_layers,
+        header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_positions": decoder.exit_positions,
                   "agreement": None if agreement is None else agreement.as_dict()}
         write_generations(out_path, header,
                           [{"id": s.id, **trace_record(s.prompt, g)} for s, g in zip(samples, generations)])

@@ -183,7 +183,7 @@ class DynamaxLM(LM):
         self.decoder = Decoder.for_backbone(self.spec, loaded, classifiers)
         self.backbone = loaded
         self.method = self.spec.method
-        self.exit_layers = self.decoder.exit_layers
+        self.exit_positions = self.decoder.exit_positions
         self.max_gen_toks = int(max_gen_toks)
         self.trace = trace
 
@@ -239,6 +239,6 @@ class DynamaxLM(LM):
             "backbone": str(self.backbone_dir),
             "backbone_label": self.backbone.meta["label"],
             "method": self.method.name,
-            "exit_layers": self.exit_layers,
+            "exit_positions": self.exit_positions,
             "decode_spec": self.spec.to_dict(),
         }

@@ -90,8 +90,8 @@ def sample_lists(records: list[dict], full: list[dict], metrics: dict[str, list[
         "flops.full": [s["full"] for s in flops],
         "flops.decode_executed": [s["decode_executed"] for s in flops],
         "flops.decode_full": [s["decode_full"] for s in flops],
-        "layers.executed": [sum(r["exit_layers"]) for r in records],
-        "tokens.generated": [len(r["exit_layers"]) for r in records],
+        "layers.executed": [sum(r["layers_executed"]) for r in records],
+        "tokens.generated": [len(r["layers_executed"]) for r in records],
     }
 
 
@@ -133,7 +133,7 @@ def score_cell(
     per_sample = sample_lists(records, full, metrics, costs.pop("per_sample"), [s.unit for s in samples])
     summary = intervals(per_sample, evidence)
     value = {name: entry["value"] for name, entry in summary["estimates"].items()}
-    exits = [layer for record in records for layer in record["exit_layers"]]
+    exits = [layer for record in records for layer in record["layers_executed"]]
     cell = {
         "backbone": meta["name"],
         "backbone_label": meta["label"],
@@ -146,7 +146,7 @@ def score_cell(
         "degeneration": {"loop_rate": value["degeneration.loop_rate"], "ngram": LOOP_NGRAM, "min_count": LOOP_MIN_COUNT},
         "layers": {
             "num_layers": meta["num_layers"],
-            "exit_positions": header["exit_layers"],
+            "exit_positions": header["exit_positions"],
             "mean_executed": value["layers.mean_executed"],
             "histogram": {str(layer): exits.count(layer) for layer in sorted(set(exits))},
         },

@@ -19,7 +19,7 @@ _PUNCTUATION = set(string.punctuation + "‘’´`")
 
 def normalize_answer(text: str) -> str:
     """TriviaQA's own normalisation (triviaqa/utils/dataset_utils.py), which made the dataset's
-    normalized_* fields: punctuation becomes a space. Scoring uses SQuAD's (tasks/squad.py)."""
+    normalized_* fields: punctuation becomes a space. Scoring uses SQuAD's (generation/answers.py)."""
     text = text.replace("_", " ").lower()
     text = "".join(" " if ch in _PUNCTUATION else ch for ch in text)
     text = re.sub(r"\b(a|an|the)\b", " ", text)

@@ -15,7 +15,7 @@ from itertools import zip_longest
 from typing import Any
 
 from dynamax_bench.generation.tasks.base import Sample, Task, require
-from dynamax_bench.generation.tasks.squad import compute_exact, compute_f1
+from dynamax_bench.generation.answers import compute_exact, compute_f1
 
 TURNS = ("last", "all")
 
