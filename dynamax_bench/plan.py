@@ -328,6 +328,9 @@ class Plan:
     def cell_path(self, backbone: str, task: str, method: str) -> str:
         return f"{self.results}/cells/{backbone}/{task}/{method}.json"
 
+    def ablation_path(self, backbone: str) -> str:
+        return f"{self.results}/ablations/exit_weights/{backbone}.json"
+
     def calibration_path(self, backbone: str, task: str) -> str:
         return f"{self.results}/calibration/{backbone}/{task}.json"
 
@@ -349,6 +352,12 @@ class Plan:
             return []
         return [self.calibration_path(b, t) for b in self.backbones for t in self.tasks
                 if self.config["tasks"][t]["early_exit"]]
+
+    def ablations(self) -> list[str]:
+        """The exit-weight ablation of every backbone (rule exit_weight_ablation; none without early exit)."""
+        if not self.config["methods"]["early_exit"]:
+            return []
+        return [self.ablation_path(b) for b in self.backbones]
 
     def classifier_metrics(self) -> list[str]:
         """The metrics file of every trained kind on every backbone (none without early exit)."""

@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dynamax_bench.files import atomic_path  # noqa: E402
-from dynamax_bench.reporting.statistics import estimate_of  # noqa: E402
+from dynamax_bench.reporting.speedups import speedups  # noqa: E402
+from dynamax_bench.reporting.statistics import IntervalSettings  # noqa: E402
 from dynamax_bench.spec import method_of  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def exit_histograms(cells: list[dict], out_dir: Path) -> list[str]:
             series = defaultdict(lambda: defaultdict(int))
             for cell in by_panel.get((backbone, kind), []):
                 method = method_of(cell)
-                label = f"{method.policy} t={method.threshold:g}"
+                label = f"{method.policy} {method.name.rsplit('-', 1)[1]}"  # t0.9, c0.95 or p6
                 for layer, count in cell["layers"]["histogram"].items():
                     series[label][int(layer)] += count
             layers = sorted({layer for counts in series.values() for layer in counts})
@@ -164,36 +165,37 @@ def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, compete
     return names
 
 
-def latency_vs_threshold(latency: list[dict], out_dir: Path) -> list[str]:
-    """Figure 3: median time per decode step (with its 25-75% range) against the threshold, per
-    backbone, one line per exit method and policy; `full` as a horizontal line. The prompt's
-    forward is left out: it runs every layer under every method."""
+def measured_vs_predicted(latency: list[dict], out_dir: Path, settings: IntervalSettings) -> list[str]:
+    """Figure 3: each timed method's measured decode speedup over `full` (batch 1, with its interval over the
+    timed prompts) against the speedup its FLOPs predict for the same decode steps, per backbone; the
+    diagonal is a method that runs exactly as fast as its FLOPs say, the horizontal line `full`."""
+    found = speedups(latency, settings)
     backbones = sorted({l["backbone"] for l in latency})
-    fig, axes = plt.subplots(1, max(len(backbones), 1), figsize=(4.5 * max(len(backbones), 1), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(backbones), 1), figsize=(4.8 * max(len(backbones), 1), 4.2), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
-        series: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+        kinds: dict[str, list[tuple[float, dict, bool]]] = defaultdict(list)
         for entry in latency:
-            if entry["backbone"] != backbone:
-                continue
             m = method_of(entry)
-            if entry["seconds_per_decode_token"] is None:
+            measured = found.get((backbone, entry["method"])) if entry["backbone"] == backbone else None
+            predicted = entry["flops_per_decode_token"]["predicted_speedup"]
+            if m.kind != "ee" or measured is None or predicted is None:
                 continue
-            per_token = {k: 1000 * v for k, v in entry["seconds_per_decode_token"].items()}
-            if m.kind == "full":
-                ax.axhline(per_token["median"], color="grey", linestyle="--", label="full")
-            elif m.kind == "ee":
-                series[f"{m.exit_kind}-{m.policy}"].append((m.threshold, per_token))
-        for name, points in sorted(series.items()):
-            points.sort(key=lambda p: p[0])
-            xs = [p[0] for p in points]
-            ax.errorbar(xs, [p[1]["median"] for p in points],
-                        yerr=[[p[1]["median"] - p[1]["p25"] for p in points],
-                              [p[1]["p75"] - p[1]["median"] for p in points]],
-                        marker="o", markersize=3, capsize=2, label=name)
-        ax.set_xlabel("exit threshold")
-        ax.set_ylabel("ms per decode step (median)")
+            kinds[m.exit_kind].append((predicted, measured, m.calibrated))
+        values = [p for points in kinds.values() for p, _, _ in points] + [1.0]
+        low, high = min(values) * 0.9, max(values) * 1.1
+        ax.plot([low, high], [low, high], color="grey", linestyle=":", linewidth=1, label="as FLOPs predict")
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="full")
+        for i, (kind, points) in enumerate(sorted(kinds.items())):
+            for predicted, measured, calibrated in points:
+                ax.errorbar(predicted, measured["value"], yerr=error([measured]), color=plt.cm.tab10(i % 10),
+                            marker="o" if calibrated else "s", markerfacecolor=None if calibrated else "none",
+                            capsize=2, linestyle="none", label=kind if (predicted, measured, calibrated) == points[0] else None)
+        ax.set_xlabel("speedup the FLOPs predict (decode steps)")
+        ax.set_ylabel("measured speedup (decode steps, batch 1)")
         ax.set_title(backbone, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
+    fig.suptitle(f"Measured against predicted decode speedup over full ({settings.confidence:.0%} intervals over the "
+                 "timed prompts; filled: calibrated rows, open: typed-in thresholds)", fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, out_dir, "figure3_latency_vs_threshold")
+    return save_figure(fig, out_dir, "figure3_measured_vs_predicted")

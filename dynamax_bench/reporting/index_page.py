@@ -25,15 +25,23 @@ def backbone_line(name: str, label: str, meta: dict | None) -> str:
 
 def evidence_lines(evidence: dict) -> list[str]:
     """How the intervals and verdicts were made, for the index page."""
+    margins = ", ".join(f"{name.replace('_', ' ')} {value:g}" for name, value in evidence["margins"].items())
+    competence = evidence["competence"]
+    floors = ", ".join(f"{task} {competence['metric'][task]} >= {floor:g}" for task, floor in competence["floor"].items())
     return [
-        "## Uncertainty",
+        "## Uncertainty and verdicts",
         "",
         f"Every estimate is shown as `value [lo, hi]`: a {evidence['confidence']:.0%} percentile bootstrap",
-        f"interval over the samples ({evidence['resamples']} resamples, seed {evidence['seed']}; CSV files carry",
-        "lo and hi as columns, and lm-eval's standard error of each task metric); n is the sample count.",
-        "Differences (`diff` columns of Tables 4 and 5; Table 6) are paired: both cells are resampled",
-        "with the same sample indices. A claim's comparison is inconclusive when its interval includes the claim's margin,",
-        f"when n < {evidence['min_samples']}, or when both sides tie; see table6_claims_comparisons for each one.",
+        f"interval ({evidence['resamples']} resamples, seed {evidence['seed']}) that resamples groups of samples: the",
+        "turns of one CoQA story together, every other sample alone. CSV files carry lo and hi as columns, and",
+        "lm-eval's standard error of each task metric; n is the sample count. Differences (`diff` columns,",
+        "Table 6) are paired: both cells are resampled with the same indices.",
+        f"Table 6 decides each claim per backbone. Practical margins, stated in the profile: {margins}; a",
+        "difference inside its margin reads equivalent. Every comparison of the scorecard is one Holm family",
+        f"at alpha {1 - evidence['confidence']:.2f} ({evidence.get('claim_resamples', evidence['resamples'])} resamples);",
+        f"fewer than {evidence['min_samples']} samples, a side with nothing to compare, or both sides the same in every",
+        "resample read inconclusive. A backbone whose full model is below its floor on a task "
+        f"({floors}, or loops on more than {competence['max_loop_rate']:g} of samples) reads not competent there.",
         "",
     ]
 
@@ -74,18 +82,21 @@ def index_page(run: dict, cells: list[dict], tables: dict[str, list[str]], backb
         "Savings are 1 - FLOPs executed / FLOPs of the full model for the same tokens, over everything the",
         "method ran for each sample alone (batch 1): the prompt's forward, a stateful classifier's pass over",
         "the prompt at every exit, every exit decision, the fills of skipped layers and the heads; decode",
-        "savings count the decode steps alone (claims use savings).",
-        "Speedup is the median wall time per decode step of `full` over the method's, on the latency",
-        "rule's prompts in the same run (the prompt's forward runs every layer under every method, so",
-        "it is timed apart, as time to first token, in results/<profile>/latency/); FLOPs speedup is",
+        "savings count the generated tokens after the first alone: where an exit method acts, and what the",
+        "claims compare; net says where an exit method's decisions cost more than its exits save.",
+        "Calibrated rows (`-c<target>`, `-p<N>`) take the threshold the calibrate stage chose on the task's",
+        "calibration split (Table 8); a consistency target no threshold certified runs as the full model.",
+        "Speedup is `full`'s wall time per decode step over the method's, summed over the latency rule's",
+        "prompts (each prompt's median over repeats) in the same run, with its interval over prompts (the",
+        "prompt's forward runs every layer under every method, so it is timed apart, as time to first",
+        "token, in results/<profile>/latency/); FLOPs speedup is",
         "what the FLOPs of those same timed decode steps predict (full's FLOPs over the executed ones).",
         "Their ratio is the share of the saving that the engine turns into time. Speedup batch B (where",
         "the profile sets latency.throughput_batch) is the method's decode tokens per second over `full`'s",
         "with the latency task's first B prompts as one batch: rows that stop leave the batch, rows that",
         "exit early are masked at the layers they skip, so it says what early exit gives a server.",
-        "Savings are total (the prompt's forward and a stateful classifier's pass over the prompt",
-        "included) unless marked decode; exitable tokens is the share of generated tokens that could",
-        "exit at all (every token but each sample's first, which the prompt's full forward produces).",
+        "Exitable tokens is the share of generated tokens that could exit at all (every token but each",
+        "sample's first, which the prompt's full forward produces).",
         "",
         *evidence_lines(evidence),
     ]

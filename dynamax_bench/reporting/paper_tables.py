@@ -13,10 +13,12 @@ from pathlib import Path
 from dynamax_bench.backbones.meta import read_backbone_meta
 from dynamax_bench.files import atomic_path, dumps, read_json
 from dynamax_bench.provenance import run_record
-from dynamax_bench.reporting.figures import exit_histograms, latency_vs_threshold, quality_vs_savings
+from dynamax_bench.reporting.claims import Evidence, competence
+from dynamax_bench.reporting.figures import exit_histograms, measured_vs_predicted, tradeoff_curves
 from dynamax_bench.reporting.index_page import index_page
 from dynamax_bench.reporting.tables import (
     agreement,
+    calibration,
     distillation,
     main_results,
     policies,
@@ -34,12 +36,15 @@ TABLES: list[Callable[[PaperInputs], list[Table]]] = [
     policies.tables,  # Table 5
     scorecard.tables,  # Table 6 and its comparisons
     agreement.tables,  # Table 7
+    calibration.tables,  # Tables 8, 9
 ]
 # title on the index page -> the function that draws it into a folder and returns its file names
 FIGURES: dict[str, Callable[[PaperInputs, Path], list[str]]] = {
-    "Figure 1: quality vs savings": lambda inputs, out: quality_vs_savings(inputs.cells, out, inputs.settings.confidence),
+    "Figure 1: quality against decode savings": lambda inputs, out: tradeoff_curves(
+        inputs.cells, out, inputs.settings.confidence, competence(inputs.cells, Evidence.from_dict(inputs.evidence))),
     "Figure 2: exit-layer histograms": lambda inputs, out: exit_histograms(inputs.cells, out),
-    "Figure 3: latency vs threshold": lambda inputs, out: latency_vs_threshold(inputs.latency, out),
+    "Figure 3: measured against predicted speedup": lambda inputs, out: measured_vs_predicted(inputs.latency, out,
+                                                                                             inputs.settings),
 }
 
 
@@ -62,11 +67,14 @@ def write_paper_tables(inputs: PaperInputs, out_dir: str | Path) -> None:
 
 def build_paper_tables(run: dict, cell_paths: list[str | Path], out_dir: str | Path, evidence: dict,
                        classifier_paths: list[str | Path] = (), latency_paths: list[str | Path] = (),
-                       flops_paths: list[str | Path] = (), backbone_dirs: list[str | Path] = ()) -> None:
+                       flops_paths: list[str | Path] = (), backbone_dirs: list[str | Path] = (),
+                       calibration_paths: list[str | Path] = (), ablation_paths: list[str | Path] = ()) -> None:
     """Read the rule's input files and write paper_tables/ (`write_paper_tables`). run:
     `provenance.run_description` of the profile; evidence: its `evidence` section."""
     inputs = PaperInputs(run=run, evidence=evidence, cells=[read_json(p) for p in cell_paths],
                          classifiers=[read_json(p) for p in classifier_paths],
                          latency=[read_json(p) for p in latency_paths], flops=[read_json(p) for p in flops_paths],
-                         backbones={meta["name"]: meta for meta in map(read_backbone_meta, backbone_dirs)})
+                         backbones={meta["name"]: meta for meta in map(read_backbone_meta, backbone_dirs)},
+                         calibrations=[read_json(p) for p in calibration_paths],
+                         ablations=[read_json(p) for p in ablation_paths])
     write_paper_tables(inputs, out_dir)

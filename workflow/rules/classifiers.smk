@@ -85,7 +85,7 @@ rule exit_weight_ablation:
         oracle=f"{RESULTS}/oracle/{{backbone}}",
         top_k=f"{RESULTS}/top_k/{{backbone}}.json",
     output:
-        f"{RESULTS}/ablations/exit_weights/{{backbone}}.json",
+        PLAN.ablation_path("{backbone}"),
     params:
         runtime=RUNTIME,
         probe=PLAN.probe,

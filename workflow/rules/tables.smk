@@ -4,6 +4,7 @@ rule paper_tables:
         cells=PLAN.cells(),
         classifiers=PLAN.classifier_metrics(),
         calibration=PLAN.calibrations(),
+        ablations=PLAN.ablations(),
         latency=PLAN.latency_targets(),
         flops=PLAN.flops_targets(),
         backbones=PLAN.backbone_dirs(),

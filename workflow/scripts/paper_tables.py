@@ -12,4 +12,6 @@ build_paper_tables(
     latency_paths=snakemake.input.latency,
     flops_paths=snakemake.input.flops,
     backbone_dirs=snakemake.input.backbones,
+    calibration_paths=snakemake.input.calibration,
+    ablation_paths=snakemake.input.ablations,
 )

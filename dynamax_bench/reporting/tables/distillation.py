@@ -89,4 +89,8 @@ def tables(inputs: PaperInputs) -> list[Table]:
               "Top-k choice on the validation split: simulated early-exit consistency of the probe kind per candidate "
               "k and threshold; chosen: the largest k at or above the floor (lower end of the 95% document-bootstrap "
               "interval of the smallest k) at every threshold"),
+        *([Table("Table 2c: exit-loss weights", "table2c_exit_weights", exit_weight_ablation_table(inputs.ablations),
+                 "Uniform against linearly decaying exit-loss weights (the paper's), with a classifier per exit and one "
+                 "shared by the exits, on the probe kind: epoch kept, test F1 and simulated early exit on the test split")]
+          if inputs.ablations else []),
     ]

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dynamax_bench.reporting.statistics import estimate_of
+from dynamax_bench.reporting.speedups import speedups
+from dynamax_bench.reporting.statistics import IntervalSettings, estimate_of
 from dynamax_bench.reporting.tables.render import PaperInputs, Table, estimate_columns, method_order
+from dynamax_bench.spec import method_of
 
 
 def metric_column(metric: str) -> str:
     return metric.upper() if len(metric) <= 3 else metric
-
-
-def speedups(latency: list[dict]) -> dict[tuple[str, str], float]:
-    """(backbone, method) -> median time per decode step of `full` / that of the method (same run).
-    Decode steps only: the prompt's forward runs every layer under every method."""
-    decode = {(l["backbone"], l["method"]): l["seconds_per_decode_token"]["median"]
-              for l in latency if l["seconds_per_decode_token"] is not None}
-    return {(backbone, method): decode[(backbone, "full")] / seconds
-            for (backbone, method), seconds in decode.items() if (backbone, "full") in decode}
 
 
 def batched_speedups(latency: list[dict]) -> dict[tuple[str, str], float]:
@@ -39,40 +32,53 @@ def throughput_batch(latency: list[dict]) -> int | None:
     return next(iter(sizes), None)
 
 
-def main_results(cells: list[dict], latency: list[dict] = ()) -> pd.DataFrame:
+def net(cell: dict) -> str:
+    """Whether an early-exit row's exit method costs more than it saves on the decode steps (its decode
+    savings below 0: surely, or by the point estimate), said in words rather than by a minus sign alone."""
+    if method_of(cell).kind != "ee" or "flops.decode_savings" not in cell["intervals"]["estimates"]:
+        return ""
+    found = estimate_of(cell, "flops.decode_savings")
+    return "costs more than it saves" if found["hi"] < 0 else "may cost more than it saves" if found["value"] < 0 else ""
+
+
+def main_results(cells: list[dict], latency: list[dict] = (), settings: IntervalSettings = IntervalSettings()) -> pd.DataFrame:
     """Per backbone, task and method: task metrics (every task's, empty where they do not
-    apply, with lm-eval's stderr in the CSV), consistency, degeneration, total FLOPs savings (prompt
-    and classifier prompt pass included) and decode-only savings, the share of generated tokens that
-    could exit at all (all but each sample's first), mean layers executed, latency speedup; every
-    estimate with its interval, over n samples."""
-    speedup, batched = speedups(list(latency)), batched_speedups(list(latency))
+    apply, with lm-eval's stderr in the CSV), consistency, degeneration, decode savings (the generated
+    tokens after the first, exit decisions and fills included: where an exit method acts) and total
+    savings (the prompt's forward and a stateful classifier's pass over it included), the share of
+    generated tokens that could exit at all (all but each sample's first), mean layers executed, latency
+    speedup; every estimate with its interval, over n samples."""
+    speedup, batched = speedups(list(latency), settings), batched_speedups(list(latency))
     batch = throughput_batch(list(latency))
     predicted = {(l["backbone"], l["method"]): l["flops_per_decode_token"]["predicted_speedup"] for l in latency}
     rows = []
     metric_columns: dict[str, None] = {}  # ordered union over the tasks, companions included
     for cell in sorted(cells, key=lambda c: (c["backbone"], c["task"], method_order(c))):
-        row = {"backbone": cell["backbone"], "task": cell["task"], "method": cell["method"]}
+        m = method_of(cell)
+        row = {"backbone": cell["backbone"], "task": cell["task"], "method": cell["method"],
+               "threshold": m.threshold if m.kind == "ee" else None}
         for metric in cell["metrics"]:
             columns = estimate_columns(metric_column(metric), estimate_of(cell, f"metrics.{metric}"))
             row.update(columns)
             metric_columns.update(dict.fromkeys(columns))
         for column, quantity in (("consistency", "consistency.output_match"),
                                  ("prefix agreement", "consistency.token_prefix_agreement"),
-                                 ("loops", "degeneration.loop_rate"),
-                                 ("savings", "flops.total_savings")):
+                                 ("loops", "degeneration.loop_rate")):
             row.update(estimate_columns(column, estimate_of(cell, quantity)))
-        row["decode savings"] = cell["flops"]["decode_savings"]
+        row.update(estimate_columns("decode savings", cell["intervals"]["estimates"].get("flops.decode_savings")))
+        row["net"] = net(cell)
+        row.update(estimate_columns("savings", estimate_of(cell, "flops.total_savings")))
         row.update(estimate_columns("exitable tokens", estimate_of(cell, "tokens.exitable_share")))
         row.update(estimate_columns("mean layers", estimate_of(cell, "layers.mean_executed")))
         row["of L"] = cell["layers"]["num_layers"]
-        row["speedup"] = speedup.get((cell["backbone"], cell["method"]))
+        row.update(estimate_columns("speedup", speedup.get((cell["backbone"], cell["method"]))))
         row["FLOPs speedup"] = predicted.get((cell["backbone"], cell["method"]))
         if batch is not None:
             row[f"speedup batch {batch}"] = batched.get((cell["backbone"], cell["method"]))
         row["n"] = cell["n_samples"]
         rows.append(row)
     df = pd.DataFrame(rows)
-    head = ["backbone", "task", "method", *metric_columns]
+    head = ["backbone", "task", "method", "threshold", *metric_columns]
     return df[head + [c for c in df.columns if c not in head]]
 
 
@@ -82,7 +88,7 @@ def task_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def tables(inputs: PaperInputs) -> list[Table]:
-    main = main_results(inputs.cells, inputs.latency)
+    main = main_results(inputs.cells, inputs.latency, inputs.settings)
     return [Table("Table 3: main results", "table3_main_results", main,
                   f"Main results: task metrics, consistency with full, savings, layers executed ({inputs.level} intervals)"),
             *[Table(f"Table 3 ({task})", f"table3_{task}", part, f"Main results on {task} ({inputs.level} intervals)")

@@ -20,25 +20,25 @@ REFERENCE_POLICY = "partial"  # the skipped layers compute their own states: the
 
 
 def policy_ablation(cells: list[dict], settings: IntervalSettings) -> pd.DataFrame:
-    """The same kind and threshold under each state policy of the backbone; every other
+    """The same kind and (typed-in) threshold under each state policy of the backbone; every other
     policy also as its paired difference from `partial` over the same samples (e.g. copy - partial)."""
     rows = []
     reference = {(c["backbone"], c["task"], method_of(c).exit_kind, method_of(c).threshold): c
-                 for c in claims.ee_cells(cells, policy=REFERENCE_POLICY)}
-    for cell in claims.ee_cells(cells):
+                 for c in claims.ee_cells(cells, policy=REFERENCE_POLICY, fixed=True)}
+    for cell in claims.ee_cells(cells, fixed=True):
         m = method_of(cell)
         metric = primary_metric(cell)
         row = {"backbone": cell["backbone"], "task": cell["task"], "kind": m.exit_kind, "threshold": m.threshold,
                "policy": m.policy,
                **estimate_columns(metric, estimate_of(cell, f"metrics.{metric}")),
                **estimate_columns("consistency", estimate_of(cell, "consistency.output_match")),
-               **estimate_columns("savings", estimate_of(cell, "flops.total_savings")),
+               **estimate_columns("decode savings", estimate_of(cell, "flops.decode_savings")),
                **estimate_columns("mean layers", estimate_of(cell, "layers.mean_executed"))}
         partial = reference.get((cell["backbone"], cell["task"], m.exit_kind, m.threshold))
         if partial is not None and partial is not cell:
             for column, quantity in ((f"{metric}{DIFF}", f"metrics.{metric}"),
                                      (f"consistency{DIFF}", "consistency.output_match"),
-                                     (f"savings{DIFF}", "flops.total_savings")):
+                                     (f"decode savings{DIFF}", "flops.decode_savings")):
                 row.update(difference_columns(column, cell, partial, quantity, settings))
         row["n"] = cell["n_samples"]
         rows.append(row)

@@ -30,6 +30,8 @@ class PaperInputs:
     flops: list[dict]
     backbones: dict[str, dict]
     evidence: dict
+    calibrations: list[dict] = ()  # the calibrate jobs' files
+    ablations: list[dict] = ()  # the exit_weight_ablation jobs' files
 
     @property
     def settings(self) -> IntervalSettings:
