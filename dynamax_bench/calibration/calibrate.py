@@ -78,8 +78,44 @@ def failing_units(records: Sequence[dict], full: Sequence[dict], units: Sequence
     return len(failing), len(set(units)), float(np.mean(same))
 
 
+Key = tuple[str, str, float]  # (exit kind, policy, threshold)
+BLOCK = 3  # grid thresholds per kind decoded in one call: their prompt pass is shared, at most BLOCK - 1 wasted
+
+
+@dataclass
+class GridPath:
+    """One kind and policy's way down the grid: the targets still tested, and what was found."""
+
+    kind: str
+    policy: str
+    alive: dict[str, float]  # target key -> delta, while its sequence goes on
+    chosen: dict[str, float | None]
+    tested: dict[str, int]
+    steps: list[dict]
+    next: int = 0  # index of the next grid threshold to test
+
+
+@dataclass
+class Match:
+    """One kind and policy's search for a pruning level's decode savings."""
+
+    kind: str
+    policy: str
+    target: float
+    simulated: dict[float, float]
+    entry: dict
+    threshold: float | None = None  # decoded next
+    need: float = 0.0
+
+
 class Job:
-    """One calibrate job: a backbone and task, every calibrated kind and policy."""
+    """One calibrate job: a backbone and task, every calibrated kind and policy.
+
+    Decodes are requested as (kind, policy, threshold) and made together: one `decode_each` call per round
+    over the samples any of them needs, so the strategies that read the prompt alike (every stateless kind,
+    a `_fresh` variant, one stateful kind's thresholds) share each batch's prompt pass. A round asks each
+    kind for its next BLOCK grid thresholds and each pruning level's next candidate.
+    """
 
     def __init__(self, base: DecodeSpec, task_spec: TaskSpec, backbone_dir: str | Path, classifiers: Path | None,
                  table: dict, settings: CalibrationSettings) -> None:
@@ -92,6 +128,7 @@ class Job:
         self.units = [s.unit for s in self.samples]
         self.loaded: dict = {}
         self.exit_positions = self.full_decoder.exit_positions
+        self.decoded: dict[Key, tuple[list[dict], int]] = {}
 
     def decoder(self, kind: str, policy: str, threshold: float):
         from dynamax_bench.generation.decoder import Decoder
@@ -110,58 +147,69 @@ class Job:
         self.largest = {kind: np.array([m.max() if m.size else -np.inf for m in mats], dtype=np.float32)
                         for kind, mats in self.confidences.items()}
 
-    def decode(self, kind: str, policy: str, threshold: float) -> tuple[list[dict], int]:
-        """Every sample's record at a threshold: decoded where the full trajectory reaches it, else full's."""
+    def reaches(self, kind: str, threshold: float) -> np.ndarray:
+        """The samples whose full trajectory reaches the threshold somewhere: only they can exit at it."""
+        return self.largest[kind] >= np.float32(threshold)
+
+    def decode(self, requests: Sequence[Key]) -> None:
+        """Decode every request not decoded yet, in one call over the samples any of them needs; each
+        request's records: decoded where its trajectory reaches the threshold, else the full model's."""
         from dynamax_bench.generation.decoder import decode_each
 
-        todo = np.flatnonzero(self.largest[kind] >= np.float32(threshold)).tolist()
-        records = list(self.full)
-        if todo:
-            prompts = [self.samples[i].prompt for i in todo]
-            (generations, _), = decode_each([self.decoder(kind, policy, threshold)], prompts, self.task.stop_strings,
-                                            disable_tqdm=True)
-            for i, generation in zip(todo, generations):
-                records[i] = {"id": self.samples[i].id, **trace_record(self.samples[i].prompt, generation)}
-        return records, len(todo)
+        todo = [key for key in dict.fromkeys(requests) if key not in self.decoded]
+        if not todo:
+            return
+        rows = np.flatnonzero(np.any([self.reaches(kind, t) for kind, _, t in todo], axis=0)).tolist()
+        decoded = [[] for _ in todo]
+        if rows:
+            decoders = [self.decoder(*key) for key in todo]
+            decoded = [generations for generations, _ in
+                       decode_each(decoders, [self.samples[i].prompt for i in rows], self.task.stop_strings,
+                                   disable_tqdm=True)]
+        for (kind, policy, threshold), generations in zip(todo, decoded):
+            reached = self.reaches(kind, threshold)
+            records = list(self.full)
+            for i, generation in zip(rows, generations):
+                if reached[i]:
+                    records[i] = {"id": self.samples[i].id, **trace_record(self.samples[i].prompt, generation)}
+            self.decoded[(kind, policy, threshold)] = (records, int(reached.sum()))
+        log.info("decoded %d (kind, policy, threshold) on %d samples", len(todo), len(rows))
 
-    def consistency_path(self, kind: str, policy: str) -> tuple[list[dict], dict[str, dict]]:
-        """Learn-Then-Test down the grid until every consistency target's sequence has stopped."""
-        settings, steps = self.settings, []
-        alive = {format_threshold(c): 1.0 - c for c in settings.consistency}
-        chosen: dict[str, float | None] = {key: None for key in alive}
-        tested = {key: 0 for key in alive}
-        for threshold in settings.grid:
-            if not alive:
-                break
-            records, decoded = self.decode(kind, policy, threshold)
-            failing, units, same = failing_units(records, self.full, self.units)
-            method = parse_method(ee_name(kind, policy, threshold))
-            p_values = {key: p_value(failing, units, delta) for key, delta in alive.items()}
-            steps.append({"threshold": threshold, "decoded_samples": decoded, "failing_units": failing,
-                          "output_match": same, "decode_savings": decode_savings(records, method, self.table),
-                          "p_values": p_values})
-            for key, p in p_values.items():
-                tested[key] += 1
-                if p <= settings.epsilon:
-                    chosen[key] = threshold
-                else:
-                    del alive[key]
-            log.info("%s-%s t=%s: %d samples decoded, %d of %d units differ", kind, policy, threshold, decoded,
-                     failing, units)
-        units = len(set(self.units))
-        targets = {}
+    def step(self, path: GridPath) -> None:
+        """Test the path's next grid threshold (decoded already) for every target still alive."""
+        threshold = self.settings.grid[path.next]
+        records, decoded = self.decoded[(path.kind, path.policy, threshold)]
+        failing, units, same = failing_units(records, self.full, self.units)
+        method = parse_method(ee_name(path.kind, path.policy, threshold))
+        p_values = {key: p_value(failing, units, delta) for key, delta in path.alive.items()}
+        path.steps.append({"threshold": threshold, "decoded_samples": decoded, "failing_units": failing,
+                           "output_match": same, "decode_savings": decode_savings(records, method, self.table),
+                           "p_values": p_values})
+        for key, p in p_values.items():
+            path.tested[key] += 1
+            if p <= self.settings.epsilon:
+                path.chosen[key] = threshold
+            else:
+                del path.alive[key]
+        path.next += 1
+        log.info("%s-%s t=%s: %d samples decoded, %d of %d units differ", path.kind, path.policy, threshold, decoded,
+                 failing, units)
+
+    def targets(self, path: GridPath) -> dict[str, dict]:
+        units, settings = len(set(self.units)), self.settings
+        out = {}
         for c in settings.consistency:
             key = format_threshold(c)
-            certified = chosen[key] is not None
+            certified = path.chosen[key] is not None
             needed = units_needed(1.0 - c, settings.epsilon)
             reason = ("" if certified else
                       f"{units} units cannot certify {c:g} at epsilon {settings.epsilon:g} (at least {needed} needed)"
                       if units < needed else
                       f"the first threshold of the grid ({settings.grid[0]:g}) fails it: p = "
-                      f"{steps[0]['p_values'][key]:.3g} > {settings.epsilon:g}")
-            targets[key] = {"threshold": chosen[key], "certified": certified, "thresholds_tested": tested[key],
-                            "reason": reason}
-        return steps, targets
+                      f"{path.steps[0]['p_values'][key]:.3g} > {settings.epsilon:g}")
+            out[key] = {"threshold": path.chosen[key], "certified": certified, "thresholds_tested": path.tested[key],
+                        "reason": reason}
+        return out
 
     def prune_savings(self, level: int) -> float:
         """Static pruning's decode savings on the split: every token's layers are the first L - N."""
@@ -174,58 +222,84 @@ class Job:
                    for r, m in zip(self.full, self.confidences[kind])]
         return decode_savings(records, parse_method(ee_name(kind, policy, threshold)), self.table)
 
-    def prune_target(self, kind: str, policy: str, target: float) -> dict:
-        """The highest threshold whose decode savings reach `target`: estimated on the trajectories, then
-        decoded and lowered while it falls short."""
+    def match(self, kind: str, policy: str, target: float) -> Match:
+        """A pruning level's search: the highest threshold whose estimated decode savings reach `target` first."""
         grid = [round(float(t), 4) for t in np.linspace(1.0, 0.0, SIMULATION_STEPS + 1)]
         simulated = {t: self.simulated_savings(kind, policy, t) or 0.0 for t in grid}
+        found = Match(kind, policy, target, simulated, {"target_savings": target, "decodes": []}, need=target)
         candidates = [t for t in grid if simulated[t] >= target]
-        entry: dict[str, Any] = {"target_savings": target, "decodes": []}
-        if not candidates:
+        if candidates:
+            found.threshold = candidates[0]
+        else:
             best = max(grid, key=lambda t: simulated[t])
-            entry.update(threshold=best, reached=False,
-                         reason=f"at most {simulated[best]:.3f} decode savings at any threshold (estimated), "
-                                f"short of {target:.3f}")
-            return entry
-        threshold, need = candidates[0], target
-        for _ in range(self.settings.max_decodes):
-            records, decoded = self.decode(kind, policy, threshold)
-            real = decode_savings(records, parse_method(ee_name(kind, policy, threshold)), self.table) or 0.0
-            entry["decodes"].append({"threshold": threshold, "estimated": simulated[threshold], "decode_savings": real,
-                                     "decoded_samples": decoded})
-            if real >= target:
-                break
-            need += target - real  # the estimate was optimistic by this much: ask it for more
-            lower = [t for t in candidates if t < threshold and simulated[t] >= need]
-            if not lower:
-                break
-            threshold = lower[0]
-        reached = entry["decodes"][-1]["decode_savings"] >= target
-        entry.update(threshold=threshold, reached=reached,
-                     reason="" if reached else f"the decoded savings stayed below {target:.3f}")
-        return entry
+            found.entry.update(threshold=best, reached=False,
+                               reason=f"at most {simulated[best]:.3f} decode savings at any threshold (estimated), "
+                                      f"short of {target:.3f}")
+        return found
+
+    def check(self, found: Match) -> None:
+        """Read the decoded savings at the match's threshold; lower it while they fall short (`max_decodes`)."""
+        threshold = found.threshold
+        records, decoded = self.decoded[(found.kind, found.policy, threshold)]
+        real = decode_savings(records, parse_method(ee_name(found.kind, found.policy, threshold)), self.table) or 0.0
+        found.entry["decodes"].append({"threshold": threshold, "estimated": found.simulated[threshold],
+                                       "decode_savings": real, "decoded_samples": decoded})
+        lower = []
+        if real < found.target:
+            found.need += found.target - real  # the estimate was optimistic by this much: ask it for more
+            lower = [t for t, s in found.simulated.items() if t < threshold and s >= found.need]
+        if real >= found.target or not lower or len(found.entry["decodes"]) >= self.settings.max_decodes:
+            reached = real >= found.target
+            found.entry.update(threshold=threshold, reached=reached,
+                               reason="" if reached else f"the decoded savings stayed below {found.target:.3f}")
+            found.threshold = None
+        else:
+            found.threshold = max(lower)
 
     def run(self) -> dict:
         started = time.perf_counter()
         self.record()
         seconds = {"trajectories": round(time.perf_counter() - started, 1)}
+        started = time.perf_counter()
         levels = {str(level): self.prune_savings(level) for level in self.settings.prune}
-        methods: dict[str, dict] = {}
+        paths, matches = [], {}
         for kind in self.settings.kinds:
             for policy in self.settings.policies:
-                started = time.perf_counter()
-                steps, consistency = self.consistency_path(kind, policy)
-                prune = {level: self.prune_target(kind, policy, savings) for level, savings in levels.items()
-                         if base_kind(kind) == kind}
-                methods.setdefault(kind, {})[policy] = {"steps": steps, "consistency": consistency, "prune": prune}
-                seconds[f"{kind}-{policy}"] = round(time.perf_counter() - started, 1)
-        log.info("calibration seconds: %s", seconds)
+                alive = {format_threshold(c): 1.0 - c for c in self.settings.consistency}
+                paths.append(GridPath(kind, policy, alive, dict.fromkeys(alive), dict.fromkeys(alive, 0), []))
+                if base_kind(kind) == kind:
+                    for level, savings in levels.items():
+                        matches[(kind, policy, level)] = self.match(kind, policy, savings)
+        rounds = 0
+        while True:
+            going = [p for p in paths if p.alive and p.next < len(self.settings.grid)]
+            pending = [m for m in matches.values() if m.threshold is not None]
+            if not going and not pending:
+                break
+            requests = [(p.kind, p.policy, t) for p in going for t in self.settings.grid[p.next:p.next + BLOCK]]
+            self.decode(requests + [(m.kind, m.policy, m.threshold) for m in pending])
+            rounds += 1
+            for path in going:
+                for _ in range(BLOCK):
+                    if path.alive and path.next < len(self.settings.grid):
+                        self.step(path)
+            for found in pending:
+                self.check(found)
+        seconds["decodes"] = round(time.perf_counter() - started, 1)
+        log.info("calibration: %d rounds, %d decodes, seconds %s", rounds, len(self.decoded), seconds)
+        methods: dict[str, dict] = {}
+        for path in paths:
+            prune = {level: matches[(path.kind, path.policy, level)].entry for level in levels
+                     if (path.kind, path.policy, level) in matches}
+            methods.setdefault(path.kind, {})[path.policy] = {"steps": path.steps, "consistency": self.targets(path),
+                                                              "prune": prune}
         return {
             "backbone": self.base.backbone, "task": self.task.name, "samples": len(self.samples),
             "units": len(set(self.units)), "epsilon": self.settings.epsilon, "p_value": P_VALUE,
             "grid": list(self.settings.grid), "exit_positions": self.exit_positions,
             "full": {"decode_tokens": sum(max(0, len(r["layers_executed"]) - 1) for r in self.full)},
-            "prune_savings": levels, "methods": methods, "seconds": seconds,
+            "prune_savings": levels, "methods": methods, "decodes": len(self.decoded), "rounds": rounds,
+            "seconds": seconds,
         }
 
 
