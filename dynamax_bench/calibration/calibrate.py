@@ -79,7 +79,10 @@ def failing_units(records: Sequence[dict], full: Sequence[dict], units: Sequence
 
 
 Key = tuple[str, str, float]  # (exit kind, policy, threshold)
-BLOCK = 3  # grid thresholds per kind decoded in one call: their prompt pass is shared, at most BLOCK - 1 wasted
+BLOCK = 3  # grid thresholds per kind asked for in one round: at most BLOCK - 1 decoded past a sequence's end
+# A decode step's cost in prompt tokens, for grouping decodes into calls (an estimate, not a measurement: a
+# step moves one token per row through every layer, at a small fraction of a prompt pass's efficiency per token)
+DECODE_COST = 4
 
 
 @dataclass
@@ -152,28 +155,51 @@ class Job:
         return self.largest[kind] >= np.float32(threshold)
 
     def decode(self, requests: Sequence[Key]) -> None:
-        """Decode every request not decoded yet, in one call over the samples any of them needs; each
-        request's records: decoded where its trajectory reaches the threshold, else the full model's."""
+        """Decode every request not decoded yet; each request's records: decoded where its trajectory reaches
+        the threshold, else the full model's. The requests are grouped into calls (`group_calls`)."""
         from dynamax_bench.generation.decoder import decode_each
 
         todo = [key for key in dict.fromkeys(requests) if key not in self.decoded]
-        if not todo:
-            return
-        rows = np.flatnonzero(np.any([self.reaches(kind, t) for kind, _, t in todo], axis=0)).tolist()
-        decoded = [[] for _ in todo]
-        if rows:
-            decoders = [self.decoder(*key) for key in todo]
+        rows = {key: set(np.flatnonzero(self.reaches(key[0], key[2])).tolist()) for key in todo}
+        for members, union in self.group_calls(todo, rows):
+            order = sorted(union)
+            decoders = [self.decoder(*key) for key in members]
             decoded = [generations for generations, _ in
-                       decode_each(decoders, [self.samples[i].prompt for i in rows], self.task.stop_strings,
-                                   disable_tqdm=True)]
-        for (kind, policy, threshold), generations in zip(todo, decoded):
-            reached = self.reaches(kind, threshold)
-            records = list(self.full)
-            for i, generation in zip(rows, generations):
-                if reached[i]:
-                    records[i] = {"id": self.samples[i].id, **trace_record(self.samples[i].prompt, generation)}
-            self.decoded[(kind, policy, threshold)] = (records, int(reached.sum()))
-        log.info("decoded %d (kind, policy, threshold) on %d samples", len(todo), len(rows))
+                       decode_each(decoders, [self.samples[i].prompt for i in order], self.task.stop_strings,
+                                   disable_tqdm=True)] if order else [[] for _ in members]
+            for key, generations in zip(members, decoded):
+                records = list(self.full)
+                for i, generation in zip(order, generations):
+                    if i in rows[key]:
+                        records[i] = {"id": self.samples[i].id, **trace_record(self.samples[i].prompt, generation)}
+                self.decoded[key] = (records, len(rows[key]))
+            log.info("decoded %d (kind, policy, threshold) in one call on %d samples", len(members), len(order))
+
+    def group_calls(self, requests: list[Key], rows: dict[Key, set[int]]) -> list[tuple[list[Key], set[int]]]:
+        """Requests grouped into decode calls, greedily, the largest row sets first: a request joins the call
+        whose cost it raises least, or starts its own. A call costs one prompt pass per row for each group of
+        its strategies that read the prompt alike, and one decode per row for each strategy; a request
+        decoded in a call also decodes the call's other rows (their output is the full model's, unused)."""
+        prompt = {i: r["prompt_tokens"] for i, r in enumerate(self.full)}
+        steps = {i: DECODE_COST * max(0, len(r["layers_executed"]) - 1) for i, r in enumerate(self.full)}
+        keys = {key: self.decoder(*key).strategy.prompt_pass() for key in requests}
+
+        def cost(members: list[Key], union: set[int]) -> float:
+            passes = len({keys[k] for k in members})
+            return passes * sum(prompt[i] for i in union) + len(members) * sum(steps[i] for i in union)
+
+        calls: list[tuple[list[Key], set[int]]] = []
+        for key in sorted(requests, key=lambda k: -len(rows[k])):
+            best, added = None, cost([key], rows[key])
+            for index, (members, union) in enumerate(calls):
+                raised = cost(members + [key], union | rows[key]) - cost(members, union)
+                if raised < added:
+                    best, added = index, raised
+            if best is None:
+                calls.append(([key], set(rows[key])))
+            else:
+                calls[best] = (calls[best][0] + [key], calls[best][1] | rows[key])
+        return calls
 
     def step(self, path: GridPath) -> None:
         """Test the path's next grid threshold (decoded already) for every target still alive."""
