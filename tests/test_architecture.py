@@ -15,14 +15,14 @@ from dynamax_bench.config import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "dynamax_bench"
 LAYERS = [
-    {"config", "files", "spec", "runtime", "provenance"},
+    {"config", "errors", "files", "spec", "runtime", "provenance"},
     {"backbones"},
     {"engine"},
     {"classifiers"},
     {"generation"},
     {"costs"},
     {"reporting"},
-    {"lmeval", "profile_checks", "data_checks", "data"},
+    {"lmeval", "profile_checks", "data_checks", "data", "doctor"},
 ]
 
 

@@ -2,6 +2,8 @@
 import os
 
 from dynamax_bench.config import ConfigError, backbone_names, distilled_backbones, task_names
+from dynamax_bench.doctor import check_checkpoints
+from dynamax_bench.errors import stop
 from dynamax_bench.profile_checks import check_sources, check_profile, prune_problem, target_problem
 from dynamax_bench.provenance import run_description
 from dynamax_bench.runtime import job_runtime
@@ -13,8 +15,10 @@ try:
     check_profile(config)
     if workflow.is_main_process:  # reads the data and transformers: once per run, not per job
         check_sources(config)
+        # a damaged checkpoint stops the run before Snakemake reruns (and deletes) what was made from it
+        check_checkpoints(config, " ".join(map(str, workflow.configfiles)) or "config/default.yaml")
 except ConfigError as err:
-    raise WorkflowError(str(err))
+    stop(err)
 
 PROFILE = config["profile"]
 RESULTS = f"results/{PROFILE}"
