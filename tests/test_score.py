@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from dynamax_bench.files import write_json, write_jsonl
 from dynamax_bench.reporting import score
@@ -101,3 +103,51 @@ def test_a_ledger_with_other_samples_is_refused() -> None:
     records = [{"id": "a", "output": "", "token_ids": [1], "exit_layers": [8]}]
     with pytest.raises(ValueError, match="2 per-sample totals for 1 samples"):
         score.sample_lists(records, records, {}, [{"executed": 1, "full": 1}] * 2)
+
+
+def test_consistency_of_outputs_of_different_lengths_divides_by_the_full_models_tokens() -> None:
+    """An early-exit output and the full output of different lengths: the share of the full model's
+    tokens reproduced before the first divergence (hand-computed), never of the method's own."""
+    full = [{"output": " a b c d", "token_ids": [1, 2, 3, 4, 5]}, {"output": " a b", "token_ids": [1, 2]},
+            {"output": " x", "token_ids": [7, 8, 9, 10]}, {"output": "", "token_ids": []}]
+    early = [{"output": " a b", "token_ids": [1, 2]}, {"output": " a b c d", "token_ids": [1, 2, 3, 4, 5]},
+             {"output": " x y", "token_ids": [7, 6, 9]}, {"output": " z", "token_ids": [3]}]
+    found = score.consistency(early, full)
+    assert found["consistency.token_prefix_agreement"] == [2 / 5, 1.0, 1 / 4, 0.0]
+    assert found["consistency.output_match"] == [0.0, 0.0, 0.0, 0.0]
+    assert score.prefix_agreement([], []) == 1.0  # both empty: the full output is reproduced
+
+
+token_lists = st.lists(st.integers(0, 5), max_size=12)
+
+
+@given(token_lists)
+def test_a_method_is_consistent_with_itself(tokens: list[int]) -> None:
+    record = {"output": str(tokens), "token_ids": tokens}
+    assert score.consistency([record], [record]) == {"consistency.output_match": [1.0],
+                                                     "consistency.token_prefix_agreement": [1.0]}
+
+
+@given(token_lists, token_lists, token_lists)
+def test_prefix_agreement_counts_the_common_prefix_over_the_references_length(common: list[int], a: list[int],
+                                                                               b: list[int]) -> None:
+    assume(not a or not b or a[0] != b[0])  # the two continuations part at once
+    reference = common + b
+    value = score.prefix_agreement(common + a, reference)
+    assert 0.0 <= value <= 1.0
+    if reference:
+        assert value == len(common) / len(reference)
+
+
+@given(st.lists(st.integers(0, 2), max_size=16))
+def test_an_output_loops_exactly_when_one_4_gram_occurs_three_times(tokens: list[int]) -> None:
+    grams = [tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3)]
+    assert score.loops(tokens) == any(grams.count(gram) >= 3 for gram in grams)
+
+
+def test_loops_counts_overlapping_and_trailing_grams() -> None:
+    assert score.loops([1, 1, 1, 1, 1, 1])  # (1,1,1,1) three times, overlapping
+    assert not score.loops([1, 1, 1, 1, 1])  # twice
+    assert score.loops([9, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4])  # the third occurrence ends the list
+    assert not score.loops([1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3]) and not score.loops([])
+    assert score.loops([1, 2, 1, 2, 1, 2], n=2, min_count=3) and not score.loops([1, 2, 1, 2], n=2, min_count=3)
