@@ -355,3 +355,49 @@ def test_a_local_task_file_is_an_input_of_the_jobs_that_read_it(smoke_config: di
     inputs = dict(re.findall(r"(?:local)?rule (\w+):\n\s+input: ([^\n]*)", result.stdout))
     for rule in ("generate_baselines_tiny_mistral", "score_baselines_tiny_mistral"):
         assert str(data) in inputs[rule] and str(tmp_path / "pool.jsonl") in inputs[rule], inputs
+
+
+def test_doctor_lists_every_damaged_checkpoint_and_counts_the_files(tmp_path: Path, capsys) -> None:
+    from safetensors.torch import save_file
+
+    from dynamax_bench.doctor import main
+
+    folder = tmp_path / "results" / "smoke" / "classifiers" / "tiny_mistral"
+    folder.mkdir(parents=True)
+    for kind in ("calm", "ffn", "mamba"):
+        save_file({"exit0.w": torch.ones(4, 4)}, str(folder / f"{kind}.safetensors"))
+    (folder / "ffn.safetensors").write_bytes(b"")  # emptied
+    mamba = folder / "mamba.safetensors"
+    size = mamba.stat().st_size
+    mamba.write_bytes(mamba.read_bytes() + b"\0")  # padded
+    assert main(["--configfile", str(REPO_ROOT / "config" / "smoke.yaml"), "--directory", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0] for line in err.splitlines()] == [str(folder / "ffn.safetensors"), str(mamba)]
+    assert "0 bytes, shorter than the 8-byte header length" in err and f"its header describes {size} bytes, the file has {size + 1}" in err
+    assert out.startswith("doctor: 2 damaged of 3 checkpoint files of profile smoke")
+    assert main(["--configfile", str(REPO_ROOT / "config" / "smoke.yaml"), "--directory", str(tmp_path / "none")]) == 0
+
+
+@pytest.mark.slow
+def test_snakemake_prints_one_line_for_a_mistyped_profile_key(smoke_config: dict, tmp_path: Path) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["generaton"] = config.pop("generation")
+    result = dry_run(tmp_path, config, "paper_tables/")
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, lines[:20]
+    assert "profile.yaml: generaton: unknown key; did you mean generation?" in lines[0]
+    assert "Failed validating 'additionalProperties' in schema" in (tmp_path / "logs" / "profile_check.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_dry_run_stops_on_a_damaged_backbone_and_deletes_nothing(smoke_config: dict, tiny_mistral,
+                                                                   backbone_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "resources" / "backbones" / "tiny_mistral"
+    shutil.copytree(backbone_root / "tiny_mistral", folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    result = dry_run(tmp_path, smoke_config, "paper_tables/")
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, lines[:20]
+    assert lines[0].startswith("resources/backbones/tiny_mistral/model.safetensors: damaged checkpoint")
+    assert "rm -r resources/backbones/tiny_mistral && snakemake --cores all resources/backbones/tiny_mistral" in lines[0]
