@@ -26,7 +26,8 @@ EARLY = [(" Paris", [1, 2], [8, 4]), (" Venus", [9], [8]), (" Shakespeare", [4, 
 
 def ledger(records: list[dict], method, table: dict) -> dict:
     """Stands in for costs.ledger.cell_flops's interface: per-sample totals with a 10-FLOP prompt
-    forward, 1 FLOP per layer run."""
+    forward, 1 FLOP per layer run (it checks that it gets the cell's method and the flops file's table)."""
+    assert method == parse_method("ee-calm-copy-t0.5") and table == {"unit": "test table"}
     per_sample = [{"executed": 10 + sum(r["exit_layers"]), "full": 10 + 8 * len(r["exit_layers"])} for r in records]
     executed, full = sum(s["executed"] for s in per_sample), sum(s["full"] for s in per_sample)
     return {"savings": 1 - executed / full, "decode_savings": 0.0, "per_sample": per_sample, "unit": "test"}
@@ -36,7 +37,8 @@ def write_cell_inputs(tmp: Path, method: str, samples: list[tuple]) -> Path:
     spec = DecodeSpec(backbone="tiny", family="transformer", task="triviaqa", method=parse_method(method),
                       exits={"count": 2}, repetition_penalty=1.0, max_new_tokens=8, batch_size=1, prefix_cache=False,
                       dtype="float32", device="cpu", seed=0)
-    header = {"decode_spec": spec.to_dict(), "task_spec": TASK.to_dict(), "exit_layers": [4, 6]}
+    header = {"decode_spec": spec.to_dict(), "task_spec": TASK.to_dict(), "exit_layers": [4, 6],
+              "agreement": {"rows": 4, "rows_differing": 0}}
     ids = ["dynamax_tqa_000", "dynamax_tqa_001", "dynamax_tqa_002", "dynamax_tqa_003"]
     path = tmp / f"{method}.jsonl"
     write_jsonl(path, [header] + [{"id": i, "prompt": "", "output": o, "token_ids": t, "exit_layers": e,
@@ -47,8 +49,8 @@ def write_cell_inputs(tmp: Path, method: str, samples: list[tuple]) -> Path:
 @pytest.fixture
 def scored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(score, "cell_flops", ledger)
-    write_json(tmp_path / "backbone" / "dynamax_backbone.json", {"name": "tiny", "label": "tiny", "num_layers": 8})
-    write_json(tmp_path / "flops.json", {})
+    write_json(tmp_path / "backbone" / "dynamax_backbone.json", {"name": "tiny", "label": "tiny label", "num_layers": 8})
+    write_json(tmp_path / "flops.json", {"unit": "test table"})
     full, early = write_cell_inputs(tmp_path, "full", FULL), write_cell_inputs(tmp_path, "ee-calm-copy-t0.5", EARLY)
 
     def run(out: str, settings: IntervalSettings = SETTINGS) -> dict:
@@ -116,6 +118,7 @@ def test_consistency_of_outputs_of_different_lengths_divides_by_the_full_models_
     assert found["consistency.token_prefix_agreement"] == [2 / 5, 1.0, 1 / 4, 0.0]
     assert found["consistency.output_match"] == [0.0, 0.0, 0.0, 0.0]
     assert score.prefix_agreement([], []) == 1.0  # both empty: the full output is reproduced
+    assert score.prefix_agreement([3], []) == 0.0  # the full model said nothing, the method something
 
 
 token_lists = st.lists(st.integers(0, 5), max_size=12)
@@ -151,3 +154,31 @@ def test_loops_counts_overlapping_and_trailing_grams() -> None:
     assert score.loops([9, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4])  # the third occurrence ends the list
     assert not score.loops([1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3]) and not score.loops([])
     assert score.loops([1, 2, 1, 2, 1, 2], n=2, min_count=3) and not score.loops([1, 2, 1, 2], n=2, min_count=3)
+
+
+def test_cell_names_its_backbone_task_method_specs_layers_and_agreement(scored) -> None:
+    cell = scored("cell.json")
+    assert (cell["backbone"], cell["backbone_label"], cell["task"], cell["method"]) == (
+        "tiny", "tiny label", "triviaqa", "ee-calm-copy-t0.5")
+    assert cell["spec"]["method"]["threshold"] == 0.5 and cell["task_spec"] == TASK.to_dict()
+    assert set(cell["metrics"]) == {"em", "f1"} and cell["metrics"]["em"] == 0.5
+    assert cell["degeneration"] == {"loop_rate": 0.25, "ngram": 4, "min_count": 3}
+    assert cell["layers"] == {"num_layers": 8, "exit_positions": [4, 6], "mean_executed": pytest.approx(66 / 12),
+                              "histogram": {"4": 7, "6": 1, "8": 4}}
+    assert cell["agreement"] == {"rows": 4, "rows_differing": 0}
+    assert (cell["n_samples"], cell["n_tokens"]) == (4, 12)
+    assert cell["consistency"]["token_prefix_agreement"] == 0.5
+
+
+def test_generations_of_other_samples_are_refused_naming_the_file(tmp_path: Path, scored) -> None:
+    scored("cell.json")  # writes the inputs
+    full = tmp_path / "full.jsonl"
+    lines = full.read_text().splitlines()
+    full.write_text("\n".join(lines[:1] + lines[2:] + lines[1:2]) + "\n")  # the full model's samples reordered
+    with pytest.raises(ValueError, match=r"ee-calm-copy-t0\.5\.jsonl: sample ids differ"):
+        scored("again.json")
+    for name in ("full.jsonl", "ee-calm-copy-t0.5.jsonl"):  # both files agree, but not with the task's samples
+        path = tmp_path / name
+        path.write_text(path.read_text().replace("dynamax_tqa_000", "other_000"))
+    with pytest.raises(ValueError, match=r"ee-calm-copy-t0\.5\.jsonl: sample ids differ"):
+        scored("third.json")
