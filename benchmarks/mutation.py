@@ -215,7 +215,10 @@ def markdown(report: dict) -> str:
                 f"{score} | {total['seconds']} |")
     parts = [f"# Mutation testing ({report['tool']})", "",
              f"{report['machine']}; {report['children']} mutants at a time; tests: `{' '.join(FAST)}` of the files "
-             "listed per module in benchmarks/mutation.py. Score = killed / (mutants - equivalent).", "", *rows]
+             "listed per module in benchmarks/mutation.py. Score = killed / (mutants - equivalent).",
+             *([""] + [report["note"]] if report.get("note") else []), "", *rows]
+    notes = [f"- {name}: {found['note']}" for name, found in report["modules"].items() if found.get("note")]
+    parts += ["", *notes] if notes else []
     for name, found in report["modules"].items():
         for title, entries in (("Survivors", found["survivors"]), ("Equivalent mutants", found["equivalents"])):
             if not entries:

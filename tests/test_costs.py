@@ -179,3 +179,15 @@ def test_default_lengths_fit_distinct_points_and_check_at_the_reference_length()
     assert default_lengths("polynomial", 2, None, 16) == ([8, 16, 24], [28, 40])
     assert default_lengths("polynomial", 2, None, 50) == ([8, 16, 24], [28, 40, 50])
     assert default_lengths("chunked", 2, 256, 24) == ([128, 256, 257, 640], [24, 129, 769])
+
+
+def test_stale_inputs_are_named_in_full() -> None:
+    with pytest.raises(ValueError) as err:
+        cell_flops([{"exit_layers": [L]}], parse_method("full"), TABLE)
+    assert str(err.value) == ("generation record '?' has no 'prompt_tokens': it predates the complete cost ledger; "
+                              "rerun the generate rule for this cell")
+    stale = {**TABLE, "blocks": {**TABLE["blocks"], "layer_prefill": {"flops": 1}}}
+    with pytest.raises(ValueError) as err:
+        cell_flops(records((10, [L])), parse_method("full"), stale)
+    assert str(err.value) == ("the FLOPs table has no per-length counts (it predates the complete cost ledger); "
+                              "rerun the flops rule for this backbone")
