@@ -12,6 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from dynamax_bench.files import write_json, write_jsonl
+from dynamax_bench.provenance import provenance
 from dynamax_bench.reporting import score
 from dynamax_bench.reporting.statistics import IntervalSettings
 from dynamax_bench.spec import DecodeSpec, TaskSpec, parse_method
@@ -168,15 +169,19 @@ def test_cell_names_its_backbone_task_method_specs_layers_and_agreement(scored) 
     assert cell["agreement"] == {"rows": 4, "rows_differing": 0}
     assert (cell["n_samples"], cell["n_tokens"]) == (4, 12)
     assert cell["consistency"]["token_prefix_agreement"] == 0.5
+    made_from = {"decode_spec": cell["spec"], "task_spec": TASK.to_dict(), "evidence": SETTINGS.to_dict()}
+    assert cell["provenance"] == provenance("test", made_from)  # what the cell was made from, by name
 
 
 def test_generations_of_other_samples_are_refused_naming_the_file(tmp_path: Path, scored) -> None:
     scored("cell.json")  # writes the inputs
     full = tmp_path / "full.jsonl"
-    lines = full.read_text().splitlines()
+    original = full.read_text()
+    lines = original.splitlines()
     full.write_text("\n".join(lines[:1] + lines[2:] + lines[1:2]) + "\n")  # the full model's samples reordered
     with pytest.raises(ValueError, match=r"ee-calm-copy-t0\.5\.jsonl: sample ids differ"):
         scored("again.json")
+    full.write_text(original)
     for name in ("full.jsonl", "ee-calm-copy-t0.5.jsonl"):  # both files agree, but not with the task's samples
         path = tmp_path / name
         path.write_text(path.read_text().replace("dynamax_tqa_000", "other_000"))
