@@ -179,11 +179,8 @@ class DynamaxLM(LM):
             max_gen_toks, seed = number("max_gen_toks", max_gen_toks, int), number("seed", seed, int)
             if method_spec.kind == "ee":
                 exit_method(method_spec.exit_kind)  # a registered kind, or the known ones
-            check_method_for(method_spec, read_backbone_meta(backbone)["family"])
         except ValueError as err:
             raise ModelArgsError(f"--model_args: {err}") from None
-        except FileNotFoundError as err:  # no prepared backbone at that path
-            raise BackboneError(str(err)) from None
         if method_spec.kind == "ee" and is_trained(method_spec.exit_kind):
             if classifiers is None or not checkpoint_paths(classifiers, method_spec.exit_kind)[0].exists():
                 raise ModelArgsError(
@@ -199,6 +196,12 @@ class DynamaxLM(LM):
         if problem:
             raise ModelArgsError(f"--model_args dtype={dtype} with batch size {rows} and prefix_cache={bool(prefix_cache)}: "
                                  f"{problem}; pass --batch_size 1 and prefix_cache=False, or dtype=float32")
+        try:  # the policy against the backbone's family, from its metadata file (no weights yet)
+            check_method_for(method_spec, read_backbone_meta(backbone)["family"])
+        except ValueError as err:
+            raise ModelArgsError(f"--model_args: {err}") from None
+        except FileNotFoundError as err:  # no prepared backbone at that path
+            raise BackboneError(str(err)) from None
         self.backbone_dir = Path(backbone)
         loaded = load_backbone(self.backbone_dir, lm_eval_device(device), dtype)
         self.spec = DecodeSpec(
