@@ -15,7 +15,7 @@ from dynamax_bench.config import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "dynamax_bench"
 LAYERS = [
-    {"config", "files", "spec", "runtime", "provenance"},
+    {"config", "errors", "files", "spec", "runtime", "provenance"},
     {"backbones"},
     {"corpus"},
     {"engine"},
@@ -24,7 +24,7 @@ LAYERS = [
     {"costs"},
     {"calibration"},
     {"reporting"},
-    {"lmeval", "profile_checks", "data_checks", "data", "plan"},
+    {"lmeval", "profile_checks", "data_checks", "data", "plan", "doctor"},
 ]
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dynamax_bench.classifiers.kinds import ExitClassifier
@@ -70,7 +71,11 @@ def load_classifiers(path: str | Path, kind: str | None = None,
     meta = read_json(meta_path)
     if kind is not None and base_kind(meta["kind"]) != base_kind(kind):
         raise ValueError(f"{weights} holds {meta['kind']!r} classifiers, not {kind!r}")
-    tensors = load_file(str(weights))
+    try:
+        tensors = load_file(str(weights))
+    except SafetensorError as err:  # truncated or overwritten after the DAG's start-up check
+        raise ValueError(f"{weights}: damaged checkpoint ({err}); rebuild it: rm {weights} && "
+                         f"snakemake --cores all {weights} --configfile <your profile>") from None
     classifiers = {}
     for i, layer in enumerate(meta["exit_positions"]):
         clf = build_classifier(meta["kind"], meta["hidden_size"], meta["options"])

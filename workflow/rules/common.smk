@@ -3,6 +3,8 @@
 import os
 
 from dynamax_bench.config import ConfigError
+from dynamax_bench.doctor import check_checkpoints
+from dynamax_bench.errors import stop
 from dynamax_bench.plan import Plan
 from dynamax_bench.profile_checks import check_profile, check_sources, target_problem
 from dynamax_bench.provenance import run_description
@@ -13,9 +15,11 @@ try:
     check_profile(config)
     if workflow.is_main_process:  # reads the data and transformers: once per run, not per job
         check_sources(config)
+        # a damaged checkpoint stops the run before Snakemake reruns (and deletes) what was made from it
+        check_checkpoints(config, " ".join(map(str, workflow.configfiles)) or "config/default.yaml")
     PLAN = Plan.from_config(config)
 except ConfigError as err:
-    raise WorkflowError(str(err))
+    stop(err)
 
 RESULTS = PLAN.results
 LOGS = PLAN.logs
