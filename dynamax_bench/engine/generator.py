@@ -29,7 +29,7 @@ from transformers.generation.logits_process import RepetitionPenaltyLogitsProces
 
 from dynamax_bench.engine.neartie import NearTie
 from dynamax_bench.engine.rowstate import RowState
-from dynamax_bench.engine.rules import ExitPoint, ExitRule, decide
+from dynamax_bench.engine.rules import ExitHead, ExitPoint, ExitRule, decide
 from dynamax_bench.engine.stacks import LayerStack, layer_stack
 from dynamax_bench.engine.stopping import StopStrings
 
@@ -128,7 +128,8 @@ class EngineBase:
         if bad:
             raise ValueError(f"exit layers {bad} out of range for {self.stack.num_layers} layers")
         self.points = {
-            layer: ExitPoint(index=i, layer=layer, head=self.stack.head) for i, layer in enumerate(sorted(exit_layers))
+            layer: ExitPoint(index=i, layer=layer, head=ExitHead(self.stack.head))
+            for i, layer in enumerate(sorted(exit_layers))
         }
         self.max_new_tokens = max_new_tokens
         self.stop_strings = tuple(stop_strings)
