@@ -27,7 +27,7 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 from transformers.cache_utils import Cache
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-from dynamax_bench.engine.neartie import NearTie
+from dynamax_bench.engine.neartie import NearTie, ieee_float32
 from dynamax_bench.engine.rowstate import RowState
 from dynamax_bench.engine.rules import ExitHead, ExitPoint, ExitRule, decide
 from dynamax_bench.engine.stacks import LayerStack, layer_stack
@@ -123,6 +123,7 @@ class EngineBase:
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        ieee_float32(model.device, model.dtype)
         self.stack: LayerStack = layer_stack(model)
         bad = [e for e in exit_layers if not 1 <= e < self.stack.num_layers]
         if bad:
