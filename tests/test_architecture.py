@@ -1,6 +1,6 @@
 """The package's import graph: no cycles, and every arrow points down the DAG's stages.
 
-Layers, bottom to top: the leaves every stage reads (profile, files, spec, runtime, provenance),
+Layers, bottom to top: the leaves every stage reads (profile, files, spec, runtime, provenance, artefacts),
 backbones, the engine, the exit classifiers and their training stages, generation (tasks,
 strategies, the generate rule), costs, reporting, then the adapters on top (lm-eval, profile
 checks, data builders). A module may import its own layer or the ones below it.
@@ -15,7 +15,7 @@ from dynamax_bench.config import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "dynamax_bench"
 LAYERS = [
-    {"config", "files", "spec", "runtime", "provenance"},
+    {"config", "files", "spec", "runtime", "provenance", "artefacts"},
     {"backbones"},
     {"engine"},
     {"classifiers"},
