@@ -319,7 +319,7 @@ def ee_methods(before: Path, pairs: int, batches: list[int], out: Path) -> None:
             cells = [p["runs"][key] for p in runs]
             full = [p["runs"][f"full batch {batch_size}"] for p in runs]
             generations = cells[-1]["generations"]
-            records = [{"prompt_tokens": len(p), "exit_layers": g["exits"]} for p, g in zip(prompts, generations)]
+            records = [{"prompt_tokens": len(p), "layers_executed": g["exits"]} for p, g in zip(prompts, generations)]
             method = parse_method("full" if name == "full" else f"{name}-t0.5")
             predicted = decode_flops(records, method, table)["predicted_speedup"]
             speedups = [c["tokens_per_cpu_s"] / f["tokens_per_cpu_s"] for c, f in zip(cells, full)]
