@@ -121,6 +121,7 @@ def shell_problems(block: Block, plans: dict[str, set[str]] | None = None, run_h
     without `run_help`, a module, script or console script need only exist."""
     problems = []
     for argv in commands(block.body):
+        argv = [argv[0].removeprefix(".venv/bin/"), *argv[1:]]  # the suite's own environment, as README runs it
         program, args = argv[0], argv[1:]
         where = f"{block.name}: `{' '.join(argv)}`"
         if program == "make":
