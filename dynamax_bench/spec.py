@@ -7,8 +7,9 @@ the engine -> written whole into the generation file and the cell -> tables, cla
 costs read its fields; nothing downstream parses a method name again.
 
 A method name is parsed here and only here: `full`, `prune<N>` (the last N layers dropped),
-`oracle`, `ee-<kind>-<policy>-t<threshold>`. `METHOD_PATTERN` is the one regular expression of
-those names; the Snakefile's `{method}` wildcard uses it too.
+`oracle`, `ee-<kind>-<policy>-t<threshold>`, `spec-e<E>-k<K>` (self-speculative decoding: K tokens
+drafted by exiting after layer E, verified by the layers above it). `METHOD_PATTERN` is the one
+regular expression of those names; the Snakefile's `{method}` wildcard uses it too.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-METHOD_PATTERN = r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-t\d+(?:\.\d+)?"
+METHOD_PATTERN = r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-t\d+(?:\.\d+)?|spec-e\d+-k\d+"
 _METHOD = re.compile(rf"^(?:{METHOD_PATTERN})$")
-FORMS = "'full', 'prune<N>' (e.g. prune4), 'oracle', 'ee-<kind>-<policy>-t<threshold>' (e.g. ee-mamba-copy-t0.9)"
+FORMS = ("'full', 'prune<N>' (e.g. prune4), 'oracle', 'ee-<kind>-<policy>-t<threshold>' (e.g. ee-mamba-copy-t0.9), "
+         "'spec-e<E>-k<K>' (e.g. spec-e20-k3)")
 
 
 @dataclass(frozen=True)
@@ -27,11 +29,18 @@ class MethodSpec:
     """One row of the study: its name and what the name says."""
 
     name: str
-    kind: str  # full | prune | oracle | ee
+    kind: str  # full | prune | oracle | ee | spec
     prune: int = 0  # layers dropped (prune)
     exit_kind: str | None = None  # exit method of the registry (ee)
     policy: str | None = None  # state policy of the skipped layers (ee)
     threshold: float | None = None  # exit when confidence >= threshold (ee)
+    draft_layer: int | None = None  # spec: the draft reads the head after this many layers (E)
+    draft_tokens: int | None = None  # spec: tokens drafted per verification pass (K)
+
+    @property
+    def lossless(self) -> bool:
+        """Its output is the full model's by construction (cells must agree with `full` on every sample)."""
+        return self.kind in ("full", "oracle", "spec") or (self.kind == "prune" and self.prune == 0)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MethodSpec:
@@ -51,6 +60,10 @@ def ee_name(exit_kind: str, policy: str, threshold: float) -> str:
     return f"ee-{exit_kind}-{policy}-t{format_threshold(threshold)}"
 
 
+def spec_name(draft_layer: int, draft_tokens: int) -> str:
+    return f"spec-e{draft_layer}-k{draft_tokens}"
+
+
 def parse_method(name: str) -> MethodSpec:
     """The one parse of a method name; an unknown name raises with the accepted forms."""
     if not _METHOD.match(name):
@@ -59,6 +72,13 @@ def parse_method(name: str) -> MethodSpec:
         return MethodSpec(name=name, kind=name)
     if name.startswith("prune"):
         return MethodSpec(name=name, kind="prune", prune=int(name[len("prune"):]))
+    if name.startswith("spec-"):
+        layer, tokens = (int(part[1:]) for part in name[len("spec-"):].split("-"))
+        if layer < 1 or tokens < 1:
+            raise ValueError(f"method {name!r}: spec-e<E>-k<K> drafts K >= 1 tokens after E >= 1 layers")
+        if name != spec_name(layer, tokens):
+            raise ValueError(f"method {name!r}: write it {spec_name(layer, tokens)!r} (no leading zeros)")
+        return MethodSpec(name=name, kind="spec", draft_layer=layer, draft_tokens=tokens)
     exit_kind, policy, threshold = name[len("ee-"):].rsplit("-", 2)
     value = float(threshold[1:])
     if not 0.0 <= value <= 1.0:
@@ -163,19 +183,22 @@ def max_new_tokens(config: dict, task: str) -> int:
 
 
 def decode_spec(config: dict, backbone: str, task: str, method: str) -> DecodeSpec:
-    """The spec of one cell, from the profile."""
+    """The spec of one cell, from the profile. A `spec-*` method decodes at batch 1 without the prefix
+    cache whatever the profile batches (rows accept drafts of different lengths; engine/speculative.py)."""
     generation, runtime = config["generation"], config["runtime"]
     entry = config["backbones"][backbone]
+    parsed = parse_method(method)
+    batch_one = parsed.kind == "spec"
     return DecodeSpec(
         backbone=backbone,
         family=entry["family"],
         task=task,
-        method=parse_method(method),
+        method=parsed,
         exits=entry.get("exits") or {"count": 4},
         repetition_penalty=float(generation.get("repetition_penalty", 1.0)),
         max_new_tokens=max_new_tokens(config, task),
-        batch_size=int(generation.get("batch_size", 1)),
-        prefix_cache=bool(generation.get("prefix_cache", False)),
+        batch_size=1 if batch_one else int(generation.get("batch_size", 1)),
+        prefix_cache=False if batch_one else bool(generation.get("prefix_cache", False)),
         dtype=runtime["dtype"],
         device=runtime["device"],
         seed=config["seed"],
@@ -197,6 +220,11 @@ def baseline_methods(backbone: dict, oracle: bool = True) -> list[str]:
     if oracle:
         names.append("oracle")
     return names
+
+
+def speculative_methods(backbone: dict) -> list[str]:
+    """A backbone's self-speculative rows: one per `speculative` entry ({exit: E, draft: K}) of its profile entry."""
+    return [spec_name(entry["exit"], entry["draft"]) for entry in backbone.get("speculative", [])]
 
 
 def ee_methods(config: dict, backbone: str) -> list[str]:
