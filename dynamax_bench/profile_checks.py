@@ -76,7 +76,7 @@ def known_depth(name: str, spec: dict) -> int | None:
 
 
 def check_depth(name: str, spec: dict, num_layers: int) -> None:
-    """Exits and pruning levels fit a backbone of `num_layers` layers."""
+    """Exits, pruning levels and self-speculative draft layers fit a backbone of `num_layers` layers."""
     try:
         exit_positions(spec, num_layers)
     except ConfigError as err:
@@ -85,6 +85,10 @@ def check_depth(name: str, spec: dict, num_layers: int) -> None:
     if too_deep:
         raise ConfigError(f"backbones.{name}.prune: cannot drop {too_deep} of {num_layers} layers; "
                           f"use levels below {num_layers}")
+    no_upper = [entry["exit"] for entry in spec.get("speculative", []) if entry["exit"] >= num_layers]
+    if no_upper:
+        raise ConfigError(f"backbones.{name}.speculative: exit {no_upper} leaves no layer to verify the draft on a "
+                          f"backbone of {num_layers} layers; use exits from 1 to {num_layers - 1}")
 
 
 def check_profile(config: dict) -> None:

@@ -79,7 +79,9 @@ def error(estimates: list[dict]) -> list[list[float]]:
 def quality_vs_savings(cells: list[dict], out_dir: Path, confidence: float) -> list[str]:
     """Figure 1: consistency with full (top row) and the task's first metric (bottom row) against
     total FLOPs savings, one column per backbone and task: each exit kind and policy across
-    thresholds, static pruning levels, the oracle point; every point with its interval on both axes."""
+    thresholds, static pruning levels, the oracle point, each self-speculative configuration (lossless:
+    consistency 1, its savings negative, since it computes rejected drafts); every point with its interval
+    on both axes."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for cell in cells:
         groups[(cell["backbone"], cell["task"])].append(cell)
@@ -99,11 +101,12 @@ def quality_vs_savings(cells: list[dict], out_dir: Path, confidence: float) -> l
                     series[f"{m.exit_kind}-{m.policy}"].append((m.threshold, *point))
                 elif m.kind == "prune":
                     series["static pruning"].append((-m.prune, *point))
-                elif m.kind in ("oracle", "full"):
-                    style = ({"marker": "*", "markersize": 11, "color": "black"} if m.kind == "oracle"
-                             else {"marker": "s", "color": "grey"})
+                elif m.kind in ("oracle", "full", "spec"):  # spec: lossless, at consistency 1 with its (negative) savings
+                    style = {"oracle": {"marker": "*", "markersize": 11, "color": "black"},
+                             "full": {"marker": "s", "color": "grey"},
+                             "spec": {"marker": "D", "markersize": 5, "color": "tab:purple"}}[m.kind]
                     ax.errorbar(point[0]["value"], point[1]["value"], xerr=error([point[0]]), yerr=error([point[1]]),
-                                capsize=2, label=m.kind, zorder=3, **style)
+                                capsize=2, label=m.name if m.kind == "spec" else m.kind, zorder=3, **style)
             for name, points in sorted(series.items()):
                 points.sort(key=lambda p: p[0])
                 xs, ys = [p[1] for p in points], [p[2] for p in points]

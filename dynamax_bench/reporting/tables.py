@@ -11,6 +11,7 @@ from dynamax_bench.reporting import claims
 from dynamax_bench.reporting.claims import Outcome
 from dynamax_bench.reporting.statistics import IntervalSettings, estimate_of, paired_difference
 from dynamax_bench.reporting.figures import exit_histograms, latency_vs_threshold, quality_vs_savings
+from dynamax_bench.reporting.speculation import payoff_table, speculation_latency_table, speculation_table
 from dynamax_bench.spec import method_of
 from dynamax_bench.files import atomic_path, dumps, read_json
 from dynamax_bench.backbones.meta import read_backbone_meta
@@ -78,10 +79,11 @@ def difference_columns(column: str, a: dict, b: dict, quantity: str, settings: I
 
 
 def method_order(cell: dict) -> tuple:
-    """full first, then pruning by depth, the oracle, then early-exit methods by name."""
+    """full first, then pruning by depth, the oracle, self-speculative decoding, then early-exit methods by name."""
     method = method_of(cell)
-    rank = {"full": 0, "prune": 1, "oracle": 2, "ee": 3}[method.kind]
-    return (rank, method.prune, method.name if method.kind == "ee" else "")
+    rank = {"full": 0, "prune": 1, "oracle": 2, "spec": 3, "ee": 4}[method.kind]
+    return (rank, method.prune, method.draft_layer or 0, method.draft_tokens or 0,
+            method.name if method.kind == "ee" else "")
 
 
 def metric_column(metric: str) -> str:
@@ -262,12 +264,35 @@ def agreement_table(cells: list[dict]) -> pd.DataFrame:
                "batch size": spec.get("batch_size"), "prefix cache": "yes" if spec.get("prefix_cache") else "no"}
         if found is None:
             row["path"] = "reference (batch 1)"
-        else:
-            row.update({"path": "batched", "rows": found["rows"], "rows with near ties": found["rows_with_near_ties"],
+        else:  # a spec-* cell: batch 1, its near-tie rows checked against the full model's plain decode
+            row.update({"path": "self-speculative (batch 1)" if method_of(cell).kind == "spec" else "batched", "rows": found["rows"], "rows with near ties": found["rows_with_near_ties"],
                         "rows re-decoded": found["rows_redecoded"], "rows changed by the batch": found["rows_differing"],
                         "tokens changed by the batch": found["tokens_differing"], "unexplained": found["unexplained"]})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def speculation_tables(cells: list[dict], classifiers: list[dict], latency: list[dict], flops: list[dict],
+                       out_dir: Path, level: str) -> dict[str, list[str]]:
+    """Tables 8, 8b and 8c (reporting/speculation.py), for a run with self-speculative cells."""
+    return {
+        "Table 8: self-speculative decoding": write_table(
+            speculation_table(cells, latency, flops), out_dir, "table8_speculative",
+            f"Self-speculative decoding (lossless): drafts accepted by the full model ({level} intervals over "
+            "samples), tokens per verification pass against the i.i.d. acceptance model, consistency with full (1 by "
+            "construction), decode FLOPs against full, and the speedup predicted from the per-draft acceptance with "
+            "the blocks' measured seconds (batch 1, this machine) or their FLOPs"),
+        "Table 8b: self-speculative speedup, predicted vs measured": write_table(
+            speculation_latency_table(latency), out_dir, "table8b_speculative_latency",
+            "Self-speculative decoding on the latency rule's timed prompts (batch 1): per-draft acceptance there, the "
+            "speedup the blocks' measured seconds predict from it, the speedup measured (full's median time per "
+            "decode step over the method's) and the one the FLOPs give"),
+        "Table 8c: which (E, K) would pay": write_table(
+            payoff_table(classifiers, latency, flops), out_dir, "table8c_speculative_payoff",
+            "Self-speculative decoding at every exit E and K drafts: speedup predicted from the exit's top-1 agreement "
+            "with the final layer on the held-out corpus (the oracle's labels at k = 1), with the blocks' measured "
+            "seconds (batch 1, where a spec-* latency file holds them) and with their FLOPs; above 1 it pays"),
+    }
 
 
 def primary_metric(cell: dict) -> str:
@@ -498,6 +523,8 @@ def build_paper_tables(
         agreement_table(cells), out_dir, "table7_batch_agreement",
         "Batched decoding against batch 1, per cell: rows that met a near tie were re-decoded at batch 1 and "
         "the cell keeps that output; changed rows and tokens are what the batch had changed there")
+    if any(method_of(cell).kind == "spec" for cell in cells):
+        tables.update(speculation_tables(cells, classifiers, latency, flops, out_dir, level))
     tables["Figure 1: quality vs savings"] = quality_vs_savings(cells, out_dir, settings.confidence)
     tables["Figure 2: exit-layer histograms"] = exit_histograms(cells, out_dir)
     tables["Figure 3: latency vs threshold"] = latency_vs_threshold(latency, out_dir)

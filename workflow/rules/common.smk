@@ -7,7 +7,7 @@ from dynamax_bench.provenance import run_description
 from dynamax_bench.runtime import job_runtime
 from dynamax_bench.classifiers.registry import is_trained
 from dynamax_bench.spec import METHOD_PATTERN, baseline_methods, decode_spec, ee_methods, ee_name
-from dynamax_bench.spec import latency_spec, parse_method, task_spec
+from dynamax_bench.spec import latency_spec, parse_method, speculative_methods, task_spec
 
 try:
     check_profile(config)
@@ -63,8 +63,14 @@ BASELINES = {b: baseline_methods(config["backbones"][b], config["methods"]["orac
 GROUPED_BASELINES = BASELINES if config["generation"]["baseline_jobs"] == "per_task" else {}
 
 
+# Each backbone's self-speculative rows (backbones.<b>.speculative): one `generate`, `score` and `latency` job
+# each; they decode at batch 1 (spec.decode_spec), so they stay out of the batched baseline jobs.
+SPECULATIVE = {b: speculative_methods(config["backbones"][b]) for b in backbone_names(config)}
+
+
 def methods_of(backbone, task):
-    return BASELINES[backbone] + (ee_methods(config, backbone) if config["tasks"][task]["early_exit"] else [])
+    early = ee_methods(config, backbone) if config["tasks"][task]["early_exit"] else []
+    return BASELINES[backbone] + SPECULATIVE[backbone] + early
 
 
 def all_cells():
@@ -135,9 +141,9 @@ def sweep_inputs(wildcards):
 
 
 def latency_methods(backbone):
-    """`full` and the ee methods (under the first policy unless latency.policies is all)."""
+    """`full`, the self-speculative rows and the ee methods (under the first policy unless latency.policies is all)."""
     spec = config["backbones"][backbone]
-    names = ["full"]
+    names = ["full", *SPECULATIVE[backbone]]
     for method in ee_methods(config, backbone):
         if config["latency"]["policies"] == "all" or parse_method(method).policy == spec["policies"][0]:
             names.append(method)
