@@ -76,7 +76,7 @@ def known_depth(name: str, spec: dict) -> int | None:
 
 
 def check_depth(name: str, spec: dict, num_layers: int) -> None:
-    """Exits, pruning levels and self-speculative draft layers fit a backbone of `num_layers` layers."""
+    """Exits and pruning levels fit a backbone of `num_layers` layers."""
     try:
         exit_positions(spec, num_layers)
     except ConfigError as err:
@@ -85,10 +85,19 @@ def check_depth(name: str, spec: dict, num_layers: int) -> None:
     if too_deep:
         raise ConfigError(f"backbones.{name}.prune: cannot drop {too_deep} of {num_layers} layers; "
                           f"use levels below {num_layers}")
-    no_upper = [entry["exit"] for entry in spec.get("speculative", []) if entry["exit"] >= num_layers]
-    if no_upper:
-        raise ConfigError(f"backbones.{name}.speculative: exit {no_upper} leaves no layer to verify the draft on a "
-                          f"backbone of {num_layers} layers; use exits from 1 to {num_layers - 1}")
+
+
+def check_speculative(config: dict) -> None:
+    """`methods.speculative` names backbones of the profile, each draft layer below its depth where known."""
+    for name, entries in config["methods"].get("speculative", {}).items():
+        if name not in config["backbones"]:
+            raise ConfigError(f"methods.speculative.{name}: no such backbone; the profile's backbones: "
+                              f"{', '.join(backbone_names(config))}")
+        depth = known_depth(name, config["backbones"][name])
+        no_upper = [entry["exit"] for entry in entries if depth is not None and entry["exit"] >= depth]
+        if no_upper:
+            raise ConfigError(f"methods.speculative.{name}: exit {no_upper} leaves no layer to verify the draft on a "
+                              f"backbone of {depth} layers; use exits from 1 to {depth - 1}")
 
 
 def check_profile(config: dict) -> None:
@@ -114,6 +123,7 @@ def check_profile(config: dict) -> None:
         depth = known_depth(name, spec)
         if depth is not None:
             check_depth(name, spec, depth)
+    check_speculative(config)
     for name, spec in config["backbones"].items():
         if spec["source"]["kind"] != "distilled":
             continue

@@ -222,9 +222,10 @@ def baseline_methods(backbone: dict, oracle: bool = True) -> list[str]:
     return names
 
 
-def speculative_methods(backbone: dict) -> list[str]:
-    """A backbone's self-speculative rows: one per `speculative` entry ({exit: E, draft: K}) of its profile entry."""
-    return [spec_name(entry["exit"], entry["draft"]) for entry in backbone.get("speculative", [])]
+def speculative_methods(config: dict, backbone: str) -> list[str]:
+    """A backbone's self-speculative rows: one per entry {exit: E, draft: K} of `methods.speculative.<backbone>`."""
+    entries = config["methods"].get("speculative", {}).get(backbone, [])
+    return [spec_name(entry["exit"], entry["draft"]) for entry in entries]
 
 
 def ee_methods(config: dict, backbone: str) -> list[str]:

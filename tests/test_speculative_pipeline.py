@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynamax_bench.config import REPO_ROOT
+from dynamax_bench.config import REPO_ROOT, ConfigError
 from dynamax_bench.costs.flops import backbone_blocks, flops_table, layer_verify_count
 from dynamax_bench.costs.latency import block_seconds, measure_latencies
 from dynamax_bench.costs.lengths import LengthModel
@@ -20,6 +20,7 @@ from dynamax_bench.costs.speculation import (BlockCosts, agreement_by_exit, expe
 from dynamax_bench.engine import layer_stack
 from dynamax_bench.files import read_json, read_jsonl, write_jsonl
 from dynamax_bench.generation.generate import generate_cells
+from dynamax_bench.profile_checks import check_profile
 from dynamax_bench.reporting.score import score_cell
 from dynamax_bench.reporting.speculation import payoff_table, speculation_latency_table, speculation_table
 from dynamax_bench.reporting.statistics import IntervalSettings
@@ -34,8 +35,7 @@ METHOD = "spec-e4-k3"
 def spec_config(smoke_config: dict) -> dict:
     """The smoke profile (which batches its generations) with one self-speculative row per backbone."""
     config = copy.deepcopy(smoke_config)
-    for entry in config["backbones"].values():
-        entry["speculative"] = [{"exit": 4, "draft": 3}]
+    config["methods"]["speculative"] = {name: [{"exit": 4, "draft": 3}] for name in config["backbones"]}
     return config
 
 
@@ -189,11 +189,11 @@ def test_block_seconds_time_the_engines_own_calls(tiny_mamba2) -> None:
 
 
 def test_dag_plans_one_batch1_job_per_spec_cell(tmp_path: Path, smoke_config: dict) -> None:
-    """A profile's `speculative` rows become cells of every task (made and scored one per job by
+    """A profile's `methods.speculative` rows become cells of every task (made and scored one per job by
     `generate` and `score`) and latency files (rule `latency`)."""
     override = tmp_path / "override.yaml"
-    override.write_text("backbones:\n" + "".join(
-        f"  {name}:\n    speculative: [{{exit: 4, draft: 3}}, {{exit: 2, draft: 5}}]\n" for name in smoke_config["backbones"]))
+    override.write_text("methods:\n  speculative:\n" + "".join(
+        f"    {name}: [{{exit: 4, draft: 3}}, {{exit: 2, draft: 5}}]\n" for name in smoke_config["backbones"]))
     result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
                              "--directory", str(tmp_path), "paper_tables/", "-n", "-p", "--configfile",
                              str(REPO_ROOT / "config" / "smoke.yaml"), str(override)],
@@ -206,3 +206,14 @@ def test_dag_plans_one_batch1_job_per_spec_cell(tmp_path: Path, smoke_config: di
                 for stage, suffix in (("generations", "jsonl"), ("cells", "json")):
                     assert f"output: results/smoke/{stage}/{name}/{task}/{method}.{suffix}\n" in plan, (stage, method)
             assert f"output: results/smoke/latency/{name}/{method}.json\n" in plan
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"tiny_gpt": [{"exit": 2, "draft": 2}]}, r"methods.speculative.tiny_gpt: no such backbone"),
+    ({"tiny_mistral": [{"exit": 8, "draft": 2}]}, r"methods.speculative.tiny_mistral: exit \[8\] leaves no layer"),
+])
+def test_bad_speculative_rows_are_refused_with_the_key(entry: dict, message: str, smoke_config: dict) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["methods"]["speculative"] = entry
+    with pytest.raises(ConfigError, match=message):
+        check_profile(config)

@@ -63,9 +63,9 @@ BASELINES = {b: baseline_methods(config["backbones"][b], config["methods"]["orac
 GROUPED_BASELINES = BASELINES if config["generation"]["baseline_jobs"] == "per_task" else {}
 
 
-# Each backbone's self-speculative rows (backbones.<b>.speculative): one `generate`, `score` and `latency` job
-# each; they decode at batch 1 (spec.decode_spec), so they stay out of the batched baseline jobs.
-SPECULATIVE = {b: speculative_methods(config["backbones"][b]) for b in backbone_names(config)}
+# Each backbone's self-speculative rows (methods.speculative.<backbone>): one `generate`, `score` and `latency`
+# job each; they decode at batch 1 (spec.decode_spec), so they stay out of the batched baseline jobs.
+SPECULATIVE = {b: speculative_methods(config, b) for b in backbone_names(config)}
 
 
 def methods_of(backbone, task):
