@@ -101,19 +101,22 @@ def spread(values: list[float]) -> dict[str, float] | None:
     return {"median": median(values), "p25": float(q25), "p75": float(q75), "min": min(values), "max": max(values)}
 
 
-def _seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of `fn()` over `repeats` runs after one warm-up (CUDA synchronised)."""
-    def once() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    once()
-    return median(once() for _ in range(repeats))
+def _seconds_each(blocks: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median wall time of each block's call over `repeats` rounds, after one warm-up round; the blocks
+    take turns within every round, so a change of the machine's load reaches them all alike (CUDA
+    synchronised around each call)."""
+    times: dict[str, list[float]] = {name: [] for name in blocks}
+    for round_ in range(repeats + 1):
+        for name, fn in blocks.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: median(values) for name, values in times.items()}
 
 
 @torch.inference_mode()
@@ -122,7 +125,8 @@ def block_seconds(stack: LayerStack, context: int, positions: Iterable[int] = ra
     """The blocks' wall time at batch 1 on this machine, timed through the engine's own calls on the last
     layer (all layers are alike) after `context` positions: its plain decode step, the verification's
     pass over m positions (`rounds_for(stack, L - 1).verify`, which runs exactly that layer), its step
-    inside a draft (m = 1 of the same, with a Mamba-2 state snapshot), and the head. Medians of `repeats`."""
+    inside a draft (m = 1 of the same, with a Mamba-2 state snapshot), and the head at one position and
+    at m at once. Medians of `repeats` interleaved rounds (`_seconds_each`)."""
     model, last = stack.model, stack.num_layers - 1
     device, width = model.device, stack.config.hidden_size
     prefilled = stack.new_cache()
@@ -130,32 +134,30 @@ def block_seconds(stack: LayerStack, context: int, positions: Iterable[int] = ra
     prompt = torch.randn(1, context, width, dtype=model.dtype, device=device)
     stack.layer(last, prompt, prefilled, stack.step_inputs(prompt, prefilled, mask, layer_idx=last))
     rounds = rounds_for(stack, last)
-
-    def over(m: int) -> float:
-        hidden = torch.randn(1, m, width, dtype=model.dtype, device=device)
-        caches = [copy.deepcopy(prefilled) for _ in range(repeats + 1)]
-
-        def run() -> None:
-            rounds.begin()
-            rounds.verify(hidden, caches.pop(), context)
-
-        return _seconds(run, repeats, device)
-
-    one = torch.randn(1, 1, width, dtype=model.dtype, device=device)
-    step_caches = [copy.deepcopy(prefilled) for _ in range(repeats + 1)]
+    positions = sorted(set(positions) | {1})
+    states = {m: torch.randn(1, m, width, dtype=model.dtype, device=device) for m in positions}
     step_mask = torch.ones(1, context + 1, dtype=torch.long, device=device)
 
-    def step() -> None:
-        cache = step_caches.pop()
-        stack.layer(last, one, cache, stack.step_inputs(one, cache, step_mask, layer_idx=last))
+    def over(m: int) -> Callable[[], object]:
+        def run() -> None:  # from a copy of the prefilled cache: every call verifies after `context` positions
+            rounds.begin()
+            rounds.verify(states[m], copy.deepcopy(prefilled), context)
+        return run
 
-    positions = sorted(set(positions) | {1})
-    over_seconds = {m: over(m) for m in positions}
-    states = {m: torch.randn(1, m, width, dtype=model.dtype, device=device) for m in positions}
-    heads = {m: _seconds(lambda m=m: stack.head_all(states[m]), repeats, device) for m in positions}
-    return BlockCosts(unit="seconds", num_layers=stack.num_layers, step=_seconds(step, repeats, device),
-                      lower=over_seconds[1], over=over_seconds, head=_seconds(lambda: stack.head(one), repeats, device),
-                      head_over=heads)
+    def step() -> None:
+        cache = copy.deepcopy(prefilled)
+        stack.layer(last, states[1], cache, stack.step_inputs(states[1], cache, step_mask, layer_idx=last))
+
+    blocks: dict[str, Callable[[], object]] = {"step": step, "head": lambda: stack.head(states[1]),
+                                               "copy": lambda: copy.deepcopy(prefilled)}
+    blocks.update({f"over {m}": over(m) for m in positions})
+    blocks.update({f"head {m}": (lambda m=m: stack.head_all(states[m])) for m in positions})
+    found = _seconds_each(blocks, repeats, device)
+    copying = found["copy"]  # each layer call above starts from a copy of the cache: not the layer's time
+    over_seconds = {m: max(0.0, found[f"over {m}"] - copying) for m in positions}
+    return BlockCosts(unit="seconds", num_layers=stack.num_layers, step=max(0.0, found["step"] - copying),
+                      lower=over_seconds[1], over=over_seconds, head=found["head"],
+                      head_over={m: found[f"head {m}"] for m in positions})
 
 
 def decode_flops(records: list[dict], method: MethodSpec, table: dict) -> dict:
