@@ -15,7 +15,7 @@ from dynamax_bench.config import REPO_ROOT, ConfigError
 from dynamax_bench.costs.flops import backbone_blocks, flops_table, layer_verify_count
 from dynamax_bench.costs.latency import block_seconds, measure_latencies
 from dynamax_bench.costs.lengths import LengthModel
-from dynamax_bench.costs.speculation import (BlockCosts, agreement_by_exit, expected_tokens, payoff_grid,
+from dynamax_bench.costs.speculation import (BlockCosts, agreement_by_exit, break_even, expected_tokens, payoff_grid,
                                              per_draft_acceptance, speculation_summary)
 from dynamax_bench.engine import layer_stack
 from dynamax_bench.files import read_json, read_jsonl, write_jsonl
@@ -167,6 +167,9 @@ def test_block_costs_price_a_round() -> None:
     assert bandwidth.speedup(1.0, 1, 2) == pytest.approx(3 * 14 / (22 + 1 + 3 + 10))  # 1.17: pays
     with pytest.raises(ValueError, match="over 9 positions"):
         costs.round(1, 8)
+    assert break_even(costs, 1, 2) is None  # compute-bound: not even every draft accepted pays
+    alpha = break_even(bandwidth, 1, 2)  # 1 + a + a^2 = 36 / 14
+    assert bandwidth.speedup(alpha, 1, 2) == pytest.approx(1.0) and 0 < alpha < 1
 
 
 def test_payoff_grid_reads_the_oracles_top1_agreement(run: dict) -> None:
@@ -217,3 +220,36 @@ def test_bad_speculative_rows_are_refused_with_the_key(entry: dict, message: str
     config["methods"]["speculative"] = entry
     with pytest.raises(ConfigError, match=message):
         check_profile(config)
+
+
+@pytest.mark.parametrize("explained", [True, False])
+def test_a_row_changed_at_a_near_tie_takes_the_full_models_output(explained: bool, tiny_mistral, spec_config: dict,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoder re-decodes a spec row that met a verification near tie with the full model at batch 1: a
+    row the verification changed there takes the full model's output (its rounds drafting nothing) and is
+    counted; a change where the row met no near tie stops the run."""
+    from dynamax_bench.engine.neartie import NearTie
+    from dynamax_bench.engine.speculative import SpeculativeGenerator
+    from dynamax_bench.generation.decoder import Decoder
+
+    own = SpeculativeGenerator.speculate
+
+    def flipped(self, prompt, on_first_token=None, start=None):  # token 2 of the first row changed, as a tie might
+        out = own(self, prompt, on_first_token, start)
+        if prompt == prompts[0]:
+            out.token_ids = out.token_ids[:2] + [out.token_ids[2] + 1] + out.token_ids[3:]
+            out.near_ties = [NearTie(token=2 if explained else 4, kind="logit_margin", layer=8, value=1e-5)]
+        return out
+
+    monkeypatch.setattr(SpeculativeGenerator, "speculate", flipped)
+    prompts = ["The three primary colours are", "def fibonacci(n):"]
+    decoder = Decoder.for_backbone(decode_spec(spec_config, "tiny_mistral", "triviaqa", METHOD), tiny_mistral)
+    if not explained:
+        with pytest.raises(RuntimeError, match="at no near tie in rows \\[0\\].*a bug of engine/speculative.py"):
+            decoder.decode(prompts, [], max_new_tokens=8, disable_tqdm=True)
+        return
+    generations, agreement = decoder.decode(prompts, [], max_new_tokens=8, disable_tqdm=True)
+    (reference,) = [decoder.generator([], 8).generate(prompts[0], decoder.strategy)]
+    assert agreement.rows_differing == 1 and agreement.differences[0].token == 2
+    assert generations[0].token_ids == reference.token_ids and generations[0].drafted == [0] * 7
+    assert sum(generations[1].drafted) > 0  # the other row keeps its speculation

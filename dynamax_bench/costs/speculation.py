@@ -111,7 +111,11 @@ class BlockCosts:
 
     def speedup(self, alpha: float, draft_layer: int, drafts: int) -> float:
         """The i.i.d. model's speedup of spec-e<draft_layer>-k<drafts> over the full model's decode steps."""
-        return expected_tokens(alpha, drafts) * self.full_step() / self.round(draft_layer, drafts)
+        return self.speedup_at(expected_tokens(alpha, drafts), draft_layer, drafts)
+
+    def speedup_at(self, tokens_per_pass: float, draft_layer: int, drafts: int) -> float:
+        """The speedup of rounds that keep `tokens_per_pass` tokens each (observed, or the model's)."""
+        return tokens_per_pass * self.full_step() / self.round(draft_layer, drafts)
 
     def to_dict(self) -> dict:
         return {"unit": self.unit, "num_layers": self.num_layers, "step": self.step, "lower": self.lower,
@@ -140,6 +144,19 @@ class BlockCosts:
                    head=head, head_over={m: m * head for m in positions})
 
 
+def break_even(costs: BlockCosts, draft_layer: int, drafts: int) -> float | None:
+    """The per-draft acceptance at which spec-e<draft_layer>-k<drafts> costs what the full model does (the
+    i.i.d. model's speedup is 1); None where even accepting every draft does not pay."""
+    need = costs.round(draft_layer, drafts) / costs.full_step()
+    if expected_tokens(1.0, drafts) < need:
+        return None
+    low, high = 0.0, 1.0
+    for _ in range(60):  # bisection: expected_tokens grows with alpha
+        middle = (low + high) / 2
+        low, high = (middle, high) if expected_tokens(middle, drafts) < need else (low, middle)
+    return high
+
+
 def agreement_by_exit(classifier: dict) -> dict[int, float]:
     """Per exit layer, the share of held-out corpus tokens whose greedy token there is the full model's
     (top-1 agreement: the positive rate at top-k 1 on the test split), from a classifier JSON of the
@@ -157,12 +174,13 @@ def agreement_by_exit(classifier: dict) -> dict[int, float]:
 def payoff_grid(agreement: dict[int, float], costs: Sequence[BlockCosts],
                 drafts: Sequence[int] = GRID_DRAFTS) -> list[dict]:
     """Predicted speedup of spec-e<E>-k<K> for every exit E with a measured agreement and every K, under
-    each cost unit: which configurations would pay (speedup > 1)."""
+    each cost unit, and the agreement each would need to break even: which configurations would pay."""
     rows = []
     for layer, alpha in sorted(agreement.items()):
         for k in drafts:
             row = {"exit layer": layer, "agreement": alpha, "K": k, "tokens per pass": expected_tokens(alpha, k)}
             for cost in costs:
                 row[f"speedup ({cost.unit})"] = cost.speedup(alpha, layer, k)
+                row[f"break-even agreement ({cost.unit})"] = break_even(cost, layer, k)
             rows.append(row)
     return rows

@@ -187,7 +187,7 @@ def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_string
 
 
 def _speculate(decoder: Decoder, prompts: Sequence[str], stop_strings: Sequence[str], length: int, label: str,
-               disable_tqdm: bool) -> tuple[list[Generation], Agreement]:
+               disable_tqdm: bool) -> tuple[list[SpeculativeGeneration], Agreement]:
     """A spec-* method's generations, each row with a near tie in a verification checked against the full
     model's plain decode at batch 1 (module docstring)."""
     engine = decoder.speculative_generator(stop_strings, length)
@@ -202,8 +202,7 @@ def _speculate(decoder: Decoder, prompts: Sequence[str], stop_strings: Sequence[
         )
     for row, reference in agreement.references.items():
         generations[row] = full_decode_rounds(reference)
-    accepted = sum(sum(g.accepted) for g in generations if isinstance(g, SpeculativeGeneration))
-    drafted = sum(sum(g.drafted) for g in generations if isinstance(g, SpeculativeGeneration))
+    accepted, drafted = sum(sum(g.accepted) for g in generations), sum(sum(g.drafted) for g in generations)
     log.info("%s: %d of %d drafts accepted; %d of %d rows met a near tie in a verification, %d differed from the full "
              "model's plain decode and took its output", label, accepted, drafted, agreement.rows_with_near_ties,
              agreement.rows, agreement.rows_differing)
