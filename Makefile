@@ -11,7 +11,7 @@ PIP := $(BIN)/pip install --quiet -c constraints.txt
 export PATH := $(BIN):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup paper_tables smoke test test-all check lock
+.PHONY: setup paper_tables smoke test test-all check check-commits doctor mutation troubleshooting lock
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,18 +24,24 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# Snakemake through dynamax_bench/launch.py: after SIGTERM or Ctrl-C its last line says the run was
+# interrupted (not that a job failed), its jobs stopped and the directory unlocked.
+SNAKEMAKE := $(BIN)/python -m dynamax_bench.launch
+
 paper_tables: $(STAMP)
-	$(BIN)/snakemake paper_tables/ --cores all --rerun-incomplete --configfile config/$(PROFILE).yaml
+	$(SNAKEMAKE) paper_tables/ --cores all --rerun-incomplete --configfile config/$(PROFILE).yaml
 
 smoke: $(STAMP)
-	$(BIN)/snakemake paper_tables/ --cores all --rerun-incomplete --configfile config/smoke.yaml
+	$(SNAKEMAKE) paper_tables/ --cores all --rerun-incomplete --configfile config/smoke.yaml
 
 # Tests run in TEST_WORKERS processes (pytest-xdist, one torch thread each); a file's tests share one
 # worker, so a module's fixtures (the smoke DAG run, the ci gate's cells) are built once.
 TEST_WORKERS ?= auto
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# The fast loop (pytest 1 min 43 s on 2 cores, warm venv): everything but the tests marked `slow`.
+# The fast loop: everything but the tests marked `slow`. Measured at a958242: pytest 26 min 12 s (320 tests)
+# on the 2-core AMD EPYC VM shared with five other developers' jobs (load average 14 to 16), warm venv; a
+# machine of its own runs it several times faster (not measured here).
 test: $(STAMP)
 	$(PYTEST) -m "not slow"
 
@@ -48,8 +54,29 @@ test-all: $(STAMP)
 # The regression gate of a profile: its cells (run what is missing), then the comparison with
 # $(REFERENCE); `make check PROFILE=paper REFERENCE=reference/paper_reported.json` for the paper's numbers.
 check: $(STAMP)
-	$(BIN)/snakemake results/$(PROFILE)/check.txt --cores all --configfile config/$(PROFILE).yaml --until score
+	$(SNAKEMAKE) results/$(PROFILE)/check.txt --cores all --configfile config/$(PROFILE).yaml --until score
 	$(BIN)/python -m dynamax_bench.reporting.check results/$(PROFILE) $(REFERENCE)
+
+# Commit messages after tools/commit_base: subjects of at most 72 characters in the imperative, a blank
+# line before the body (tests/test_commits.py runs the same check in `make test`).
+check-commits: $(STAMP)
+	$(BIN)/python tools/check_commits.py
+
+# Header and size checks of a profile's checkpoints (backbones, classifiers, oracle store): one line per
+# damaged file with the command that rebuilds it (the DAG runs the same checks when it starts).
+doctor: $(STAMP)
+	$(BIN)/python -m dynamax_bench.doctor --configfile config/$(PROFILE).yaml
+
+# Mutation testing of the modules where a wrong number hides (benchmarks/mutation.py: modules, their fast
+# tests, the report in benchmarks/results/mutation.{json,md}); MUTATION_MODULES=all adds the `later` ones.
+MUTATION_MODULES ?= default
+mutation: $(STAMP)
+	$(BIN)/python benchmarks/mutation.py --modules $(MUTATION_MODULES)
+
+# Rewrite README's Troubleshooting table from the bad-input cases (tests/test_bad_input.py prints each
+# case's message; the same test fails when README and the cases disagree).
+troubleshooting: $(STAMP)
+	DYNAMAX_WRITE_TROUBLESHOOTING=1 $(BIN)/python -m pytest tests/test_bad_input.py -q -p no:randomly -k troubleshooting
 
 # Re-resolve the dependencies in a scratch venv and rewrite constraints.txt (then rerun the tests).
 lock:

@@ -2,7 +2,10 @@
 #   snakemake --cores all paper_tables/                              # embedded default profile
 #   snakemake paper_tables/ --cores all --configfile config/smoke.yaml   # target before --configfile
 #   snakemake --cores 1 results/default/cells/smollm2/triviaqa/oracle.json   # one cell
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from dynamax_bench.config import ConfigError, validate_config
+from dynamax_bench.errors import stop
 
 min_version("9.0")
 
@@ -12,7 +15,11 @@ if "profile" not in config:
     configfile: f"{workflow.basedir}/config/default.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The schema, with its defaults filled in; a bad profile stops with one line (dynamax_bench/errors.py).
+try:
+    validate_config(config)
+except ConfigError as err:
+    stop(err, where=", ".join(map(str, workflow.configfiles)))
 
 
 report: "workflow/report/workflow.rst"
@@ -33,6 +40,7 @@ include: "workflow/rules/classifiers.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/flops.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/latency.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/check.smk"

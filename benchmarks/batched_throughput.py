@@ -40,7 +40,7 @@ from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.config import REPO_ROOT, exit_positions
 from dynamax_bench.engine import BatchedGenerator, EarlyExitGenerator, Generation, Strategy
 from dynamax_bench.engine.batched import on_rows
-from dynamax_bench.classifiers.calibration import calibrated_rule
+from dynamax_bench.classifiers.untrained import untrained_rule
 from dynamax_bench.engine.correctness import trace
 from dynamax_bench.engine.rules import decide
 from dynamax_bench.files import write_json
@@ -173,7 +173,7 @@ def generate_run(bb: Backbone, prompts: list[list[int]], batch_size: int,
 
 def ee_strategies(bb: Backbone, exits: list[int], prompts: list[str]) -> dict[str, Strategy]:
     calibration = EarlyExitGenerator(bb.model, bb.tokenizer, exit_layers=exits, max_new_tokens=16, eos_token_ids=[])
-    return {f"ee-{kind}-copy": Strategy.early_exit(calibrated_rule(kind, calibration, prompts, exit_share=0.5), "copy")
+    return {f"ee-{kind}-copy": Strategy.early_exit(untrained_rule(kind, calibration, prompts, exit_share=0.5), "copy")
             for kind in ("calm", "ffn", "mamba", "maxsoftmax", "saturation")}
 
 

@@ -2,20 +2,25 @@
 paper_tables/ are ignored): wall time and sample counts, time per stage (the `benchmark:` files),
 the batched engine's agreement with batch 1 summed over every cell, the mamba kind's prompt cost
 against its decode savings per task (the ledger of the real `ee-mamba` cells), each backbone's
-chosen top-k, and copies of the tables behind them (Tables 2, 2b, 3, 6, 7).
+chosen top-k, and copies of the tables behind them (Tables 2, 2b, 3, 6, 7). It writes them to
+benchmarks/results/<date>-<profile>/ and regenerates benchmarks/results/INDEX.md (benchmarks/history.py).
 
-    python benchmarks/default_run.py --wall-seconds 2712 --out benchmarks/results/default_profile
+    python benchmarks/default_run.py --wall-seconds 2016 --how "make paper_tables in a fresh clone, ..." \
+        --log .snakemake/log/<the run>.snakemake.log
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import re
 import shutil
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 from statistics import fmean
 
+from history import RESULTS, write_index
 from stage_times import per_rule, read_benchmarks
 
 from dynamax_bench.files import read_json, write_json
@@ -77,6 +82,14 @@ def stage_seconds(roots: list[Path], since: float = 0.0) -> dict:
     return per_rule([job for root in roots for job in read_benchmarks(root, since)])
 
 
+def jobs_of(log: Path) -> int:
+    """The run's job count, from its Snakemake log's last `N of N steps (100%) done`."""
+    done = re.findall(r"^(\d+) of (\d+) steps \(100%\) done", log.read_text(), re.M)
+    if not done:
+        raise SystemExit(f"{log}: no 'N of N steps (100%) done' line: pass the log of a finished run")
+    return int(done[-1][1])
+
+
 def read_csv(path: Path) -> list[dict]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
@@ -89,10 +102,13 @@ def main() -> None:
     parser.add_argument("--tables", type=Path, default=Path("paper_tables"))
     parser.add_argument("--wall-seconds", type=float, required=True,
                         help="wall time of the run as measured around it (e.g. `time make paper_tables`)")
-    parser.add_argument("--how", default="", help="how the wall time was measured")
+    parser.add_argument("--how", required=True, help="how the wall time was measured (machine load, set-up, repeats)")
+    parser.add_argument("--log", type=Path, required=True, help="the run's Snakemake log (.snakemake/log/...), for its job count")
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--date", default=datetime.now(timezone.utc).strftime("%Y-%m-%d"), help="the run's date (UTC)")
     parser.add_argument("--since", type=Path, help="count only the jobs whose benchmark file is newer than this file")
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    out = RESULTS / f"{args.date}-{args.profile}"
 
     cells = [read_json(p) for p in sorted((args.results / "cells").rglob("*.json"))]
     if not cells:
@@ -101,25 +117,31 @@ def main() -> None:
     classifiers = [read_json(p) for p in sorted((args.results / "classifiers").glob("*/*.json"))]
     chosen = {meta["backbone"]: meta["top_k_selection"]["chosen"] for meta in classifiers if "top_k_selection" in meta}
     mamba = mamba_prompt_cost(cells)
+    claims = read_csv(args.tables / "table6_claims.csv")
     summary = {
+        "profile": args.profile,
+        "date": args.date,
         "machine": machine_description(),
         "git_commit": read_json(args.tables / "provenance.json").get("git_commit", git_commit()),
         "wall_seconds": args.wall_seconds,
-        "wall_time_how": args.how,
+        "how": args.how,
+        "jobs": jobs_of(args.log),
+        "scorecard": dict(sorted(Counter(claim["verdict"] for claim in claims).items())),
         "cells": len(cells),
         "samples_per_task": samples,
         "stages": stage_seconds([args.resources, args.results], args.since.stat().st_mtime if args.since else 0.0),
         "agreement_with_batch_1": agreement_totals(cells),
         "chosen_top_k": chosen,
         "mamba_prompt_cost": {"per_task": per_task_ratio(mamba), "per_cell": mamba},
-        "claims": read_csv(args.tables / "table6_claims.csv"),
+        "claims": claims,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "summary.json", summary)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "summary.json", summary)
     for stem in TABLES:
         for ext in ("md", "csv"):
-            shutil.copyfile(args.tables / f"{stem}.{ext}", args.out / f"{stem}.{ext}")
-    print(f"{len(cells)} cells, samples {samples}, wall {args.wall_seconds:.0f} s -> {args.out}")
+            shutil.copyfile(args.tables / f"{stem}.{ext}", out / f"{stem}.{ext}")
+    write_index()
+    print(f"{len(cells)} cells, samples {samples}, wall {args.wall_seconds:.0f} s -> {out}")
 
 
 if __name__ == "__main__":

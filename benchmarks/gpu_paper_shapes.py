@@ -97,11 +97,11 @@ def repeat(fn: Callable[[], object], repeats: int, device: torch.device) -> tupl
 def calibrated(kinds: tuple[str, ...], reference, device: torch.device) -> dict:
     """Seeded untrained classifiers of each kind, standardised and calibrated on this model's own
     exit states so that about half of the decisions exit (created on `device`, float32)."""
-    from dynamax_bench.classifiers.calibration import calibrated_rule
+    from dynamax_bench.classifiers.untrained import untrained_rule
 
     prompts = [QA * 2 + f"Question: {q}\nAnswer:" for q in QUESTIONS]
     with torch.device(device):
-        return {kind: calibrated_rule(kind, reference, prompts, exit_share=0.5) for kind in kinds}
+        return {kind: untrained_rule(kind, reference, prompts, exit_share=0.5) for kind in kinds}
 
 
 def mean_decode_exit_layer(generations: list) -> float | None:

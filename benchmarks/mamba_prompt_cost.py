@@ -41,7 +41,7 @@ def oracle_records(config: dict, backbone_dir: Path, task: str) -> list[dict]:
     decoder = Decoder.load(decode_spec(config, "smollm2", task, "oracle"), backbone_dir)
     handle, samples = load_samples(spec)
     generations = decoder.generate([s.prompt for s in samples], handle.stop_strings)
-    return [{"id": s.id, "prompt_tokens": len(g.prompt_ids), "exit_layers": g.exit_layers}
+    return [{"id": s.id, "prompt_tokens": len(g.prompt_ids), "layers_executed": g.exit_layers}
             for s, g in zip(samples, generations)]
 
 
@@ -54,8 +54,8 @@ def summary(records: list[dict], table: dict) -> dict:
     return {
         "samples": n,
         "mean_prompt_tokens": fmean(r["prompt_tokens"] for r in records),
-        "mean_generated_tokens": fmean(len(r["exit_layers"]) for r in records),
-        "mean_oracle_exit": fmean(e for r in records for e in r["exit_layers"][1:]) if mamba["decode"]["tokens"] else None,
+        "mean_generated_tokens": fmean(len(r["layers_executed"]) for r in records),
+        "mean_oracle_exit": fmean(e for r in records for e in r["layers_executed"][1:]) if mamba["decode"]["tokens"] else None,
         "mamba_prompt_pass_per_sample": prompt_pass,
         "mamba_decode_saved_per_sample": decode_saved,
         "prompt_pass_over_decode_saved": prompt_pass / decode_saved if decode_saved > 0 else None,

@@ -2,7 +2,7 @@
 
 For each backbone (SmolLM2, the tiny Mistral and Mamba-2) and method (full, pruning, every exit
 method under every state policy, with classifiers standardised on the backbone and thresholds
-calibrated so that about half the decisions at the first deciding exit clear it: classifiers/calibration.py), the batched engine
+calibrated so that about half the decisions at the first deciding exit clear it: classifiers/untrained.py), the batched engine
 decodes mixed prompts at batch 3 (no prefix cache) and batch 8 (prefix cache on), and the
 reference decodes each prompt alone. A logits processor records the scores every token is picked
 from and a wrapper rule the confidence of every exit decision; both runs are compared position by
@@ -31,7 +31,7 @@ from bench_backbones import backbone as load
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine import BatchedGenerator, EarlyExitGenerator, ExitPoint, ExitRule, Generation, Strategy
-from dynamax_bench.classifiers.calibration import calibrated_rule
+from dynamax_bench.classifiers.untrained import untrained_rule
 from dynamax_bench.engine.correctness import first_difference, trace
 from dynamax_bench.engine.neartie import CONFIDENCE_BOUND, LOGIT_MARGIN_BOUND
 from dynamax_bench.engine.prefix import plan_batches
@@ -82,7 +82,7 @@ def strategies(bb: Backbone, exits: list[int], prompts: list[str], new_tokens: i
                                      eos_token_ids=[])
     out = {"full": Strategy.full(), f"prune{bb.num_layers // 4}": Strategy.prune(bb.num_layers, bb.num_layers // 4)}
     for kind in ("calm", "ffn", "mamba", "maxsoftmax", "saturation"):
-        rule = calibrated_rule(kind, calibration, prompts[:4], exit_share=0.5)
+        rule = untrained_rule(kind, calibration, prompts[:4], exit_share=0.5)
         for policy in POLICIES[bb.family]:
             out[f"ee-{kind}-{policy}"] = Strategy.early_exit(rule, policy)
     return out

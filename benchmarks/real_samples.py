@@ -42,7 +42,7 @@ def main() -> None:
         task_name = name.split()[0]
         task = get_task(task_name, turns="all") if task_name == "coqa" else get_task(task_name)
         # few-shot examples from the embedded pool (the real sample has no train split here)
-        samples = task.load(source, None, shots, {"kind": "embedded", "file": "triviaqa.train.jsonl"} if shots else None)
+        samples = task.load(source, None, shots, {"kind": "embedded", "split": "train"} if shots else None)
         started = time.perf_counter()
         outputs = lm.generate_until(build_requests(task, samples, max_new))
         seconds = time.perf_counter() - started

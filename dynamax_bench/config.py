@@ -5,9 +5,11 @@ A leaf module: it imports nothing else of the package, so every layer can read a
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
-    """A profile that cannot run; the message names the key and the fix."""
+    """A profile that cannot run; the message (one line) names the key and the fix, `detail` may say more."""
+
+    detail: str | None = None
 
 
 def load_schema() -> dict:
@@ -29,7 +33,13 @@ def load_schema() -> dict:
 
 
 def _with_defaults(validator_cls: type) -> type:
-    """A validator that also fills schema defaults, as Snakemake's validate(set_default=True) does."""
+    """A validator that also fills schema defaults, as Snakemake's validate(set_default=True) does
+    for the Snakefile; kept beside it for profiles read outside Snakemake (tests, scripts, lm-eval).
+
+    Snakemake's fills the same defaults, nested sections included (tests/test_config.py compares
+    them on every profile), but it is not a replacement: it inserts the schema's default objects
+    themselves, so two backbones that omit `prune` share one list, and it stops at the first error,
+    where `validate_config` names every bad key with its path. This one copies each default."""
 
     def set_defaults(validator, properties, instance, schema):
         for key, sub in properties.items():
@@ -40,15 +50,65 @@ def _with_defaults(validator_cls: type) -> type:
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _key_path(path: Any) -> str:
+    """backbones.smollm2.prune[1]: keys joined by dots, list positions in brackets."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+    return text or "the profile"
+
+
+def schema_problem(error: jsonschema.ValidationError) -> str:
+    """One line for one schema error: the key path, the offending value, what is allowed, and for an
+    unknown key or value the closest allowed one (jsonschema's own message quotes the whole schema)."""
+    if error.context:  # oneOf / anyOf: the branch that came closest
+        error = jsonschema.exceptions.best_match(error.context)
+    where, value, rule = _key_path(error.absolute_path), error.instance, error.validator_value
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        patterns = list(error.schema.get("patternProperties", {}))
+        extra = [key for key in value if key not in known and not any(re.search(p, key) for p in patterns)]
+        parts = []
+        for key in extra:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            parts.append(f"{_key_path([*error.absolute_path, key])}: unknown key"
+                         + (f"; did you mean {close[0]}?" if close else ""))
+        return f"{'; '.join(parts)} ({where} takes {', '.join(known)})"
+    if error.validator == "enum":
+        close = difflib.get_close_matches(str(value), [str(v) for v in rule], n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return f"{where}: {_show(value)} is not one of {', '.join(map(str, rule))}{hint}"
+    if error.validator == "required":
+        missing = [key for key in rule if key not in value]
+        return f"{where}: missing required key(s) {', '.join(missing)}"
+    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<",
+              "minItems": "items >=", "maxItems": "items <="}
+    if error.validator in bounds:
+        return f"{where}: {_show(value)} is out of range; it must be {bounds[error.validator]} {rule}"
+    if error.validator == "type":
+        wanted = rule if isinstance(rule, str) else " or ".join(rule)
+        return f"{where}: {_show(value)} is a {type(value).__name__}; it must be of type {wanted}"
+    if error.validator == "const":
+        return f"{where}: {_show(value)} must be {_show(rule)}"
+    if error.validator == "pattern":
+        return f"{where}: {_show(value)} does not match the pattern {rule}"
+    return f"{where}: {error.message}"
+
+
 def validate_config(config: dict) -> dict:
     """Validate against the JSON schema and fill its defaults (cross-field checks that need the
-    registries live in dynamax_bench/profile_checks.py)."""
+    registries live in dynamax_bench/profile_checks.py). Every problem is one clause of one line;
+    jsonschema's full messages (each quotes its part of the schema) are the error's `detail`."""
     schema = load_schema()
     validator_cls = _with_defaults(jsonschema.validators.validator_for(schema))
-    errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = [f"  - at '{'.'.join(map(str, e.absolute_path)) or '<top>'}': {e.message}" for e in errors]
-        raise ConfigError("invalid config:\n" + "\n".join(lines))
+        err = ConfigError("; ".join(dict.fromkeys(schema_problem(e) for e in errors)))
+        err.detail = "\n\n".join(str(e) for e in errors)
+        raise err
     return config
 
 
@@ -72,7 +132,9 @@ def load_config(path: str | Path) -> dict:
     try:
         return validate_config(config)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        located = ConfigError(f"{path}: {err}")
+        located.detail = err.detail
+        raise located from None
 
 
 def config_hash(config: dict) -> str:

@@ -28,10 +28,12 @@ def fewshot_overlap(spec: TaskSpec) -> list[str]:
 
 
 def where(source: dict | None, what: str) -> str:
-    """A source as the user wrote it: its path, or the embedded or hub set."""
+    """A source as the user wrote it: its path, or the embedded or hub set (and its split)."""
     if not source:
         return f"the default {what}"
-    return source.get("path") or f"the {source['kind']} {what}"
+    if "path" in source:
+        return source["path"]
+    return " ".join(["the", source["kind"], *([source["split"]] if "split" in source else []), what])
 
 
 def check_task_data(config: dict) -> None:

@@ -11,17 +11,26 @@ from importlib import metadata
 
 from dynamax_bench.config import REPO_ROOT, config_hash
 
-PACKAGES = ("dynamax-bench", "torch", "transformers", "tokenizers", "snakemake")
+# Every package whose code touches a number of an output: the model (torch, transformers, tokenizers,
+# weights through safetensors and gguf), classifier metrics (scikit-learn), task metrics (lm_eval,
+# sacrebleu, rouge_score), FLOPs (fvcore), data (datasets), statistics and tables (numpy, scipy,
+# pandas), figures (matplotlib) and the DAG (snakemake). tests/test_provenance.py keeps it complete.
+PACKAGES = ("dynamax-bench", "torch", "transformers", "tokenizers", "safetensors", "gguf", "scikit-learn", "lm_eval",
+            "sacrebleu", "rouge_score", "fvcore", "datasets", "numpy", "scipy", "pandas", "matplotlib", "snakemake")
+# The fused Mamba-2 kernels change the numbers of a Mamba-2 model where installed (CUDA); recorded then.
+OPTIONAL_PACKAGES = ("mamba-ssm", "causal-conv1d")
 
 
 @cache
 def package_versions() -> dict[str, str]:
+    """Name -> installed version of every package of PACKAGES, and of OPTIONAL_PACKAGES installed."""
     versions = {}
-    for name in PACKAGES:
+    for name in PACKAGES + OPTIONAL_PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+            if name in PACKAGES:
+                versions[name] = "not installed"
     return versions
 
 

@@ -7,21 +7,29 @@ the engine -> written whole into the generation file and the cell -> tables, cla
 costs read its fields; nothing downstream parses a method name again.
 
 A method name is parsed here and only here: `full`, `prune<N>` (the last N layers dropped),
-`oracle`, `ee-<kind>-<policy>-t<threshold>`, `spec-e<E>-k<K>` (self-speculative decoding: K tokens
-drafted by exiting after layer E, verified by the layers above it). `METHOD_PATTERN` is the one
-regular expression of those names; the Snakefile's `{method}` wildcard uses it too.
+`oracle`, `ee-<kind>-<policy>-t<threshold>` (a threshold typed in), the calibrated early-exit
+rows, whose threshold the `calibrate` stage chooses on the calibration split:
+`ee-<kind>-<policy>-c<target>` (consistency with `full` >= target, Learn-Then-Test) and
+`ee-<kind>-<policy>-p<N>` (decode savings at least those of `prune<N>`), and `spec-e<E>-k<K>`
+(self-speculative decoding: K tokens drafted by exiting after layer E, verified by the layers above
+it). `METHOD_PATTERN` is the one regular expression of those names; the Snakefile's `{method}`
+wildcard uses it too.
 """
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-METHOD_PATTERN = r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-t\d+(?:\.\d+)?|spec-e\d+-k\d+"
+METHOD_PATTERN = r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-(?:[tc]\d+(?:\.\d+)?|p\d+)|spec-e\d+-k\d+"
 _METHOD = re.compile(rf"^(?:{METHOD_PATTERN})$")
 FORMS = ("'full', 'prune<N>' (e.g. prune4), 'oracle', 'ee-<kind>-<policy>-t<threshold>' (e.g. ee-mamba-copy-t0.9), "
-         "'spec-e<E>-k<K>' (e.g. spec-e20-k3)")
+         "'ee-<kind>-<policy>-c<consistency target>' (e.g. ee-mamba-copy-c0.95), 'ee-<kind>-<policy>-p<N>' "
+         "(the decode savings of prune<N>, e.g. ee-mamba-copy-p6) or 'spec-e<E>-k<K>' (e.g. spec-e20-k3)")
+# What a calibrated ee row's threshold is chosen for (the letter of its name).
+TARGETS = {"c": "consistency", "p": "prune"}
 
 
 @dataclass(frozen=True)
@@ -34,8 +42,24 @@ class MethodSpec:
     exit_kind: str | None = None  # exit method of the registry (ee)
     policy: str | None = None  # state policy of the skipped layers (ee)
     threshold: float | None = None  # exit when confidence >= threshold (ee)
+    # a calibrated ee row: "consistency" (>= target_value with probability 1 - epsilon) or "prune"
+    # (decode savings >= those of prune<target_value>); its threshold comes from the calibrate stage
+    target: str | None = None
+    target_value: float | None = None
+    # set once the calibration is read: False when no threshold of the grid meets the target (a
+    # consistency target then runs as `full`: no exit, no classifier)
+    certified: bool | None = None
     draft_layer: int | None = None  # spec: the draft reads the head after this many layers (E)
     draft_tokens: int | None = None  # spec: tokens drafted per verification pass (K)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.target is not None
+
+    @property
+    def runs_as_full(self) -> bool:
+        """A calibrated consistency target no threshold could certify: it decodes as `full`."""
+        return self.kind == "ee" and self.threshold is None and self.certified is False
 
     @property
     def lossless(self) -> bool:
@@ -53,11 +77,21 @@ def method_of(record: dict[str, Any]) -> MethodSpec:
 
 
 def format_threshold(threshold: float) -> str:
-    return f"{threshold:g}"
+    """The threshold as a method name writes it: the shortest decimal that reads back as the same
+    float (Python's repr), in positional notation (1e-05 -> 0.00001, which `METHOD_PATTERN` accepts),
+    so that `parse_method(ee_name(k, p, t)).threshold == t` for every t in [0, 1]."""
+    return format(Decimal(repr(float(threshold) + 0.0)).normalize(), "f")  # + 0.0: -0.0 -> 0.0
 
 
 def ee_name(exit_kind: str, policy: str, threshold: float) -> str:
     return f"ee-{exit_kind}-{policy}-t{format_threshold(threshold)}"
+
+
+def calibrated_name(exit_kind: str, policy: str, target: str, value: float) -> str:
+    """The row of a calibrated threshold: `c<consistency target>` or `p<prune level>`."""
+    letter = {name: letter for letter, name in TARGETS.items()}[target]
+    number = str(int(value)) if target == "prune" else format_threshold(value)
+    return f"ee-{exit_kind}-{policy}-{letter}{number}"
 
 
 def spec_name(draft_layer: int, draft_tokens: int) -> str:
@@ -79,10 +113,17 @@ def parse_method(name: str) -> MethodSpec:
         if name != spec_name(layer, tokens):
             raise ValueError(f"method {name!r}: write it {spec_name(layer, tokens)!r} (no leading zeros)")
         return MethodSpec(name=name, kind="spec", draft_layer=layer, draft_tokens=tokens)
-    exit_kind, policy, threshold = name[len("ee-"):].rsplit("-", 2)
-    value = float(threshold[1:])
+    exit_kind, policy, setting = name[len("ee-"):].rsplit("-", 2)
+    value = float(setting[1:])
+    if setting[0] == "p":
+        return MethodSpec(name=name, kind="ee", exit_kind=exit_kind, policy=policy, target="prune",
+                          target_value=value)
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"method {name!r}: threshold must lie in [0, 1]")
+        raise ValueError(f"method {name!r}: a {'threshold' if setting[0] == 't' else 'consistency target'} "
+                         "must lie in [0, 1]")
+    if setting[0] == "c":
+        return MethodSpec(name=name, kind="ee", exit_kind=exit_kind, policy=policy, target="consistency",
+                          target_value=value)
     return MethodSpec(name=name, kind="ee", exit_kind=exit_kind, policy=policy, threshold=value)
 
 

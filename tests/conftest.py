@@ -56,6 +56,12 @@ def _prepared(config: dict, name: str, root: Path) -> Backbone:
 
 @pytest.fixture(scope="session")
 def backbone_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh folder, or DYNAMAX_TEST_BACKBONES: mutation testing (benchmarks/mutation.py) runs the tests
+    once per mutant, and the seeded backbones it prepares once are the same every time."""
+    kept = os.environ.get("DYNAMAX_TEST_BACKBONES")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        return Path(kept)
     return tmp_path_factory.mktemp("backbones")
 
 

@@ -1,9 +1,9 @@
 """The package's import graph: no cycles, and every arrow points down the DAG's stages.
 
 Layers, bottom to top: the leaves every stage reads (profile, files, spec, runtime, provenance),
-backbones, the engine, the exit classifiers and their training stages, generation (tasks,
-strategies, the generate rule), costs, reporting, then the adapters on top (lm-eval, profile
-checks, data builders). A module may import its own layer or the ones below it.
+backbones, the distillation corpus, the engine, the exit classifiers and their training stages,
+generation (tasks, strategies, the generate rule), costs, reporting, then the adapters on top
+(lm-eval, profile checks, data builders, the job plan). A module may import its own layer or the ones below it.
 """
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ from dynamax_bench.config import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "dynamax_bench"
 LAYERS = [
-    {"config", "files", "spec", "runtime", "provenance"},
+    {"config", "errors", "files", "spec", "runtime", "provenance"},
     {"backbones"},
+    {"corpus"},
     {"engine"},
     {"classifiers"},
     {"generation"},
     {"costs"},
+    {"calibration"},
     {"reporting"},
-    {"lmeval", "profile_checks", "data_checks", "data"},
+    {"lmeval", "profile_checks", "data_checks", "data", "plan", "doctor"},
 ]
 
 

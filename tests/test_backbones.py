@@ -55,6 +55,6 @@ def test_offline_hub_backbone_explains_how_to_get_it(tmp_path: Path) -> None:
         "policies": ["copy"],
         "source": {"kind": "hub", "repo_id": "mistralai/Mistral-7B-v0.1", "revision": "main"},
     }
-    with pytest.raises(BackboneError, match="huggingface-cli download mistralai/Mistral-7B-v0.1"):
+    with pytest.raises(BackboneError, match="hf download mistralai/Mistral-7B-v0.1"):
         prepare_backbone("mistral7b", spec, tmp_path / "m", seed=0, offline=True)
     assert not (tmp_path / "m").exists()

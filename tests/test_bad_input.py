@@ -1,34 +1,41 @@
 """Bad input loses nothing: each case stops with one line that names the file, the key and the fix.
 
-One row per case (README "Troubleshooting" holds the same table): the row sets up the bad input as a
-new user would, runs the entry point that meets it, and returns the message printed.
+One row per case: the row sets up the bad input as a new user would, runs the entry point that meets
+it, and returns the message printed. README's Troubleshooting table is generated from these messages
+(`make troubleshooting` rewrites it) and `test_readme_troubleshooting_table_is_the_cases` fails when
+the two disagree.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from dynamax_bench.config import REPO_ROOT, ConfigError
-from dynamax_bench.files import write_json
+from dynamax_bench.doctor import DamagedCheckpoint, check_checkpoints
+from dynamax_bench.files import atomic_path, write_json
 from dynamax_bench.profile_checks import target_problem, validate_profile
 
 
 @dataclass(frozen=True)
 class Context:
     tmp: Path
-    capsys: pytest.CaptureFixture
     smoke: dict  # the smoke profile, validated
     tiny_mistral: Path  # its prepared tiny_mistral folder
 
@@ -69,8 +76,10 @@ def check_cli(args: Callable[[Path], list[str]]) -> Callable[[Context], str]:
     def run(ctx: Context) -> str:
         from dynamax_bench.reporting.check import main
 
-        assert main(args(ctx.tmp)) == 2  # documented errors exit 2; 1 is a regression
-        return ctx.capsys.readouterr().err.strip()
+        printed = io.StringIO()
+        with contextlib.redirect_stderr(printed):
+            assert main(args(ctx.tmp)) == 2  # documented errors exit 2; 1 is a regression
+        return printed.getvalue().strip()
     return run
 
 
@@ -94,14 +103,51 @@ def lmeval_cli(model_args: str) -> Callable[[Context], str]:
         from dynamax_bench.lmeval.cli import main
 
         argv = ["dynamax-lm-eval", "--model", "dynamax", "--model_args", model_args, "--tasks", "dynamax_triviaqa",
-                "--include_path", str(REPO_ROOT / "dynamax_bench" / "lmeval" / "tasks"), "--limit", "1"]
-        with pytest.MonkeyPatch.context() as patch:
+                "--include_path", str(REPO_ROOT / "dynamax_bench" / "lmeval" / "tasks")]
+        printed = io.StringIO()
+        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(printed):
             patch.setattr(sys, "argv", argv)
             with pytest.raises(SystemExit) as exit_:
                 main()
-        assert exit_.value.code == 2
-        return ctx.capsys.readouterr().err.strip().splitlines()[-1]
+        assert exit_.value.code == 2, printed.getvalue()[-2000:]
+        assert "Traceback" not in printed.getvalue(), printed.getvalue()[-3000:]
+        return printed.getvalue().strip().splitlines()[-1]  # after lm-eval's own INFO lines
     return run
+
+
+def damaged(where: str, keep: float = 0.5) -> Callable[[Context], str]:
+    """A checkpoint of the smoke run under `where` (a path in the run's folder) cut to `keep` of its
+    size, as a full disk or a killed copy leaves it; the check the DAG runs when it starts."""
+    def run(ctx: Context) -> str:
+        if where.startswith("resources/backbones/"):
+            shutil.copytree(ctx.tiny_mistral, ctx.tmp / where)
+            path = ctx.tmp / where / "model.safetensors"
+        else:
+            from safetensors.torch import save_file
+
+            path = ctx.tmp / where
+            path.parent.mkdir(parents=True)
+            save_file({"exit0.linear.weight": torch.ones(2, 64), "hidden.4": torch.zeros(16, 64)}, str(path))
+        path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+        with pytest.raises(DamagedCheckpoint) as err:
+            check_checkpoints(ctx.smoke, "config/smoke.yaml", root=ctx.tmp)
+        return str(err.value)
+    return run
+
+
+def interrupted_run(ctx: Context) -> str:
+    """`make paper_tables` (dynamax_bench/launch.py) stopped by SIGTERM while a job runs: the last line."""
+    (ctx.tmp / "Snakefile").write_text('rule slow:\n    output: "out.txt"\n    shell: "sleep 60; touch {output}"\n')
+    run = subprocess.Popen([sys.executable, "-m", "dynamax_bench.launch", "--cores", "1", "out.txt"], cwd=ctx.tmp,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((ctx.tmp / ".snakemake").glob("incomplete/*")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the job has started
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 128 + signal.SIGTERM and not (ctx.tmp / "out.txt").exists()
+    assert not (ctx.tmp / ".snakemake" / "locks").exists() or not any((ctx.tmp / ".snakemake" / "locks").iterdir())
+    return err.strip().splitlines()[-1]
 
 
 def truncated_weights(ctx: Context) -> str:
@@ -171,17 +217,90 @@ CASES = [
          ("no prepared backbone at tiny_mistral",
           "snakemake --cores 1 resources/backbones/tiny_mistral --configfile config/smoke.yaml",
           "then use the folder resources/backbones/tiny_mistral")),
+    Case("typo in a top-level profile key", profile_error(lambda c, t: c.update(generaton=c.pop("generation"))),
+         ("generaton: unknown key", "did you mean generation?", "missing required key(s) generation")),
+    Case("typo in a nested profile key", profile_error(lambda c, t: c["generation"].update(batch_sise=4)),
+         ("generation.batch_sise: unknown key", "did you mean batch_size?", "generation takes")),
+    Case("profile value out of range", profile_error(lambda c, t: c["classifiers"].update(thresholds=[0.5, 1.5])),
+         ("classifiers.thresholds[1]", "1.5", "must be <= 1")),
+    Case("profile value not allowed", profile_error(lambda c, t: c["runtime"].update(dtype="float33")),
+         ("runtime.dtype", '"float33"', "float32, bfloat16, float16", "did you mean float32?")),
+    Case("damaged backbone weights when the DAG starts", damaged("resources/backbones/tiny_mistral"),
+         ("resources/backbones/tiny_mistral/model.safetensors", "damaged checkpoint",
+          "rm -r resources/backbones/tiny_mistral && snakemake --cores all resources/backbones/tiny_mistral "
+          "--configfile config/smoke.yaml")),
+    Case("damaged classifier checkpoint when the DAG starts",
+         damaged("results/smoke/classifiers/tiny_mistral/mamba.safetensors", keep=0.9),
+         ("results/smoke/classifiers/tiny_mistral/mamba.safetensors", "truncated",
+          "rm results/smoke/classifiers/tiny_mistral/mamba.safetensors && snakemake --cores all "
+          "results/smoke/classifiers/tiny_mistral/mamba.safetensors --configfile config/smoke.yaml")),
+    Case("truncated oracle store shard when the DAG starts",
+         damaged("results/smoke/oracle/tiny_mamba2/shard-00000.safetensors", keep=0.001),
+         ("results/smoke/oracle/tiny_mamba2/shard-00000.safetensors", "damaged checkpoint",
+          "rm -r results/smoke/oracle/tiny_mamba2 && snakemake --cores all results/smoke/oracle/tiny_mamba2")),
+    Case("dynamax-lm-eval: batch_size in --model_args", lmeval_cli("backbone=resources/backbones/smollm2,batch_size=4"),
+         ("--model_args batch_size=4", "lm-eval passes its own --batch_size", "pass --batch_size 4")),
+    Case("dynamax-lm-eval: unknown exit kind", lmeval_cli("backbone=resources/backbones/smollm2,method=ee-lstm-copy-t0.9"),
+         ("--model_args", "unknown exit method kind 'lstm'", "known kinds: ['calm'")),
+    Case("dynamax-lm-eval: a number that is not one", lmeval_cli("backbone=x,repetition_penalty=high"),
+         ("--model_args", "repetition_penalty='high' is not a number")),
+    Case("run stopped by SIGTERM", interrupted_run,
+         ("interrupted by SIGTERM, not failed", "rerun the same command")),
 ]
 
 
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory: pytest.TempPathFactory, smoke_config: dict, tiny_mistral,
+            backbone_root: Path) -> dict[str, str]:
+    """Every case's message, each run in its own folder, the folder's path dropped from the message."""
+    messages = {}
+    for number, case in enumerate(CASES):
+        tmp = tmp_path_factory.mktemp(f"case{number}")
+        message = case.run(Context(tmp, copy.deepcopy(smoke_config), backbone_root / "tiny_mistral"))
+        messages[case.name] = message.replace(f"{tmp}/", "")
+    return messages
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_stops_with_one_line_naming_file_key_and_fix(case: Case, tmp_path: Path, capsys, smoke_config: dict,
-                                                               tiny_mistral, backbone_root: Path) -> None:
-    message = case.run(Context(tmp_path, capsys, smoke_config, backbone_root / "tiny_mistral"))
-    print(f"{case.name}: {message}", file=sys.__stdout__)  # the README table quotes these lines
+def test_bad_input_stops_with_one_line_naming_file_key_and_fix(case: Case, printed: dict[str, str]) -> None:
+    message = printed[case.name]
     assert "\n" not in message, message
     missing = [part for part in case.must_name if part not in message]
     assert not missing, f"{message!r} lacks {missing}"
+
+
+README = REPO_ROOT / "README.md"
+TABLE_HEADER = "| you did | you see | lines |\n|---|---|---|\n"
+
+
+def troubleshooting_rows(messages: dict[str, str]) -> str:
+    """README's Troubleshooting rows: each case, the message it prints, and its line count on the screen."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+    return "".join(f"| {cell(case.name)} | {cell(messages[case.name])} | {len(messages[case.name].splitlines())} |\n"
+                   for case in CASES)
+
+
+def test_readme_troubleshooting_table_is_the_cases(printed: dict[str, str]) -> None:
+    """The table lists every case with the message it really prints (`make troubleshooting` rewrites it)."""
+    text = README.read_text()
+    assert text.count(TABLE_HEADER) == 1, f"README.md needs one Troubleshooting table headed {TABLE_HEADER!r}"
+    start = text.index(TABLE_HEADER) + len(TABLE_HEADER)
+    end = text.find("\n\n", start)
+    rows = troubleshooting_rows(printed)
+    if os.environ.get("DYNAMAX_WRITE_TROUBLESHOOTING"):
+        with atomic_path(README) as tmp:
+            tmp.write_text(text[:start] + rows + text[end + 1:])
+        return
+    assert text[start:end + 1] == rows, "README's Troubleshooting table differs from the cases: run make troubleshooting"
+
+
+def test_a_schema_error_keeps_the_full_schema_for_the_log(smoke_config: dict) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["generaton"] = config.pop("generation")
+    with pytest.raises(ConfigError) as err:
+        validate_profile(config)
+    assert "\n" not in str(err.value) and "Failed validating 'additionalProperties' in schema" in err.value.detail
 
 
 def test_output_files_respect_the_umask(tmp_path: Path) -> None:
@@ -236,3 +355,49 @@ def test_a_local_task_file_is_an_input_of_the_jobs_that_read_it(smoke_config: di
     inputs = dict(re.findall(r"(?:local)?rule (\w+):\n\s+input: ([^\n]*)", result.stdout))
     for rule in ("generate_baselines_tiny_mistral", "score_baselines_tiny_mistral"):
         assert str(data) in inputs[rule] and str(tmp_path / "pool.jsonl") in inputs[rule], inputs
+
+
+def test_doctor_lists_every_damaged_checkpoint_and_counts_the_files(tmp_path: Path, capsys) -> None:
+    from safetensors.torch import save_file
+
+    from dynamax_bench.doctor import main
+
+    folder = tmp_path / "results" / "smoke" / "classifiers" / "tiny_mistral"
+    folder.mkdir(parents=True)
+    for kind in ("calm", "ffn", "mamba"):
+        save_file({"exit0.w": torch.ones(4, 4)}, str(folder / f"{kind}.safetensors"))
+    (folder / "ffn.safetensors").write_bytes(b"")  # emptied
+    mamba = folder / "mamba.safetensors"
+    size = mamba.stat().st_size
+    mamba.write_bytes(mamba.read_bytes() + b"\0")  # padded
+    assert main(["--configfile", str(REPO_ROOT / "config" / "smoke.yaml"), "--directory", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0] for line in err.splitlines()] == [str(folder / "ffn.safetensors"), str(mamba)]
+    assert "0 bytes, shorter than the 8-byte header length" in err and f"its header describes {size} bytes, the file has {size + 1}" in err
+    assert out.startswith("doctor: 2 damaged of 3 checkpoint files of profile smoke")
+    assert main(["--configfile", str(REPO_ROOT / "config" / "smoke.yaml"), "--directory", str(tmp_path / "none")]) == 0
+
+
+@pytest.mark.slow
+def test_snakemake_prints_one_line_for_a_mistyped_profile_key(smoke_config: dict, tmp_path: Path) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["generaton"] = config.pop("generation")
+    result = dry_run(tmp_path, config, "paper_tables/")
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, lines[:20]
+    assert "profile.yaml: generaton: unknown key; did you mean generation?" in lines[0]
+    assert "Failed validating 'additionalProperties' in schema" in (tmp_path / "logs" / "profile_check.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_dry_run_stops_on_a_damaged_backbone_and_deletes_nothing(smoke_config: dict, tiny_mistral,
+                                                                   backbone_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "resources" / "backbones" / "tiny_mistral"
+    shutil.copytree(backbone_root / "tiny_mistral", folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    result = dry_run(tmp_path, smoke_config, "paper_tables/")
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, lines[:20]
+    assert lines[0].startswith("resources/backbones/tiny_mistral/model.safetensors: damaged checkpoint")
+    assert "rm -r resources/backbones/tiny_mistral && snakemake --cores all resources/backbones/tiny_mistral" in lines[0]

@@ -31,7 +31,7 @@ from dynamax_bench.engine import (
     verify,
     verify_each,
 )
-from dynamax_bench.classifiers.calibration import calibrated_rule
+from dynamax_bench.classifiers.untrained import untrained_rule
 from dynamax_bench.engine.correctness import first_difference, trace
 from dynamax_bench.engine.prefill import Prefiller
 from dynamax_bench.engine.prefix import MIN_SHARED_PREFIX, plan_batches, shared_prefix_lengths
@@ -100,7 +100,7 @@ class Methods:
         if method.startswith("prune"):
             return Strategy.prune(self.backbone.num_layers, int(method[len("prune"):]))
         _, kind, policy_index = method.split("-")
-        rule = calibrated_rule(kind, reference_engine(self.backbone, penalty), PROMPTS, exit_share=0.5)
+        rule = untrained_rule(kind, reference_engine(self.backbone, penalty), PROMPTS, exit_share=0.5)
         return Strategy.early_exit(rule, FAMILY_POLICIES[self.backbone.family][int(policy_index)])
 
     def reference(self, method: str, penalty: float) -> list[Generation]:

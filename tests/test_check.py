@@ -62,8 +62,8 @@ def write_run(root: Path, methods: dict = METHODS, device: str = "cpu") -> Path:
         spec = DecodeSpec(backbone="b", family="transformer", task="triviaqa", method=parse_method(method),
                           exits={"count": 4}, repetition_penalty=1.0, max_new_tokens=4, batch_size=1,
                           prefix_cache=False, dtype="float32", device=device, seed=0)
-        header = {"decode_spec": spec.to_dict(), "task_spec": TASK.to_dict(), "exit_layers": TABLE["exit_positions"]}
-        records = [{"id": s.id, "prompt": s.prompt, "prompt_tokens": 10, "output": out, "token_ids": ids, "exit_layers": exits,
+        header = {"decode_spec": spec.to_dict(), "task_spec": TASK.to_dict(), "exit_positions": TABLE["exit_positions"]}
+        records = [{"id": s.id, "prompt": s.prompt, "prompt_tokens": 10, "output": out, "token_ids": ids, "layers_executed": exits,
                     "stop_reason": "stop_string"} for s, (out, ids, exits) in zip(samples, outputs)]
         write_generations(root / "generations" / "b" / "triviaqa" / f"{method}.jsonl", header, records)
     for method in methods:

@@ -1,149 +1,165 @@
-"""Table 6's verdicts on hand-built cells: every way a comparison holds, fails or is inconclusive."""
+"""Table 6's verdicts on hand-built cells: every way a comparison holds, fails, is equivalent or inconclusive."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from dynamax_bench.reporting.claims import (
-    CLAIMS,
+    Evidence,
+    backbone_verdict,
     claims_scorecard,
-    copy_comparisons,
-    judge,
-    mamba_comparisons,
-    pruning_comparisons,
-    repetition_comparisons,
-    verdict,
+    counts,
+    region_p_values,
+    regions,
+    scorecard,
+    CLAIMS,
 )
-from tests.cells import EVIDENCE, SETTINGS, make_cell, share
+from tests.cells import EVIDENCE, make_cell, share
 
 N = 40
 
 
-def outcomes(claim: str, cells: list[dict], min_samples: int = 10) -> list:
-    make = {"mamba": mamba_comparisons, "pruning": pruning_comparisons, "copy": copy_comparisons,
-            "repetition": repetition_comparisons}[claim]
-    return judge(CLAIMS[claim], make(cells), SETTINGS, min_samples)
+def decide(cells: list[dict], **evidence) -> list:
+    return scorecard(cells, Evidence.from_dict({**EVIDENCE, **evidence}))
 
 
 def savings(level: float, spread: float = 0.05) -> list[float]:
-    """N per-sample savings around `level` (so the interval has width)."""
+    """N per-sample decode savings around `level` (so the interval has width)."""
     return [level + spread * ((i % 5) - 2) / 2 for i in range(N)]
 
 
-def kinds(mamba: float, calm: float, ffn: float, match: list[float] | None = None) -> list[dict]:
-    match = match or share(N, N)
-    return [make_cell("ee-mamba-copy-t0.9", match, savings(mamba)), make_cell("ee-calm-copy-t0.9", match, savings(calm)),
-            make_cell("ee-ffn-copy-t0.9", match, savings(ffn)),
-            make_cell("ee-ffn-copy-t0.5", share(N // 2, N), savings(0.6))]  # saves most, below the quality target
+def full(backbone: str = "b", task: str = "t", loops: int = 0) -> dict:
+    return make_cell("full", share(N, N), loops=share(loops, N), backbone=backbone, task=task)
 
 
-def test_mamba_claim_holds_and_fails_on_savings_at_full_consistency() -> None:
-    [held] = outcomes("mamba", kinds(0.30, 0.10, 0.20))
-    assert held.verdict == "holds" and held.difference == pytest.approx(0.10) and held.lo > 0 and held.n == N
-    [failed] = outcomes("mamba", kinds(0.30, 0.40, 0.20))
-    assert failed.verdict == "fails" and failed.hi < 0
+def kinds(mamba: float, calm: float, ffn: float, target: str = "c0.9", backbone: str = "b", **cell) -> list[dict]:
+    return [make_cell(f"ee-{kind}-copy-{target}", share(N, N), savings(level), backbone=backbone, **cell)
+            for kind, level in (("mamba", mamba), ("calm", calm), ("ffn", ffn))]
 
 
-def test_a_tie_at_zero_is_inconclusive_not_holds() -> None:
-    """No kind reaches the quality target: every kind saves 0 (full itself), a tie at zero."""
-    [tie] = outcomes("mamba", kinds(0.3, 0.2, 0.1, match=share(N - 4, N)))
-    assert tie.verdict == "inconclusive" and tie.reason == "tie: both sides 0.000"
-    assert (tie.difference, tie.lo, tie.hi) == (0.0, 0.0, 0.0)
+def test_mamba_claim_holds_fails_and_is_equivalent_by_the_margin() -> None:
+    [held] = decide([full(), *kinds(0.30, 0.10, 0.20)])
+    assert held.verdict == "holds" and held.difference == pytest.approx(0.10) and held.lo > 0.01 and held.n == N
+    [failed] = decide([full(), *kinds(0.30, 0.40, 0.20)])
+    assert failed.verdict == "fails" and failed.hi < -0.01
+    # a difference of 0.002 on every sample: surely inside the margin of 0.01, not a win
+    [same] = decide([full(), *kinds(0.202, 0.20, 0.10)])
+    assert same.verdict == "equivalent" and -0.01 < same.lo <= same.hi < 0.01
+    [small] = decide([full(), *kinds(0.202, 0.20, 0.10)], margins={**EVIDENCE["margins"], "decode_savings": 0.0})
+    assert small.verdict == "holds"  # with no margin stated, the same 0.002 would decide the claim
 
 
-def test_a_tie_away_from_zero_is_inconclusive() -> None:
-    """Both sides at 0.5 consistency on different samples: equal points, an interval around 0."""
-    cells = [make_cell("prune4", share(N // 2, N), savings(0.25)),
-             make_cell("ee-calm-copy-t0.9", share(N // 2, N)[::-1], savings(0.30))]
-    [tie] = outcomes("pruning", cells)
-    assert tie.verdict == "inconclusive" and tie.reason == "tie: both sides 0.500"
+def test_no_certified_kind_is_not_exercised_not_a_verdict() -> None:
+    """No kind certified at the target: every side runs as full and saves exactly 0."""
+    cells = [full(), *[make_cell(f"ee-{k}-copy-c0.99", share(N, N), certified=False) for k in ("mamba", "calm", "ffn")]]
+    [tie] = decide(cells)
+    assert tie.verdict == "inconclusive" and tie.reason == "not exercised: both sides 0.000 in every resample"
+    assert "calm not certified: runs as full" in tie.b
 
 
-def test_an_interval_that_includes_the_margin_is_inconclusive() -> None:
-    cells = [make_cell("prune4", share(20, N), savings(0.25)), make_cell("ee-calm-copy-t0.9", share(22, N), savings(0.30))]
-    [close] = outcomes("pruning", cells)
-    assert close.verdict == "inconclusive" and close.lo <= 0 <= close.hi
-    assert close.reason == "interval includes the margin 0"
+def test_a_backbone_that_is_not_competent_gets_no_verdict() -> None:
+    """Its full model loops on half the samples: even a clear difference is not a claim about quality."""
+    [gated] = decide([full(loops=N // 2), *kinds(0.30, 0.10, 0.20)])
+    assert gated.verdict == "not competent" and "loops on 0.500 of samples > 0.2" in gated.reason
+    cells = [make_cell("full", share(N, N), em=share(1, N)), *kinds(0.30, 0.10, 0.20)]
+    [weak] = decide(cells)
+    assert weak.verdict == "not competent" and "full em 0.025 < floor 0.05" in weak.reason
 
 
-def test_fewer_samples_than_the_minimum_is_inconclusive_even_for_a_clear_difference() -> None:
-    cells = [make_cell("prune4", share(2, N), savings(0.25)), make_cell("ee-calm-copy-t0.9", share(N, N), savings(0.30))]
-    [clear] = outcomes("pruning", cells)
-    assert clear.verdict == "holds" and clear.lo > 0.8
-    [few] = outcomes("pruning", cells, min_samples=N + 1)
+def test_fewer_samples_than_the_minimum_is_inconclusive() -> None:
+    [few] = decide([full(), *kinds(0.30, 0.10, 0.20)], min_samples=N + 1)
     assert few.verdict == "inconclusive" and few.reason == f"n = {N} < min_samples {N + 1}"
-    assert few.lo > 0.8  # the interval is still shown
 
 
-def test_pruning_claim_counts_only_levels_some_ee_cell_reaches() -> None:
-    cells = [make_cell("prune4", share(8, N), savings(0.25)), make_cell("prune8", share(0, N), savings(0.50)),
-             make_cell("ee-mamba-copy-t0.9", share(30, N), savings(0.30))]
-    found = {o.comparison: o for o in outcomes("pruning", cells)}
-    assert found["b/t prune4"].verdict == "holds"
-    assert found["b/t prune8"].verdict == "inconclusive" and "no EE cell saves 0.500" in found["b/t prune8"].reason
-    cells[-1] = make_cell("ee-mamba-copy-t0.9", share(0, N), savings(0.30))
-    assert verdict(outcomes("pruning", cells)) == "fails"
+def test_holm_over_the_whole_scorecard_decides_less_than_each_comparison_alone() -> None:
+    """A difference decided on its own (p about 0.02 < alpha) is not decided in a family of 7 where it has the
+    smallest p-value: Holm tests it first, at alpha / 7."""
+    noisy = [0.065 + (0.3 if i % 4 == 0 else -0.1) for i in range(N)]  # mean 0.065, wide spread
+    weak = [full(task="w"), make_cell("ee-mamba-copy-c0.9", share(N, N), noisy, task="w"),
+            make_cell("ee-calm-copy-c0.9", share(N, N), [0.0] * N, task="w")]
+    [alone] = decide(weak)
+    assert alone.verdict == "holds" and alone.level == pytest.approx(0.95) and 0.05 / 7 < alone.p_value <= 0.05
+    # six comparisons whose difference sits on the margin's edge: no region, large p-values
+    edge = [cell for i in range(6) for cell in [full(task=f"e{i}"), *kinds(0.21, 0.20, 0.10, task=f"e{i}")]]
+    found = {o.task: o for o in decide(weak + edge)}
+    assert all(found[f"e{i}"].verdict == "inconclusive" for i in range(6))
+    assert found["w"].verdict == "inconclusive" and "Holm level" in found["w"].reason
+    assert found["w"].level == pytest.approx(1 - 0.05 / 7)
 
 
-def test_copy_claim_uses_the_margin_of_little() -> None:
+def test_p_values_are_twice_the_resamples_beyond_a_region_edge() -> None:
+    draws = np.array([-0.02, 0.005, 0.02, 0.03, 0.04] * 20)
+    p = region_p_values(draws, regions(CLAIMS["mamba"], 0.01))
+    assert p["holds"] == pytest.approx(2 * 0.4) and p["fails"] == pytest.approx(1.0)
+    assert p["equivalent"] == pytest.approx(min(1.0, 2 * 0.6))
+
+
+def test_pruning_claim_reads_the_cells_calibrated_to_each_level() -> None:
+    cells = [full(), make_cell("prune4", share(8, N), savings(0.25)), make_cell("prune8", share(0, N), savings(0.50)),
+             make_cell("ee-mamba-copy-p4", share(30, N), savings(0.27), threshold=0.6),
+             make_cell("ee-calm-copy-p4", share(20, N), savings(0.30), threshold=0.5),
+             make_cell("ee-mamba-copy-p8", share(10, N), savings(0.31), threshold=0.0, certified=False)]
+    found = {o.comparison: o for o in decide(cells) if o.claim == "pruning"}
+    level4 = found["b/t prune4"]
+    assert level4.verdict == "holds" and level4.a.startswith("best of 2 EE")
+    assert level4.difference == pytest.approx(30 / N - 8 / N)
+    level8 = found["b/t prune8"]
+    assert level8.verdict == "inconclusive" and "no early-exit cell reached its decode savings" in level8.reason
+
+
+def test_copy_claim_is_non_inferiority_within_its_margin() -> None:
     def cells(copy: int, partial: int) -> list[dict]:
-        return [make_cell("ee-calm-copy-t0.9", share(copy, N)), make_cell("ee-calm-partial-t0.9", share(partial, N))]
+        return [full(), make_cell("ee-calm-copy-t0.9", share(copy, N)), make_cell("ee-calm-partial-t0.9", share(partial, N))]
 
-    [little] = outcomes("copy", cells(N, N - 2))  # copy even better: the gap is below 0.05 for sure
-    assert little.verdict == "holds" and little.hi < CLAIMS["copy"].margin
-    [much] = outcomes("copy", cells(N // 2, N))
-    assert much.verdict == "fails" and much.lo > CLAIMS["copy"].margin
-    [unsure] = outcomes("copy", cells(N - 3, N))  # a gap of 0.075 on 40 samples
-    assert unsure.verdict == "inconclusive" and unsure.lo <= 0.05 <= unsure.hi
+    def copy(cells: list[dict]):
+        [out] = [o for o in decide(cells) if o.claim == "copy"]
+        return out
 
-
-def test_repetition_claim_needs_two_thresholds() -> None:
-    full = make_cell("full", share(N, N), loops=share(0, N))
-    one = [full, make_cell("ee-calm-copy-t0.9", share(N, N), loops=share(20, N))]
-    [single] = outcomes("repetition", one)
-    assert single.verdict == "inconclusive" and single.reason == "one threshold: no low against high"
-    sweep = one[:1] + [make_cell("ee-calm-copy-t0.9", share(N, N), loops=share(2, N)),
-                       make_cell("ee-calm-copy-t0.5", share(N, N), loops=share(30, N))]
-    assert [o.verdict for o in outcomes("repetition", sweep)] == ["holds"]
-    sweep[-1] = make_cell("ee-calm-copy-t0.5", share(N, N), loops=share(0, N))
-    # 2 loops in 40 at the high threshold against none at the low: too rare to tell
-    assert [o.verdict for o in outcomes("repetition", sweep)] == ["inconclusive"]
-    sweep[1] = make_cell("ee-calm-copy-t0.9", share(N, N), loops=share(10, N))
-    assert [o.verdict for o in outcomes("repetition", sweep)] == ["fails"]
+    little = copy(cells(N, N - 2))
+    assert little.verdict == "holds" and little.hi < 0.05
+    much = copy(cells(N // 2, N))
+    assert much.verdict == "fails" and much.lo > 0.05
+    assert copy(cells(N - 3, N)).verdict == "inconclusive"
 
 
-def test_intervals_are_bonferroni_adjusted_over_the_comparisons_that_reach_the_test() -> None:
-    cells = [make_cell("prune4", share(8, N), savings(0.10)), make_cell("prune8", share(4, N), savings(0.20)),
-             make_cell("prune12", share(0, N), savings(0.90)), make_cell("ee-calm-copy-t0.9", share(30, N), savings(0.30))]
-    found = outcomes("pruning", cells)
-    assert [o.confidence for o in found if o.confidence is not None] == [pytest.approx(1 - 0.05 / 2)] * 2
+def test_repetition_claim_uses_the_fixed_thresholds() -> None:
+    base = [make_cell("full", share(N, N), loops=share(0, N)),
+            make_cell("ee-calm-copy-t0.9", share(N, N), loops=share(2, N))]
+    [single] = decide(base)
+    assert single.reason == "one fixed threshold: no low against high"
+    [held] = decide(base + [make_cell("ee-calm-copy-t0.5", share(N, N), loops=share(30, N))])
+    assert held.verdict == "holds"
+
+
+def test_grouped_samples_widen_the_interval() -> None:
+    """Ten stories of four turns that agree within a story: resampling stories, not turns, widens D's interval."""
+    per_story = [0.3, -0.1, 0.4, 0.0, 0.2, -0.2, 0.5, 0.1, 0.0, 0.3]
+    noisy = [per_story[i // 4] for i in range(N)]
+    stories = [f"story{i // 4}" for i in range(N)]
+
+    def width(groups: list[str] | None) -> float:
+        cells = [full(), make_cell("ee-mamba-copy-c0.9", share(N, N), noisy, groups=groups),
+                 make_cell("ee-calm-copy-c0.9", share(N, N), [0.0] * N, groups=groups)]
+        [out] = decide(cells)
+        assert out.n == N and out.groups == (10 if groups else N)
+        return out.hi - out.lo
+
+    assert width(stories) > 1.5 * width(None)
+
+
+def test_per_backbone_verdicts_do_not_let_one_backbone_fail_another() -> None:
+    cells = [full("x"), *kinds(0.30, 0.10, 0.20, backbone="x"), full("y"), *kinds(0.10, 0.30, 0.20, backbone="y")]
+    rows, outcomes = claims_scorecard(cells, EVIDENCE)
+    verdicts = {(r["claim"], r["backbone"]): r["verdict"] for r in rows}
+    assert verdicts[(CLAIMS["mamba"].claim, "x")] == "holds" and verdicts[(CLAIMS["mamba"].claim, "y")] == "fails"
+    assert counts(outcomes) == {"comparisons": 2, "decided": 2, "holds": 1, "fails": 1, "equivalent": 0,
+                                "inconclusive": 0, "not competent": 0}
+    assert backbone_verdict(outcomes) == "mixed (1 fails, 1 holds)"
 
 
 def test_mismatched_samples_fail_loudly() -> None:
-    cells = [make_cell("prune4", share(8, N), savings(0.25)),
-             make_cell("ee-calm-copy-t0.9", share(30, N), savings(0.30), ids=[f"x{i}" for i in range(N)])]
+    cells = [full(), make_cell("ee-mamba-copy-c0.9", share(N, N), savings(0.3)),
+             make_cell("ee-calm-copy-c0.9", share(N, N), savings(0.1), ids=[f"x{i}" for i in range(N)])]
     with pytest.raises(ValueError, match="sample ids differ"):
-        outcomes("pruning", cells)
-
-
-def test_scorecard_is_one_row_per_claim_with_its_comparisons() -> None:
-    cells = kinds(0.30, 0.10, 0.20) + [make_cell("full", share(N, N)), make_cell("prune4", share(2, N), savings(0.05))]
-    rows, details = claims_scorecard(cells, EVIDENCE)
-    assert [r["claim"] for r in rows] == [c.claim for c in CLAIMS.values()]
-    mamba, pruning = rows[0], rows[1]
-    assert mamba["verdict"] == "holds" and mamba["comparisons"] == "1 holds, 0 fails, 0 inconclusive (of 1)"
-    assert "b/t: mamba 0.300 vs max(calm, ffn) 0.200, D +0.100 [" in mamba["numbers"] and f"n={N}: holds" in mamba["numbers"]
-    assert pruning["verdict"] == "holds"
-    assert rows[2]["verdict"] == "inconclusive" and rows[2]["numbers"] == "no backbone/task has the cells it compares"
-    assert {d.claim for d in details} == {"mamba", "pruning", "repetition"}
-
-
-def test_claim_verdict_fails_when_any_comparison_fails_and_holds_only_without_failures() -> None:
-    cells = [make_cell("prune4", share(2, N), savings(0.25), task="t1"),
-             make_cell("ee-calm-copy-t0.9", share(N, N), savings(0.30), task="t1"),
-             make_cell("prune4", share(N, N), savings(0.25), task="t2"),
-             make_cell("ee-calm-copy-t0.9", share(2, N), savings(0.30), task="t2")]
-    found = outcomes("pruning", cells)
-    assert [o.verdict for o in found] == ["holds", "fails"] and verdict(found) == "fails"
-    assert verdict(found[:1]) == "holds"
-    assert verdict([]) == "inconclusive"
+        decide(cells)

@@ -112,3 +112,60 @@ def test_a_sweep_of_several_kinds_reads_its_backbones_classifier_folder(tmp_path
     assert checkpoint_source([str(calm), str(ffn)]) == tmp_path / "smollm2"
     with pytest.raises(ValueError, match="several folders"):
         checkpoint_source([str(calm), str(tmp_path / "mamba2" / "ffn.safetensors")])
+
+
+class RecordingRule(ClassifierRule):
+    """The `mamba` rule, recording each confidence it gives (exit layer, value)."""
+
+    def __init__(self, classifiers: dict, threshold: float) -> None:
+        super().__init__(classifiers, threshold)
+        self.seen: list[tuple[int, float]] = []
+
+    def confidence(self, point, hidden, state):
+        value = super().confidence(point, hidden, state)
+        self.seen.append((point.layer, float(value[0])))
+        return value
+
+
+def test_mamba_rule_state_follows_every_position_of_the_text_by_value(tiny_mistral: Backbone) -> None:
+    """At each exit the stateful classifier must have read, in order, the prompt's hidden states after
+    that many layers, then per generated position the hidden state after that many layers, or the
+    exited one where the token left earlier. Each confidence it gives equals a plain pass of the
+    classifier over exactly that sequence (the backbone's own layer outputs, seen through hooks)."""
+    exits = [4, 5, 6, 7]
+    torch.manual_seed(0)
+    classifiers = {layer: build_classifier("mamba", 64, {"head_dim": 16}).eval() for layer in exits}
+    generator = EarlyExitGenerator(tiny_mistral.model, tiny_mistral.tokenizer, exit_layers=exits, max_new_tokens=12)
+    probe = RecordingRule(classifiers, 1.0)
+    generator.generate(PROMPT, Strategy.early_exit(probe, "copy"))
+    first = sorted(value for layer, value in probe.seen if layer == exits[0])
+    threshold = first[len(first) // 2]  # about half the tokens leave at the first exit
+
+    layers = tiny_mistral.model.model.layers
+    outputs: list[list[torch.Tensor]] = [[] for _ in layers]
+    hooks = [layer.register_forward_hook(lambda m, a, out, i=i: outputs[i].append(
+        (out[0] if isinstance(out, tuple) else out).detach().clone())) for i, layer in enumerate(layers)]
+    rule = RecordingRule(classifiers, threshold)
+    try:
+        out = generator.generate(PROMPT, Strategy.early_exit(rule, "copy"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    ran = out.exit_layers[1:]  # layers run by each decode step (the prompt's pass ran them all)
+    assert any(x < exits[-1] for x in ran) and any(x > exits[0] for x in ran)  # exits and advances happen
+
+    steps = [[outputs[i][0] for i in range(len(layers))]]  # the prompt's pass, then each decode step
+    taken = [1] * len(layers)
+    for x in ran:
+        steps.append([outputs[i][taken[i]] for i in range(x)])
+        taken = [t + (i < x) for i, t in enumerate(taken)]
+    expected = []
+    with torch.no_grad():
+        for e in exits:
+            sequence = torch.cat([steps[0][e - 1]] + [step[min(e, len(step)) - 1] for step in steps[1:]], dim=1)
+            confidence = classifiers[e](sequence).softmax(-1)[0, :, 1]
+            expected.append(confidence[-len(ran):])  # the positions read by the decode steps
+    wanted = [(e, float(expected[j][k])) for k, x in enumerate(ran) for j, e in enumerate(exits) if e <= x]
+    assert [layer for layer, _ in rule.seen] == [layer for layer, _ in wanted]
+    torch.testing.assert_close(torch.tensor([v for _, v in rule.seen]), torch.tensor([v for _, v in wanted]),
+                               atol=1e-5, rtol=1e-4)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from dynamax_bench.config import REPO_ROOT, ConfigError, exit_positions
+from dynamax_bench.config import REPO_ROOT, ConfigError, exit_positions, validate_config
 from dynamax_bench.profile_checks import load_profile, validate_profile
 
 
@@ -94,3 +94,43 @@ def test_batched_engine_is_refused_where_its_near_tie_bounds_are_not_measured(sm
         validate_profile(config)
     config["generation"].update(batch_size=1, prefix_cache=False)
     validate_profile(config)  # the reference path runs in any dtype
+
+
+def snakemake_defaults(config: dict) -> dict:
+    from snakemake.utils import validate
+
+    from dynamax_bench.config import SCHEMA_PATH
+
+    validate(config, str(SCHEMA_PATH))
+    return config
+
+
+def without_optional_sections(profile: str) -> dict:
+    """A profile with every section and key that has a schema default left out."""
+    config = yaml.safe_load((REPO_ROOT / "config" / f"{profile}.yaml").read_text())
+    config["methods"] = {}
+    for section in ("classifiers", "distill", "evidence", "latency", "flops", "limit"):
+        config.pop(section, None)
+    for backbone in config["backbones"].values():
+        backbone.pop("exits", None)
+        backbone.pop("prune", None)
+    return config
+
+
+@pytest.mark.parametrize("profile", ["default", "smoke", "paper", "ci"])
+def test_defaults_are_those_snakemake_fills_nested_sections_included(profile: str) -> None:
+    for raw in (yaml.safe_load((REPO_ROOT / "config" / f"{profile}.yaml").read_text()),
+                without_optional_sections(profile)):
+        ours = validate_config(copy.deepcopy(raw))
+        assert ours == snakemake_defaults(copy.deepcopy(raw))
+    assert ours["distill"]["top_k"] == {"candidates": [1, 3, 5, 10], "probe": "calm"}  # a default inside a default
+    assert all(b["exits"] == {"count": 4} and b["prune"] == [] for b in ours["backbones"].values())
+
+
+def test_a_default_is_copied_not_shared_between_entries() -> None:
+    """Snakemake's filler inserts the schema's own object: two backbones without `prune` share one list."""
+    ours = validate_config(without_optional_sections("smoke"))
+    theirs = snakemake_defaults(without_optional_sections("smoke"))
+    first, second = (list(config["backbones"].values()) for config in (ours, theirs))
+    assert first[0]["prune"] is not first[1]["prune"]
+    assert second[0]["prune"] is second[1]["prune"]  # why config.validate_config keeps its own filler

@@ -9,10 +9,12 @@ import types
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from dynamax_bench.generation.tasks import get_task
+from dynamax_bench.generation.tasks import Sample, get_task
 from dynamax_bench.generation.tasks.coqa import compute_scores
-from dynamax_bench.generation.tasks.squad import compute_exact, compute_f1
+from dynamax_bench.generation.answers import compute_exact, compute_f1, get_tokens, normalize_answer
 
 from .conftest import shared_data
 
@@ -77,3 +79,44 @@ def test_malformed_record_names_file_line_and_field(tmp_path: Path) -> None:
     path.write_text(json.dumps(STORY) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(ValueError, match=r"c\.jsonl:2: field 'answers' has 1 turns for 5 questions"):
         get_task("coqa").load({"kind": "local", "path": str(path)})
+
+
+answers = st.text(alphabet="ab .,!The", max_size=12)
+
+
+@given(answers, answers)
+def test_squad_scores_obey_their_laws(gold: str, prediction: str) -> None:
+    assert normalize_answer(normalize_answer(gold)) == normalize_answer(gold)  # idempotent
+    f1 = compute_f1(gold, prediction)
+    assert 0.0 <= f1 <= 1.0 and f1 == pytest.approx(compute_f1(prediction, gold))  # symmetric
+    assert compute_exact(gold, gold) == 1 and compute_f1(gold, gold) == 1.0
+    if compute_exact(gold, prediction):
+        assert f1 == 1.0
+
+
+def test_squad_normalisation_drops_articles_punctuation_and_case_only() -> None:
+    assert normalize_answer("  The  Anne, an Apple; A  thesis ") == "anne apple thesis"
+    assert normalize_answer("theatre, another") == "theatre another"  # only whole-word articles
+    assert get_tokens("") == [] and get_tokens("A b-c") == ["bc"]
+    assert compute_f1("red red bike", "red bike bike") == pytest.approx(2 / 3)  # counts, not sets
+
+
+def test_leave_one_out_scores_by_hand() -> None:
+    # golds: "red", "red bike"; prediction "bike": leave out each gold, best of the rest, mean
+    assert compute_scores(["red", "red bike"], "bike") == {"em": 0.0, "f1": pytest.approx((2 / 3 + 0.0) / 2)}
+    assert compute_scores(["red"], "Red.") == {"em": 1.0, "f1": 1.0}
+    assert compute_scores(["a", "b", "c"], "b") == {"em": pytest.approx(2 / 3), "f1": pytest.approx(2 / 3)}
+
+
+def test_gold_answers_add_additional_answers_that_differ_in_more_than_case() -> None:
+    task = get_task("coqa")
+    doc = {"answers": ["a bike", "Red"], "additional": [["x", "red"], ["y", "crimson"], ["z", "Crimson"]]}
+    assert task.gold_answers(doc) == ["Red", "crimson"]
+    # the first line only; leave-one-out over ["Red", "crimson"]: 1 without "Red", 0 without "crimson"
+    assert task.score_one(Sample("s", "", doc), " crimson\nQ: more") == {"em": 0.5, "f1": 0.5}
+    turns = get_task("coqa", turns="all").expand({"id": "s", "story": "t", "questions": ["q1", "q2"],
+                                                   "answers": ["a1", "a2"], "additional": [["b1", "b2"]]})
+    assert [(t["id"], t["questions"], t["answers"], t["additional"]) for t in turns] == [
+        ("s-t1", ["q1"], ["a1"], [["b1"]]), ("s-t2", ["q1", "q2"], ["a1", "a2"], [["b1", "b2"]])]
+    with pytest.raises(ValueError, match="turns must be one of"):
+        get_task("coqa", turns="first")

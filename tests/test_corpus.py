@@ -10,7 +10,7 @@ import pytest
 
 from dynamax_bench.config import ConfigError
 from dynamax_bench.profile_checks import validate_profile
-from dynamax_bench.classifiers.corpus import prepare_corpus
+from dynamax_bench.corpus import prepare_corpus
 from dynamax_bench.files import read_jsonl
 
 from .conftest import shared_data

@@ -6,12 +6,15 @@ how counts become FLOPs, on a table with round numbers.)
 
 from __future__ import annotations
 
+from collections import Counter
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from dynamax_bench.costs.ledger import cell_flops
-from dynamax_bench.costs.lengths import LengthModel
+from dynamax_bench.costs.ledger import cell_flops, sample_work
+from dynamax_bench.costs.lengths import LengthModel, default_lengths, fit_length_model
 from dynamax_bench.spec import parse_method
 
 L, HEAD, CALM, MAMBA, PARTIAL = 8, 500, 10, 40, 100
@@ -50,7 +53,7 @@ def full_sample(prompt: int, tokens: int) -> int:
 
 
 def records(*samples: tuple[int, list[int]]) -> list[dict]:
-    return [{"id": f"s{i}", "prompt_tokens": prompt, "exit_layers": trace} for i, (prompt, trace) in enumerate(samples)]
+    return [{"id": f"s{i}", "prompt_tokens": prompt, "layers_executed": trace} for i, (prompt, trace) in enumerate(samples)]
 
 
 def test_full_saves_nothing_and_counts_prompt_and_every_step_at_its_length() -> None:
@@ -97,7 +100,94 @@ def test_a_cell_without_decode_steps_has_no_decode_savings() -> None:
 
 def test_stale_inputs_say_which_rule_to_rerun() -> None:
     with pytest.raises(ValueError, match="'s0'.*rerun the generate rule"):
-        cell_flops([{"id": "s0", "exit_layers": [L]}], parse_method("full"), TABLE)
+        cell_flops([{"id": "s0", "layers_executed": [L]}], parse_method("full"), TABLE)
     stale = {**TABLE, "blocks": {**TABLE["blocks"], "layer_prefill": {"flops": 1}}}
     with pytest.raises(ValueError, match="rerun the flops rule"):
         cell_flops(records((10, [L])), parse_method("full"), stale)
+
+
+traces = st.lists(st.tuples(st.integers(1, 40), st.lists(st.sampled_from([4, 5, 6, 7, L]), min_size=1, max_size=6)),
+                  min_size=1, max_size=4)
+
+
+@given(traces)
+def test_full_saves_nothing_on_any_trace(samples: list[tuple[int, list[int]]]) -> None:
+    out = cell_flops(records(*[(prompt, [L] * len(trace)) for prompt, trace in samples]), parse_method("full"), TABLE)
+    assert out["savings"] == 0.0 and out["executed"] == out["full"]
+    assert out["decode_savings"] in (0.0, None)
+
+
+@given(traces, st.sampled_from(["ee-calm-copy-t0.5", "ee-calm-partial-t0.5", "ee-mamba-skip-t0.5", "oracle"]))
+def test_the_ledger_adds_up_and_charges_each_decision_and_fill(samples: list[tuple[int, list[int]]],
+                                                                name: str) -> None:
+    method = parse_method(name)
+    out = cell_flops(records(*samples), method, TABLE)
+    assert out["executed"] == sum(s["executed"] for s in out["per_sample"]) == (
+        out["prompt"]["executed"] + out["decode"]["executed"])
+    assert out["full"] == sum(full_sample(prompt, len(trace)) for prompt, trace in samples)
+    decode = 0
+    for prompt, trace in samples:
+        for k, ran in enumerate(trace[1:], start=1):
+            decode += ran * step(prompt + k - 1) + HEAD
+            if method.kind == "ee":
+                stateful = method.exit_kind == "mamba"
+                decode += MAMBA * len(EXITS) if stateful else CALM * sum(e <= ran for e in EXITS)
+                decode += (L - ran) * (PARTIAL if method.policy == "partial" else 0)
+    assert out["decode"]["executed"] == decode
+    assert out["decode"]["tokens"] == sum(len(trace) - 1 for _, trace in samples)
+    if out["decode"]["tokens"]:
+        assert out["per_token_executed"] == decode / out["decode"]["tokens"]
+
+
+def test_sample_work_counts_each_block_per_phase() -> None:
+    work = sample_work(10, [L, 5, L], parse_method("ee-calm-partial-t0.9"), TABLE)
+    assert work.prompt == Counter({("layer_prefill", 10): L, ("head", None): 1})
+    assert work.decode == Counter({("layer_decode", 10): 5, ("layer_decode", 11): L, ("head", None): 2,
+                                   ("decision", None): 2 + 4, ("fill", None): 3})
+    assert work.totals() == Counter({"layer_prefill": L, "head": 3, "layer_decode": 5 + L, "decision": 6, "fill": 3})
+    assert sample_work(10, [6, 6], parse_method("prune2"), TABLE).prompt[("layer_prefill", 10)] == 6
+
+
+def test_length_models_reproduce_the_forms_exactly_and_round_trip() -> None:
+    cubic = fit_length_model(lambda t: 7 + 3 * t + 5 * t * t + t**3, "polynomial", degree=3, around=50)
+    assert cubic.exact and cubic.max_relative_error == 0.0 and cubic(1000) == 7 + 3000 + 5_000_000 + 10**9
+    assert cubic.coefficients == (7, 3, 5, 1) and 50 in dict(cubic.counts)
+    chunked = fit_length_model(lambda t: 11 + 2 * t + 3 * -(-t // 8) + 4 * (-(-t // 8)) ** 2, "chunked", chunk=8,
+                               around=30)
+    assert chunked.exact and [chunked(t) for t in (1, 8, 9, 100)] == [20, 34, 51, 11 + 200 + 39 + 676]
+    assert LengthModel.from_dict(chunked.to_dict()) == chunked
+    rough = fit_length_model(lambda t: t * t + (t % 3), "polynomial", degree=1, around=20)
+    assert not rough.exact and rough.max_relative_error > 0
+    assert rough.max_relative_error == max(abs(rough(t) - (t * t + t % 3)) / (t * t + t % 3)
+                                           for t in default_lengths("polynomial", 1, None, 20)[1])
+
+
+def test_length_models_refuse_lengths_they_cannot_price() -> None:
+    model = fit_length_model(lambda t: 2 * t, "polynomial", degree=1, around=9, valid_below=100)
+    assert model(99) == 198
+    with pytest.raises(ValueError, match="length 100 is past 100"):
+        model(100)
+    with pytest.raises(ValueError, match="length must be >= 1, got 0"):
+        model(0)
+    with pytest.raises(ValueError, match="use one of"):
+        fit_length_model(lambda t: t, "chunked", around=9)
+    with pytest.raises(ValueError, match="singular"):
+        fit_length_model(lambda t: t, "polynomial", degree=1, around=9, lengths=([4, 4], [5]))
+
+
+def test_default_lengths_fit_distinct_points_and_check_at_the_reference_length() -> None:
+    assert default_lengths("polynomial", 2, None, 16) == ([8, 16, 24], [28, 40])
+    assert default_lengths("polynomial", 2, None, 50) == ([8, 16, 24], [28, 40, 50])
+    assert default_lengths("chunked", 2, 256, 24) == ([128, 256, 257, 640], [24, 129, 769])
+
+
+def test_stale_inputs_are_named_in_full() -> None:
+    with pytest.raises(ValueError) as err:
+        cell_flops([{"layers_executed": [L]}], parse_method("full"), TABLE)
+    assert str(err.value) == ("generation record '?' has no 'prompt_tokens': it predates the complete cost ledger; "
+                              "rerun the generate rule for this cell")
+    stale = {**TABLE, "blocks": {**TABLE["blocks"], "layer_prefill": {"flops": 1}}}
+    with pytest.raises(ValueError) as err:
+        cell_flops(records((10, [L])), parse_method("full"), stale)
+    assert str(err.value) == ("the FLOPs table has no per-length counts (it predates the complete cost ledger); "
+                              "rerun the flops rule for this backbone")

@@ -14,7 +14,11 @@ from dynamax_bench.classifiers.distill import distill, load_store, select_top_k
 from dynamax_bench.classifiers.oracle import OracleStore, extract_oracle
 from dynamax_bench.classifiers.training import Variant, exit_weights, train_variants
 from dynamax_bench.files import read_json, write_jsonl
-from dynamax_bench.reporting.tables import distillation_table, exit_weight_ablation_table, top_k_selection_table
+from dynamax_bench.reporting.tables.distillation import (
+    distillation_table,
+    exit_weight_ablation_table,
+    top_k_selection_table,
+)
 
 SENTENCES = [
     "The river flows past the old mill and into the lake.",

@@ -11,7 +11,7 @@ import torch
 
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import EarlyExitGenerator, ExitPoint, Strategy
-from dynamax_bench.engine.rules import decide
+from dynamax_bench.engine.rules import ConstantRule, ExitRule, decide
 from dynamax_bench.classifiers.registry import EXIT_METHODS, is_trained, known_kinds, load_plugins
 from dynamax_bench.classifiers.training_free import MaxSoftmaxRule, SaturationRule
 from dynamax_bench.generation.strategy import build_strategy
@@ -82,3 +82,26 @@ def test_a_package_adds_an_exit_method_through_its_entry_point(
         EXIT_METHODS.pop("halfway", None)
         sys.modules.pop("my_exit_rule", None)
         load_plugins.cache_clear()
+
+
+class TensorRule(ExitRule):
+    """Returns the confidences it is given, in their own dtype."""
+
+    def __init__(self, values: torch.Tensor, threshold: float) -> None:
+        self.values, self.threshold = values, threshold
+
+    def confidence(self, point, hidden, state):
+        return self.values
+
+
+def test_decide_compares_float32_confidences_with_the_threshold_per_row() -> None:
+    point, hidden = ExitPoint(index=0, layer=4, head=lambda h: h), torch.zeros(3, 1, 8)
+    confidence, leave, exact = decide(TensorRule(torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64), 0.5), point,
+                                      hidden, {})
+    assert confidence.dtype == torch.float32 and leave.tolist() == [False, True, True] and not exact
+    confidence, leave, exact = decide(ConstantRule(1, threshold=0.5), point, hidden, {})  # an int: every row alike
+    assert confidence.dtype == torch.float32 and confidence.tolist() == [1.0] * 3 and leave.all() and exact
+    never = decide(ConstantRule(0.0), point, hidden, {})
+    assert never[0].tolist() == [0.0] * 3 and not never[1].any() and ConstantRule(0.0).threshold == 0.5
+    base = ExitRule()  # never exits: confidence 0 below the threshold 1
+    assert base.confidence(point, hidden, {}) == 0.0 and not decide(base, point, hidden, {})[1].any()

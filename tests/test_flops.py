@@ -96,6 +96,24 @@ def test_classifier_and_rule_steps(tiny_mistral: Backbone) -> None:
     assert softmax["flops"] > blocks["head"]["flops"]  # reads the whole LM head at every exit
 
 
+
+def test_mamba_classifier_step_is_one_recurrent_step_of_its_mixer(tiny_mistral: Backbone) -> None:
+    """The `mamba` kind's decision per token and exit: standardisation, RMSNorm and one recurrent mixer
+    step with its state (in_proj, the conv window, the SSM update, out_proj to 2), not a pass over a
+    prompt from a fresh state (the chunked scan, about 360x more at this width)."""
+    stack = layer_stack(tiny_mistral.model)
+    d = stack.config.hidden_size
+    step = exit_method_step("mamba", {}, stack, backbone_blocks(stack, 8), 8)
+    c = build_classifier("mamba", d, {}).config
+    inner = c.expand * d
+    in_proj = d * (2 * inner + 2 * c.n_groups * c.state_size + c.num_heads)
+    conv = (inner + 2 * c.n_groups * c.state_size) * c.conv_kernel
+    ssm = 6 * c.num_heads * c.head_dim * c.state_size
+    assert step["by_operator"]["linear"] == in_proj + inner * 2  # the projections, exactly
+    assert step["flops"] == pytest.approx(d + in_proj + conv + ssm + inner * 2, rel=0.05)
+    assert step["flops"] == 33_093  # fvcore's count at d = 64 with the default options (MACs)
+    assert step["prefill"]["form"] == "chunked" and step["parameters"] > 0
+
 @pytest.mark.parametrize("name", ["tiny_mistral", "tiny_mamba2"])
 def test_length_models_give_fvcores_count_at_lengths_they_never_saw(request: pytest.FixtureRequest, name: str) -> None:
     """A prompt of 77 tokens (two Mamba-2 chunks of 64, the second padded) and a decode step after

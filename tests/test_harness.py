@@ -20,7 +20,7 @@ def test_full_method_equals_engine_and_model_generate(request: pytest.FixtureReq
     lm = get_model("dynamax")(backbone=backbone.model.name_or_path, method="full", max_gen_toks=8, device="cpu")
     assert isinstance(lm, DynamaxLM)
     texts = lm.generate_until(build_requests(task, samples, 8))
-    engine = EarlyExitGenerator(backbone.model, backbone.tokenizer, exit_layers=lm.exit_layers, max_new_tokens=8,
+    engine = EarlyExitGenerator(backbone.model, backbone.tokenizer, exit_layers=lm.exit_positions, max_new_tokens=8,
                                 stop_strings=task.stop_strings)
     tok = backbone.tokenizer
     for sample, text in zip(samples, texts):

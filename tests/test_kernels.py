@@ -97,7 +97,7 @@ def test_decoder_load_runs_the_check(smoke_config: dict, tiny_mamba2: Backbone, 
     spec = dataclasses.replace(decode_spec(smoke_config, "tiny_mamba2", "triviaqa", "full"), mamba_kernels="required")
     with pytest.raises(KernelsMissing, match="runtime.mamba_kernels is 'required'"):
         Decoder.load(spec, backbone_root / "tiny_mamba2")
-    assert Decoder.load(dataclasses.replace(spec, mamba_kernels="auto"), backbone_root / "tiny_mamba2").exit_layers
+    assert Decoder.load(dataclasses.replace(spec, mamba_kernels="auto"), backbone_root / "tiny_mamba2").exit_positions
 
 
 def test_paper_profile_requires_the_kernels_and_a_cpu_profile_cannot(config_copy: dict) -> None:

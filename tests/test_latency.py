@@ -18,7 +18,7 @@ from dynamax_bench.costs.latency import measure_latency
 from dynamax_bench.files import read_json
 from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.generation.tasks import load_samples
-from dynamax_bench.reporting.tables import batched_speedups, main_results, speedups
+from dynamax_bench.reporting.tables.main_results import batched_speedups, main_results, speedups
 from dynamax_bench.spec import latency_spec, task_spec
 from tests.cells import make_cell, share
 

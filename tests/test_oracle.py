@@ -53,7 +53,7 @@ def test_sharded_store_reads_back_every_document_as_the_pass_produced_it(tmp_pat
     meta = extract_oracle(tiny_mamba2.model.name_or_path, corpus, tmp_path / "oracle", exits={"count": 4},
                           max_length=64, shard_mb=0.01)
     store = OracleStore(tmp_path / "oracle")
-    assert store.exits == meta["exit_layers"] == [4, 5, 6, 7]
+    assert store.exits == meta["exit_positions"] == [4, 5, 6, 7]
     assert meta["num_shards"] >= 3 and len(list((tmp_path / "oracle").glob("shard-*.safetensors"))) == meta["num_shards"]
     assert store.offsets[-1] == meta["num_tokens"] and store.num_documents == 5
     assert [d["topic"] for d in meta["documents"]] == [None, "sea", None, "sea", None]

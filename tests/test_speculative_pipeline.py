@@ -22,9 +22,9 @@ from dynamax_bench.files import read_json, read_jsonl, write_jsonl
 from dynamax_bench.generation.generate import generate_cells
 from dynamax_bench.profile_checks import check_profile
 from dynamax_bench.reporting.score import score_cell
-from dynamax_bench.reporting.speculation import payoff_table, speculation_latency_table, speculation_table
 from dynamax_bench.reporting.statistics import IntervalSettings
-from dynamax_bench.reporting.tables import main_results
+from dynamax_bench.reporting.tables.main_results import main_results
+from dynamax_bench.reporting.tables.speculative import payoff_table, speculation_latency_table, speculation_table
 from dynamax_bench.spec import decode_spec, latency_spec, parse_method, task_spec
 
 SETTINGS = IntervalSettings(confidence=0.95, resamples=200, seed=0)
@@ -142,8 +142,8 @@ def _mamba_model() -> torch.nn.Module:
 
 
 def test_acceptance_statistics_and_the_iid_model() -> None:
-    records = [{"exit_layers": [8] * 9, "speculation": {"drafted": [3, 3, 3], "accepted": [3, 1, 0]}},
-               {"exit_layers": [8], "speculation": {"drafted": [], "accepted": []}}]
+    records = [{"layers_executed": [8] * 9, "speculation": {"drafted": [3, 3, 3], "accepted": [3, 1, 0]}},
+               {"layers_executed": [8], "speculation": {"drafted": [], "accepted": []}}]
     found = speculation_summary(records)
     assert (found["passes"], found["drafted"], found["accepted"]) == (3, 9, 4)
     assert found["acceptance_rate"] == 4 / 9

@@ -40,7 +40,8 @@ def test_parsing_the_snakefile_loads_no_model_library() -> None:
         "\nfrom dynamax_bench.config import load_config"
         "\nconfig = load_config('config/default.yaml')"
         "\ncheck_profile(config)"
-        "\n[is_trained(k) for k in config['classifiers']['kinds']], ee_methods(config, 'smollm2')"
+        "\nplan = Plan.from_config(config)"
+        "\nplan.cells(), plan.latency_targets(), plan.classifier_metrics(), plan.sweep_methods({'policy': 'copy'})"
     )
     assert not MODEL_LIBRARIES & modules_after(code)
 

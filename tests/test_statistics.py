@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dynamax_bench.reporting.statistics import (
+    Groups,
     IntervalSettings,
     Ratio,
     estimate,
@@ -16,6 +17,7 @@ from dynamax_bench.reporting.statistics import (
     lm_eval_stderr,
     paired_difference,
     paired_n,
+    percentile_interval,
 )
 from tests.cells import make_cell, share
 
@@ -26,7 +28,7 @@ def coverage(draw, truth: float, n: int, reps: int, resamples: int = 400) -> flo
     hits = 0
     for rep in range(reps):
         values = draw(rng, n)
-        est = estimate(lambda take, r=Ratio.mean(values): take(r), n, IntervalSettings(0.95, resamples, rep))
+        est = estimate(lambda take, r=Ratio.mean(values): take(r), Groups.singletons(n), IntervalSettings(0.95, resamples, rep))
         hits += est.includes(truth)
     return hits / reps
 
@@ -49,7 +51,7 @@ def test_a_rare_event_on_few_samples_is_under_covered_which_min_samples_guards()
 
 def test_percentile_interval_matches_the_normal_interval_on_many_samples() -> None:
     values = np.random.default_rng(0).normal(0.0, 1.0, 2000)
-    est = estimate(lambda take, r=Ratio.mean(values): take(r), len(values), IntervalSettings(0.95, 4000, 1))
+    est = estimate(lambda take, r=Ratio.mean(values): take(r), Groups.singletons(len(values)), IntervalSettings(0.95, 4000, 1))
     half = 1.96 * stats.stdev(values) / math.sqrt(len(values))
     assert est.value == pytest.approx(float(values.mean()))
     assert est.lo == pytest.approx(est.value - half, abs=0.1 * half)
@@ -65,7 +67,7 @@ def test_ratio_statistic_is_a_ratio_of_sums_not_a_mean_of_ratios() -> None:
 
 
 def test_constant_quantity_has_a_zero_width_interval() -> None:
-    found = estimates({"x": Ratio.mean([0.75] * 12)}, IntervalSettings(resamples=200))
+    found = estimates({"x": Ratio.mean([0.75] * 12)}, Groups.singletons(12), IntervalSettings(resamples=200))
     assert found["x"].value == found["x"].lo == found["x"].hi == 0.75 and found["x"].n == 12
 
 
@@ -87,15 +89,15 @@ def test_pairing_narrows_the_interval_of_correlated_samples() -> None:
     a, b = make_cell("ee-calm-copy-t0.9", list(base)), make_cell("ee-calm-partial-t0.9", list(flip))
     settings = IntervalSettings(resamples=1000, seed=5)
     paired = paired_difference(a, b, "consistency.output_match", settings)
-    one = estimate(lambda take, r=Ratio.mean(base): take(r), 80, settings)
-    other = estimate(lambda take, r=Ratio.mean(flip): take(r), 80, IntervalSettings(resamples=1000, seed=6))
+    one = estimate(lambda take, r=Ratio.mean(base): take(r), Groups.singletons(80), settings)
+    other = estimate(lambda take, r=Ratio.mean(flip): take(r), Groups.singletons(80), IntervalSettings(resamples=1000, seed=6))
     unpaired_width = math.hypot(one.hi - one.lo, other.hi - other.lo)
     assert paired.hi - paired.lo < 0.5 * unpaired_width
 
 
 def test_same_inputs_and_settings_give_identical_estimates_and_a_new_seed_other_draws() -> None:
     values = list(np.random.default_rng(1).random(25))
-    run = lambda seed: estimates({"m": Ratio.mean(values)}, IntervalSettings(resamples=300, seed=seed))["m"]  # noqa: E731
+    run = lambda seed: estimates({"m": Ratio.mean(values)}, Groups.singletons(25), IntervalSettings(resamples=300, seed=seed))["m"]  # noqa: E731
     assert run(11) == run(11)
     assert (run(11).lo, run(11).hi) != (run(12).lo, run(12).hi)
 
@@ -117,3 +119,35 @@ def test_task_metrics_carry_lm_evals_stderr_of_the_mean() -> None:
     values = [0.0, 1.0, 1.0, 0.5, 0.25]
     assert lm_eval_stderr(values) == pytest.approx(stats.stdev(values) / math.sqrt(len(values)))
     assert lm_eval_stderr([1.0]) is None
+
+
+def test_grouped_samples_are_resampled_whole() -> None:
+    """Ten groups of four identical samples: the cluster bootstrap's interval is that of ten samples, about
+    twice as wide as forty independent ones would give; every resample's samples come in whole groups."""
+    per_group = np.random.default_rng(4).normal(0.0, 1.0, 10)
+    values = np.repeat(per_group, 4)
+    ratio = Ratio.mean(values)
+    settings = IntervalSettings(resamples=2000, seed=2)
+    grouped = estimate(lambda take: take(ratio), Groups.of([f"g{i // 4}" for i in range(40)]), settings)
+    alone = estimate(lambda take: take(ratio), Groups.singletons(40), settings)
+    assert grouped.value == alone.value == pytest.approx(float(values.mean()))
+    assert (grouped.n, grouped.groups, alone.groups) == (40, 10, 40)
+    assert (grouped.hi - grouped.lo) > 1.6 * (alone.hi - alone.lo)
+    ten = estimate(lambda take, r=Ratio.mean(per_group): take(r), Groups.singletons(10), settings)
+    assert (grouped.lo, grouped.hi) == pytest.approx((ten.lo, ten.hi))
+
+
+def test_a_ratio_of_sums_is_the_same_over_samples_and_over_group_sums() -> None:
+    executed, full = np.array([10.0, 90.0, 40.0]), np.array([100.0, 100.0, 50.0])
+    savings = Ratio(full - executed, full)
+    groups = Groups.of(["a", "a", "b"])
+    assert (groups.sums(savings.num).sum() / groups.sums(savings.den).sum()) == pytest.approx(savings.value())
+
+
+def test_resamples_without_a_value_are_left_out_of_the_interval() -> None:
+    """Decode savings of a resample that drew only one-token answers (no decode step) is 0/0."""
+    assert percentile_interval(np.array([np.nan, 0.1, 0.2, 0.3]), 0.5) == pytest.approx((0.15, 0.25))
+    lo, hi = percentile_interval(np.array([np.nan, np.nan]), 0.95)
+    assert math.isnan(lo) and math.isnan(hi)
+    found = estimates({"s": Ratio(np.array([0.0, 0.0]), np.array([0.0, 0.0]))}, Groups.singletons(2), IntervalSettings(resamples=100))
+    assert found == {}

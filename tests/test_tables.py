@@ -4,20 +4,21 @@ intervals, paired differences, and the same bytes from the same cells."""
 from __future__ import annotations
 
 import math
+import pkgutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from dynamax_bench.files import write_json
-from dynamax_bench.reporting.tables import (
-    agreement_table,
-    build_paper_tables,
-    main_results,
-    policy_ablation,
-    pruning_comparison,
-    write_table,
-)
+from dynamax_bench.reporting import tables as tables_package
+from dynamax_bench.reporting.paper_tables import TABLES, build_paper_tables
+from dynamax_bench.reporting.tables.agreement import agreement_table
+from dynamax_bench.reporting.tables.calibration import calibration_table, savings_at_targets, violations
+from dynamax_bench.reporting.tables.main_results import main_results
+from dynamax_bench.reporting.tables.policies import policy_ablation
+from dynamax_bench.reporting.tables.pruning import pruning_comparison
+from dynamax_bench.reporting.tables.render import write_table
 from tests.cells import EVIDENCE, SETTINGS, make_cell, share
 
 
@@ -60,7 +61,10 @@ def main_cells() -> list[dict]:
     return [make_cell("full", share(n, n)),
             make_cell("prune4", share(3, n), savings=[0.4] * n),
             make_cell("ee-calm-copy-t0.9", share(9, n), savings=[0.3 + 0.02 * (i % 3) for i in range(n)]),
-            make_cell("ee-calm-partial-t0.9", share(10, n), savings=[0.2] * n)]
+            make_cell("ee-calm-partial-t0.9", share(10, n), savings=[0.2] * n),
+            make_cell("ee-calm-copy-p4", share(8, n), savings=[0.42] * n, threshold=0.55),
+            make_cell("ee-calm-copy-c0.9", share(11, n), savings=[0.1] * n, threshold=0.97),
+            make_cell("ee-mamba-copy-c0.9", share(n, n), certified=False)]
 
 
 def test_main_results_carry_every_estimate_with_its_interval_and_n() -> None:
@@ -74,19 +78,45 @@ def test_main_results_carry_every_estimate_with_its_interval_and_n() -> None:
         assert (row[column], row[f"{column} lo"], row[f"{column} hi"]) == tuple(est[quantity][k] for k in ("value", "lo", "hi"))
     assert row["EM stderr"] == est["metrics.em"]["stderr"] and row["n"] == 12
     assert row["exitable tokens"] == 0.75  # 4 tokens per sample, the first from the prompt's forward
-    assert row["decode savings"] == cells[2]["flops"]["decode_savings"]
+    assert (row["decode savings"], row["decode savings lo"]) == (est["flops.decode_savings"]["value"],
+                                                                  est["flops.decode_savings"]["lo"])
+    assert row["threshold"] == 0.9 and row["net"] == ""
+    costly = main_results([make_cell("ee-maxsoftmax-copy-t0.9", share(12, 12), savings=[-0.5] * 12)]).iloc[0]
+    assert costly["net"] == "costs more than it saves"
 
 
 def test_pruning_and_policy_tables_show_paired_differences() -> None:
     cells = main_cells()
-    table4 = pruning_comparison(cells, SETTINGS).iloc[0]
-    assert table4["calm method"] == "ee-calm-copy-t0.9"  # savings 0.32 is the closest to 0.4
-    assert table4["calm consistency diff"] == pytest.approx(9 / 12 - 3 / 12)
-    assert table4["calm consistency diff lo"] > 0 and table4["n"] == 12
-    table5 = policy_ablation(cells, SETTINGS).set_index("policy")
+    [table4] = pruning_comparison(cells, SETTINGS).to_dict("records")  # the row calibrated to prune4's savings
+    assert (table4["kind"], table4["threshold"], table4["reached"]) == ("calm", 0.55, "yes")
+    assert table4["consistency diff"] == pytest.approx(8 / 12 - 3 / 12)
+    assert table4["consistency diff lo"] > 0 and table4["n"] == 12
+    assert table4["decode savings"] == pytest.approx(0.42) and table4["pruning decode savings"] == pytest.approx(0.4)
+    table5 = policy_ablation(cells, SETTINGS).set_index("policy")  # typed-in thresholds only
+    assert len(table5) == 2
     assert table5.loc["copy", "consistency diff"] == pytest.approx(9 / 12 - 10 / 12)
-    assert table5.loc["copy", "savings diff"] == pytest.approx(0.32 - 0.2)
+    assert table5.loc["copy", "decode savings diff"] == pytest.approx(0.32 - 0.2)
     assert math.isnan(table5.loc["partial", "consistency diff"])  # the reference itself
+
+
+def test_calibration_tables_say_what_each_target_chose_and_delivered() -> None:
+    cells = main_cells()
+    calibrations = [{"backbone": "b", "task": "t", "epsilon": 0.05, "methods": {
+        "calm": {"copy": {"consistency": {"0.9": {"thresholds_tested": 5, "reason": ""}},
+                          "prune": {"4": {"decodes": [{}, {}], "reason": ""}}}},
+        "mamba": {"copy": {"consistency": {"0.9": {"thresholds_tested": 1, "reason": "p = 0.4 > 0.05"}}}}}}]
+    table = calibration_table(cells, calibrations).set_index(["kind", "target"])
+    calm = table.loc[("calm", "consistency >= 0.9")]
+    assert (calm["threshold"], calm["certified"], calm["violation"]) == (0.97, "yes", "no")
+    assert calm["calibration"] == "5 thresholds tested" and calm["consistency"] == pytest.approx(11 / 12)
+    mamba = table.loc[("mamba", "consistency >= 0.9")]
+    assert (mamba["certified"], mamba["calibration"]) == ("no", "p = 0.4 > 0.05") and pd.isna(mamba["violation"])
+    assert table.loc[("calm", "decode savings of prune4"), "calibration"] == "2 decodes"
+    assert violations(calibration_table(cells, calibrations)) == {"certified": 1, "below_target": 0, "clearly_below": 0}
+    below = [make_cell("ee-calm-copy-c0.9", share(6, 12), threshold=0.5)]
+    assert violations(calibration_table(below, calibrations)) == {"certified": 1, "below_target": 1, "clearly_below": 1}
+    [summary] = savings_at_targets(cells).to_dict("records")
+    assert summary["calm"] == pytest.approx(0.1) and summary["mamba"] == 0.0  # not certified: runs as full
 
 
 def test_agreement_table_reports_each_cells_batch_agreement_and_marks_the_reference_path() -> None:
@@ -116,9 +146,18 @@ def test_paper_tables_from_the_same_cells_are_the_same_bytes(tmp_path: Path) -> 
                  "table6_claims.md", "table6_claims_comparisons.csv", "table7_batch_agreement.md"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
     claims = pd.read_csv(tmp_path / "one" / "table6_claims.csv")
-    assert set(claims["verdict"]) <= {"holds", "fails", "inconclusive"} and len(claims) == 4
+    assert set(claims["verdict"]) <= {"holds", "fails", "equivalent", "inconclusive", "not competent"}
+    assert {"claim", "backbone", "verdict", "margin", "comparisons"} <= set(claims.columns)
     comparisons = pd.read_csv(tmp_path / "one" / "table6_claims_comparisons.csv")
-    assert {"A - B diff", "A - B diff lo", "A - B diff hi", "n", "confidence"} <= set(comparisons.columns)
-    # prune4 saves 0.4, more than any EE cell: nothing to compare it with
-    assert comparisons.set_index("claim").loc["pruning", "reason"].startswith("no EE cell saves 0.400")
+    assert {"A - B diff", "A - B diff lo", "A - B diff hi", "n", "groups", "p", "Holm level", "margin"} <= set(
+        comparisons.columns)
+    pruning = comparisons.set_index("claim").loc["pruning"]
+    assert pruning["verdict"] == "holds" and pruning["A"].startswith("best of 1 EE (calm)")
     assert "percentile bootstrap" in (tmp_path / "one" / "index.md").read_text()
+
+
+def test_every_table_module_is_registered_once() -> None:
+    """A table module that `paper_tables.TABLES` does not list would never be written."""
+    modules = {m.name for m in pkgutil.iter_modules(tables_package.__path__)} - {"render"}
+    registered = [build.__module__.rsplit(".", 1)[1] for build in TABLES]
+    assert sorted(registered) == sorted(modules)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dynamax_bench.generation.tasks import get_task
-from dynamax_bench.generation.tasks.squad import compute_f1, normalize_answer
+from dynamax_bench.generation.answers import compute_f1, normalize_answer
 from dynamax_bench.generation.tasks.triviaqa import exact_match
 
 from .conftest import shared_data
@@ -17,7 +17,7 @@ from .conftest import shared_data
 def test_embedded_set_is_complete_and_disjoint_from_fewshot() -> None:
     task = get_task("triviaqa")
     samples = task.load({"kind": "embedded"})
-    shots = task.read({"kind": "embedded", "file": "triviaqa.train.jsonl"})
+    shots = task.read({"kind": "embedded", "split": "train"})
     assert len(samples) >= 60
     assert len({s.id for s in samples}) == len(samples)
     assert not {s.target["question"] for s in samples} & {d["question"] for d in shots}
@@ -34,7 +34,7 @@ def test_fewshot_examples_are_drawn_per_sample_from_the_pool_with_lm_evals_seed(
     """(tests/test_lmeval_tasks.py checks the draws against lm-eval's own sampler.)"""
     task = get_task("triviaqa")
     pool = {task.doc_to_text(d) + " " + task.doc_to_target(d) + "\n\n"
-            for d in task.read({"kind": "embedded", "file": "triviaqa.train.jsonl"})}
+            for d in task.read({"kind": "embedded", "split": "train"})}
     samples = task.load({"kind": "embedded"}, limit=12, num_fewshot=3)
     contexts = [s.prompt[: -len(task.doc_to_text(s.target))] for s in samples]
     for context in contexts:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from tqdm import tqdm
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -98,9 +99,10 @@ def hub_help(repo: str, revision: str, offline: bool, err: Exception) -> str:
     reason = "the profile runs offline (runtime.offline: true)" if offline else "the hub could not be reached"
     return (
         f"cannot load {repo}@{revision} from the Hugging Face hub: {reason}, and it is not in the local "
-        f"cache ({cache}). On a machine with network, run `huggingface-cli download {repo} --revision {revision}` "
-        f"(accept the model's licence on the hub first), then copy the cache here or set HF_HOME; or point "
-        f"the backbone's source at `kind: local, path: <folder>`. Underlying error: {err}"
+        f"cache ({cache}). On a machine with network, run `hf download {repo} --revision {revision}` "
+        f"(huggingface_hub's CLI; first `hf auth login` and accept the model's licence on the hub), then copy "
+        f"the cache here or set HF_HOME; or point the backbone's source at `kind: local, path: <folder>`. "
+        f"Underlying error: {err}"
     )
 
 
@@ -166,22 +168,30 @@ def prepare_backbone(name: str, spec: dict, out_dir: str | Path, *, seed: int, o
         raise BackboneError(f"backbone {name!r} is trained by the pipeline: build it with rule train_backbone "
                             f"(`snakemake --cores all {out_dir}`), not prepare_backbone")
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    # two steps: the weights (load or download; the hub client shows its own bars), then their folder
+    with atomic_dir(out_dir) as tmp, tqdm(total=2, desc=f"prepare {name}", unit="step") as progress:
         if source["kind"] in ("gguf", "random"):
+            progress.set_postfix_str("dequantise GGUF" if source["kind"] == "gguf" else "initialise")
             if source["kind"] == "gguf":
                 model, tokenizer = _dequantised_gguf(source)
             else:
                 model, tokenizer = _random_model(source, seed, offline)
+            progress.update()
+            progress.set_postfix_str("write safetensors")
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             config = model.config
             parameters = sum(p.numel() for p in model.parameters())
         else:
+            progress.set_postfix_str("download" if source["kind"] == "hub" else "find folder")
             folder = _hub_snapshot(source, offline) if source["kind"] == "hub" else Path(source["path"])
+            progress.update()
+            progress.set_postfix_str("link files")
             _link_folder(folder, tmp)
             config = AutoConfig.from_pretrained(tmp)
             with torch.device("meta"):
                 parameters = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+        progress.update()
         meta = {
             "name": name,
             "family": spec["family"],

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dynamax_bench.classifiers.kinds import ExitClassifier
-from dynamax_bench.classifiers.registry import build_classifier
+from dynamax_bench.classifiers.registry import base_kind, build_classifier
 from dynamax_bench.files import atomic_path, read_json, write_json
 
 
@@ -40,19 +41,22 @@ def checkpoint_source(paths: str | Path | Sequence[str | Path] | None) -> Path |
     return folders.pop() if folders else None
 
 
-def save_classifiers(path: str | Path, classifiers: list[ExitClassifier], exit_layers: list[int], info: dict) -> None:
-    """One classifier per exit, in exit order, as safetensors + JSON (kind, options, layers, `info`)."""
+def save_classifiers(path: str | Path, classifiers: list[ExitClassifier], exit_positions: list[int], info: dict,
+                     kind: str | None = None) -> None:
+    """One classifier per exit, in exit order, as safetensors + JSON (kind, options, layers, `info`);
+    `kind`: the name to record when it is a variant of the classes' kind (e.g. mamba_k5)."""
     weights, meta = checkpoint_paths(path)
     first = classifiers[0]
+    kind = kind or first.kind
     tensors = {
         f"exit{i}.{name}": tensor.detach().float().contiguous().cpu()
         for i, clf in enumerate(classifiers)
         for name, tensor in clf.state_dict().items()
     }
     with atomic_path(weights) as tmp:
-        save_file(tensors, str(tmp), metadata={"kind": first.kind})
-    write_json(meta, {"kind": first.kind, "options": first.hparams, "hidden_size": first.hidden_size,
-                      "exit_layers": list(exit_layers), **info})
+        save_file(tensors, str(tmp), metadata={"kind": kind})
+    write_json(meta, {"kind": kind, "options": first.hparams, "hidden_size": first.hidden_size,
+                      "exit_positions": list(exit_positions), **info})
 
 
 def load_classifiers(path: str | Path, kind: str | None = None,
@@ -65,11 +69,15 @@ def load_classifiers(path: str | Path, kind: str | None = None,
             f"`snakemake --cores 1 {weights}`"
         )
     meta = read_json(meta_path)
-    if kind is not None and meta["kind"] != kind:
+    if kind is not None and base_kind(meta["kind"]) != base_kind(kind):
         raise ValueError(f"{weights} holds {meta['kind']!r} classifiers, not {kind!r}")
-    tensors = load_file(str(weights))
+    try:
+        tensors = load_file(str(weights))
+    except SafetensorError as err:  # truncated or overwritten after the DAG's start-up check
+        raise ValueError(f"{weights}: damaged checkpoint ({err}); rebuild it: rm {weights} && "
+                         f"snakemake --cores all {weights} --configfile <your profile>") from None
     classifiers = {}
-    for i, layer in enumerate(meta["exit_layers"]):
+    for i, layer in enumerate(meta["exit_positions"]):
         clf = build_classifier(meta["kind"], meta["hidden_size"], meta["options"])
         prefix = f"exit{i}."
         clf.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dynamax_bench.classifiers.checkpoints import save_classifiers
 from dynamax_bench.classifiers.oracle import OracleStore
+from dynamax_bench.classifiers.registry import exit_method
 from dynamax_bench.classifiers.selection import choose_top_k, simulate_thresholds
 from dynamax_bench.classifiers.splits import document_groups, split_documents
 from dynamax_bench.classifiers.training import Predictions, TrainedSet, Variant, exit_metrics, predict, split_loss, train_variants
@@ -97,7 +98,7 @@ def select_top_k(oracle_dir: str | Path, out_path: str | Path, *, probe: str, op
         }
         for i, t in enumerate(sets)
     }
-    info = {"backbone": store.meta["backbone"], "num_layers": num_layers, "exit_layers": store.exits, "probe": probe,
+    info = {"backbone": store.meta["backbone"], "num_layers": num_layers, "exit_positions": store.exits, "probe": probe,
             "options": options, "thresholds": thresholds, "split": record, **decision, "sweep": sweep,
             "seconds": round(time.perf_counter() - started, 1)}
     write_json(out_path, info)
@@ -108,8 +109,8 @@ def select_top_k(oracle_dir: str | Path, out_path: str | Path, *, probe: str, op
 
 def distill(oracle_dir: str | Path, selection_path: str | Path, kind: str, out_path: str | Path, *, options: dict,
             settings: dict, thresholds: list[float], seed: int) -> dict:
-    """Train `kind` classifiers at every exit, at the k `select_top_k` chose; write them with
-    validation and test metrics."""
+    """Train `kind` classifiers at every exit, at the k `select_top_k` chose (a `<kind>_k<K>` variant at its
+    K); write them with validation and test metrics."""
     store, splits, record = load_store(oracle_dir, settings, seed)
     selection = read_json(selection_path)
     if selection["split"] != record:
@@ -117,7 +118,8 @@ def distill(oracle_dir: str | Path, selection_path: str | Path, kind: str, out_p
                          "distill settings; rerun select_top_k (snakemake --forcerun select_top_k)")
     num_layers = store.meta["num_layers"]
     started = time.perf_counter()
-    variant = Variant(selection["chosen"], settings["exit_weights"], settings["share_parameters"])
+    top_k = exit_method(kind).top_k or selection["chosen"]  # a `<kind>_k<K>` variant keeps its own k
+    variant = Variant(top_k, settings["exit_weights"], settings["share_parameters"])
     (trained,) = train_variants(store, kind, options, [variant], splits, settings, seed)
     seconds = time.perf_counter() - started
     validation = predict([trained], store, splits["validation"], settings["batch_size"])
@@ -136,7 +138,8 @@ def distill(oracle_dir: str | Path, selection_path: str | Path, kind: str, out_p
         "test": evaluation(trained, test, 0, num_layers, thresholds, seed),
     }
     # one copy per exit: classifiers that share parameters are saved (and loaded) as separate ones
-    save_classifiers(out_path, [copy.deepcopy(trained.classifiers[e]) for e in store.exits], store.exits, info)
+    save_classifiers(out_path, [copy.deepcopy(trained.classifiers[e]) for e in store.exits], store.exits, info,
+                     kind=kind)
     log.info("distilled %s on %s at top-%d in %.1f s: validation loss %.4f -> %.4f (epoch %d)", kind,
              store.meta["backbone"], variant.top_k, seconds, trained.initial_validation_loss,
              info["validation"]["loss"], trained.selected_epoch)

@@ -157,7 +157,7 @@ def extract_oracle(
             "backbone_label": backbone.meta["label"],
             "num_layers": backbone.num_layers,
             "hidden_size": backbone.model.config.hidden_size,
-            "exit_layers": layers,
+            "exit_positions": layers,
             "store_dtype": store_dtype,
             "num_documents": len(documents),
             "num_tokens": offsets[-1],
@@ -182,7 +182,7 @@ class OracleStore:
             raise FileNotFoundError(f"no oracle store in {self.path}; build it with the extract_oracle rule")
         self.meta = read_json(self.path / META_FILE)
         index = load_file(str(self.path / INDEX_FILE))
-        self.exits: list[int] = self.meta["exit_layers"]
+        self.exits: list[int] = self.meta["exit_positions"]
         self.hidden_size: int = self.meta["hidden_size"]
         self.offsets: list[int] = index["offsets"].tolist()
         self.shard_documents: list[int] = index["shard_documents"].tolist()

@@ -10,11 +10,19 @@ new method needs no edit of the suite: a package declares an entry point in the 
     entropy = "my_package.rules:EntropyRule"
 
 and the profile lists the name in `classifiers.kinds`; every rule, table and figure then carries it.
+
+Variants of a registered method are names too, derived here rather than registered:
+- `<kind>_k<K>` (e.g. `mamba_k5`): the trained kind distilled at top-k relaxation K instead of the k
+  `select_top_k` chooses (the paper's recipe measured whatever the selection picks); its own checkpoint;
+- `<kind>_fresh` (e.g. `mamba_fresh`): a stateful trained kind whose state starts at the first generated
+  token instead of being built over the prompt (does the prompt pass buy anything?); it reads the
+  kind's own checkpoint, and no prompt pass is run or counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -42,6 +50,18 @@ class ExitMethod:
     trained: bool
     stateful: bool
     target: type | str
+    checkpoint: str = ""  # the kind whose distill checkpoint it reads (its own name unless a `_fresh` variant)
+    top_k: int | None = None  # a `_k<K>` variant: distilled at this k, not the selected one
+    prompt_state: bool = True  # a stateful method builds its state over the prompt (not a `_fresh` variant)
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint:
+            object.__setattr__(self, "checkpoint", self.name)
+
+    @property
+    def distilled(self) -> bool:
+        """Trained by a distill job of its own (a `_fresh` variant reuses its kind's classifiers)."""
+        return self.trained and self.checkpoint == self.name
 
     @property
     def cls(self) -> type:
@@ -108,13 +128,35 @@ def known_kinds() -> list[str]:
     return sorted(EXIT_METHODS)
 
 
+VARIANT = re.compile(r"^(?P<base>[a-z0-9]+?)_(?:k(?P<k>[1-9][0-9]*)|(?P<fresh>fresh))$")
+
+
+def variant(kind: str) -> ExitMethod | None:
+    """The method a variant name derives from its registered kind, or None when it names no variant."""
+    found = VARIANT.match(kind)
+    if not found or found["base"] not in EXIT_METHODS:
+        return None
+    base = EXIT_METHODS[found["base"]]
+    if not base.trained:
+        raise ValueError(f"exit kind {kind!r}: {base.name!r} is training-free; variants exist of trained kinds only")
+    if found["k"]:
+        return replace(base, name=kind, checkpoint=kind, top_k=int(found["k"]))
+    if not base.stateful:
+        raise ValueError(f"exit kind {kind!r}: {base.name!r} keeps no state, so it has no state to start fresh")
+    return replace(base, name=kind, checkpoint=base.name, prompt_state=False)
+
+
 def exit_method(kind: str) -> ExitMethod:
-    """The registered method of a kind (plug-ins loaded); an unknown kind lists the known ones."""
+    """The registered method of a kind, or of a variant name (plug-ins loaded); an unknown kind lists the
+    known ones."""
     load_plugins()
-    try:
+    if kind in EXIT_METHODS:
         return EXIT_METHODS[kind]
-    except KeyError:
-        raise ValueError(f"unknown exit method kind {kind!r}; known kinds: {known_kinds()}") from None
+    derived = variant(kind)
+    if derived is None:
+        raise ValueError(f"unknown exit method kind {kind!r}; known kinds: {known_kinds()} (and their variants "
+                         "<kind>_k<K>, <stateful kind>_fresh)")
+    return derived
 
 
 def is_trained(kind: str) -> bool:
@@ -127,7 +169,13 @@ def build_classifier(kind: str, hidden_size: int, options: dict[str, Any] | None
     method = exit_method(kind)
     if not method.trained:
         raise ValueError(f"{kind!r} is a training-free exit rule, not a classifier kind the distill rule trains")
-    return method.cls(hidden_size, **(options or {}))
+    return exit_method(base_kind(kind)).cls(hidden_size, **(options or {}))
+
+
+def base_kind(kind: str) -> str:
+    """The registered kind a variant derives from (a registered kind is its own)."""
+    found = VARIANT.match(kind)
+    return found["base"] if kind not in EXIT_METHODS and found else kind
 
 
 def training_free_rule(kind: str, threshold: float) -> ExitRule:

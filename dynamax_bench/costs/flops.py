@@ -34,6 +34,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import einsum_flop_jit, get_shape
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from dynamax_bench.backbones.prepare import load_backbone
 from dynamax_bench.config import exit_positions
@@ -266,11 +267,16 @@ def flops_table(backbone_dir: str | Path, out_path: str | Path, *, context_lengt
     backbone = load_backbone(backbone_dir, "cpu", "float32")  # counts do not depend on device or dtype
     backbone.model.requires_grad_(False)
     stack = layer_stack(backbone.model)
-    blocks = backbone_blocks(stack, context_length)
-    methods = {
-        kind: exit_method_step(kind, options.get(kind, {}), stack, blocks, context_length)
-        for kind in kinds
-    }
+    # the backbone's blocks (each traced at several lengths) take most of the time: an hour at 7B
+    with tqdm(total=1 + len(kinds), desc=f"flops {backbone.meta['name']}", unit="block") as progress:
+        progress.set_postfix_str("layers, head, fills")
+        blocks = backbone_blocks(stack, context_length)
+        progress.update()
+        methods = {}
+        for kind in kinds:
+            progress.set_postfix_str(f"exit method {kind}")
+            methods[kind] = exit_method_step(kind, options.get(kind, {}), stack, blocks, context_length)
+            progress.update()
     model = backbone.model
     layer_params = sum(p.numel() for p in stack.layers[0].parameters())
     result = {

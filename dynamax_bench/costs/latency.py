@@ -248,8 +248,9 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
     for i in range(settings["warmup"]):
         run(prompts[i % len(prompts)])
     per_sample, per_token, first_token, per_decode_token, tokens, records = [], [], [], [], [], []
+    by_prompt: list[list[float]] = [[] for _ in prompts]  # decode-step seconds of each prompt, over repeats
     for repeat in tqdm(range(settings["repeats"]), desc=f"latency {method}", unit="repeat"):
-        for ids in prompts:
+        for i, ids in enumerate(prompts):
             seconds, (first,), out = clock.run(lambda mark, ids=ids: run(ids, on_first_token=mark))
             n = len(out.token_ids)
             per_sample.append(seconds)
@@ -257,9 +258,10 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
             first_token.append(first)
             if n > 1:
                 per_decode_token.append((seconds - first) / (n - 1))
+                by_prompt[i].append((seconds - first) / (n - 1))
             tokens.append(n)
             if repeat == 0:  # greedy decoding: every repeat generates the same tokens
-                records.append({"prompt_tokens": len(ids), "exit_layers": out.exit_layers})
+                records.append({"prompt_tokens": len(ids), "layers_executed": out.exit_layers})
                 if decoder.speculation is not None:
                     records[-1]["speculation"] = {"drafted": out.drafted, "accepted": out.accepted}
     device = decoder.backbone.model.device
@@ -277,7 +279,10 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
         "seconds_per_token": spread(per_token),  # the whole sample over its tokens, prompt included
         "seconds_to_first_token": spread(first_token),  # the clock's mark at the first token, same run
         "seconds_per_decode_token": spread(per_decode_token),  # what Table 3's speedup and Figure 3 use
-        "decode_tokens": sum(len(r["exit_layers"]) - 1 for r in records) * settings["repeats"],
+        # per prompt, the median over repeats (None: it stopped at its first token): the speedup's interval
+        # resamples prompts, paired with `full`'s file (the same prompts)
+        "decode_seconds_by_prompt": [median(values) if values else None for values in by_prompt],
+        "decode_tokens": sum(len(r["layers_executed"]) - 1 for r in records) * settings["repeats"],
         "flops_per_decode_token": decode_flops(records, spec.method, read_json(flops_path)),
         "timing": "token ids given (tokenisation outside the clock); one run per prompt and repeat, one clock: first "
                   "token: its mark once the engine has read the first token; decode step: (whole sample - first "

@@ -20,8 +20,7 @@ What one sample runs (`sample_work`), for a prompt of T tokens and n generated t
           (each draft and the last draft's own step), d heads (the drafts), layers E+1..L over the
           m = d + 1 positions (a Transformer layer's pass over m new positions after t, `layer_verify`,
           a decode step where m = 1; a Mamba-2 layer's m recurrent steps, each a decode step), and m
-          heads; the next round
-          starts from t + a + 1. Rejected drafts are counted: they ran.
+          heads; the next round starts from t + a + 1. Rejected drafts are counted: they ran.
 The full model runs L layers over the prompt and at every step, and one head per token. The
 oracle is the ceiling: its exit trace, without decisions or fills. Layer costs at a length come
 from the table's `per_length` models (exact fvcore counts, see costs/lengths.py).
@@ -92,7 +91,7 @@ def _speculative_decode(work: SampleWork, num_prompt: int, method: MethodSpec, t
         cached += accepted + 1
 
 
-def sample_work(num_prompt: int, exit_layers: list[int], method: MethodSpec, table: dict,
+def sample_work(num_prompt: int, layers_executed: list[int], method: MethodSpec, table: dict,
                 rounds: dict[str, list[int]] | None = None) -> SampleWork:
     """The blocks `method` ran for one sample (see the module docstring); `rounds`: a spec-* method's."""
     num_layers, exits = table["num_layers"], table["exit_positions"]
@@ -104,9 +103,9 @@ def sample_work(num_prompt: int, exit_layers: list[int], method: MethodSpec, tab
         _speculative_decode(work, num_prompt, method, table, rounds)
         return work
     stateful = method.kind == "ee" and exit_method(method.exit_kind).stateful
-    if stateful:
+    if stateful and exit_method(method.exit_kind).prompt_state:
         work.prompt[("classifier_prefill", num_prompt)] += len(exits)
-    for k, executed in enumerate(exit_layers[1:], start=1):
+    for k, executed in enumerate(layers_executed[1:], start=1):
         layers = num_layers if method.kind == "full" else executed
         work.decode[("layer_decode", num_prompt + k - 1)] += layers
         work.decode[("head", None)] += 1
@@ -141,7 +140,7 @@ class Prices:
             step = table["exit_methods"][method.exit_kind]
             costs["decision"] = step["flops"]
             costs["fill"] = blocks[f"fill_{method.policy}"]["flops"]
-            if exit_method(method.exit_kind).stateful:
+            if exit_method(method.exit_kind).stateful and exit_method(method.exit_kind).prompt_state:
                 models["classifier_prefill"] = LengthModel.from_dict(step["prefill"])
         return cls(models, costs)
 
@@ -161,15 +160,18 @@ def _savings(executed: int, full: int) -> float | None:
 
 
 def cell_flops(records: list[dict], method: MethodSpec, table: dict) -> dict[str, Any]:
-    """The cell's ledger: totals, savings over everything (`savings`, what claims use) and over the
-    decode steps alone (`decode_savings`), and every sample's executed and full FLOPs in order."""
-    if not records or not any(r["exit_layers"] for r in records):
+    """The cell's ledger: totals, savings over everything (`savings`) and over the decode steps alone
+    (`decode_savings`, where an exit method acts: what claims compare), and every sample's executed and
+    full FLOPs in order, over both phases and over the decode steps."""
+    if not records or not any(r["layers_executed"] for r in records):
         raise ValueError(f"{method.name}: no generated tokens to count")
+    if method.runs_as_full:  # a consistency target no threshold could certify: no exit, no classifier
+        method = FULL
     prices, full_prices = Prices.of(table, method), Prices.of(table, FULL)
     per_sample, lengths = [], []
     phases = {phase: {"executed": 0, "full": 0, "tokens": 0} for phase in ("prompt", "decode")}
     for record in records:
-        num_prompt, exits = prompt_tokens(record), record["exit_layers"]
+        num_prompt, exits = prompt_tokens(record), record["layers_executed"]
         ran = sample_work(num_prompt, exits, method, table, speculation_of(record) if method.kind == "spec" else None)
         ref = sample_work(num_prompt, exits, FULL, table)
         sample = {"executed": 0, "full": 0}
@@ -179,6 +181,8 @@ def cell_flops(records: list[dict], method: MethodSpec, table: dict) -> dict[str
             phases[phase]["full"] += full
             sample["executed"] += executed
             sample["full"] += full
+            if phase == "decode":
+                sample["decode_executed"], sample["decode_full"] = executed, full
         phases["prompt"]["tokens"] += num_prompt
         phases["decode"]["tokens"] += max(0, len(exits) - 1)
         per_sample.append(sample)

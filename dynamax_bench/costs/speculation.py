@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from dynamax_bench.costs.lengths import LengthModel
 
-GRID_DRAFTS = tuple(range(1, 9))  # K of the payoff grid (Table 8b)
+GRID_DRAFTS = tuple(range(1, 9))  # K of the payoff grid (Table 10c)
 
 
 def rounds_of(records: Iterable[dict]) -> list[tuple[int, int]]:
@@ -56,7 +56,7 @@ def speculation_summary(records: Sequence[dict]) -> dict:
     """Acceptance statistics of a spec-* method's generation records (module docstring)."""
     rounds = rounds_of(records)
     drafted, accepted = sum(d for d, _ in rounds), sum(a for _, a in rounds)
-    decode_tokens = sum(max(0, len(r["exit_layers"]) - 1) for r in records)
+    decode_tokens = sum(max(0, len(r["layers_executed"]) - 1) for r in records)
     depth = max((d for d, _ in rounds), default=0)
     by_position = {}
     for i in range(1, depth + 1):  # draft i is tried when the i - 1 before it were accepted

@@ -49,7 +49,7 @@ class Decoder:
     spec: DecodeSpec
     backbone: Backbone
     strategy: Strategy
-    exit_layers: list[int]
+    exit_positions: list[int]
     speculation: Speculation | None = None
     _generators: dict[tuple, EarlyExitGenerator | BatchedGenerator] = field(default_factory=dict, repr=False)
 
@@ -78,15 +78,15 @@ class Decoder:
     def for_backbone(cls, spec: DecodeSpec, backbone: Backbone, classifiers: str | Path | None = None,
                      loaded: dict | None = None) -> Decoder:
         """`loaded`: classifiers already read, by checkpoint (`build_strategy`)."""
-        exit_layers = exit_positions({"exits": spec.exits}, backbone.num_layers)
+        positions = exit_positions({"exits": spec.exits}, backbone.num_layers)
         strategy = build_strategy(spec.method, backbone, classifiers, loaded)
         trained = getattr(strategy.rule, "classifiers", None)
-        if trained is not None and sorted(trained) != exit_layers:
+        if trained is not None and sorted(trained) != positions:
             raise ValueError(
-                f"{classifiers}: classifiers sit at layers {sorted(trained)} but the exits are {exit_layers}; "
+                f"{classifiers}: classifiers sit at layers {sorted(trained)} but the exits are {positions}; "
                 "retrain them for these exits (the distill rule reruns when a profile's exits change)"
             )
-        return cls(spec=spec, backbone=backbone, strategy=strategy, exit_layers=exit_layers,
+        return cls(spec=spec, backbone=backbone, strategy=strategy, exit_positions=positions,
                    speculation=speculation_of(spec.method))
 
     def _engine(self, cls: type[EarlyExitGenerator] | type[BatchedGenerator], stop_strings: Sequence[str],
@@ -94,7 +94,7 @@ class Decoder:
         """One engine per (path, stop strings, length, options): the samples of a task share it."""
         key = (cls.__name__, tuple(stop_strings), max_new_tokens, tuple(sorted(options.items())))
         if key not in self._generators:
-            layers = {} if cls is SpeculativeGenerator else {"exit_layers": self.exit_layers}
+            layers = {} if cls is SpeculativeGenerator else {"exit_layers": self.exit_positions}
             self._generators[key] = cls(
                 self.backbone.model,
                 self.backbone.tokenizer,
@@ -156,7 +156,7 @@ def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_string
     the strategies that share a prompt pass; then each is checked against batch 1, row by row, a
     re-decoded row's prompt pass run once for those strategies too (`verify_each`)."""
     first = decoders[0]
-    engine_settings = {(id(d.backbone), tuple(d.exit_layers), d.spec.batch_size, d.spec.prefix_cache,
+    engine_settings = {(id(d.backbone), tuple(d.exit_positions), d.spec.batch_size, d.spec.prefix_cache,
                         d.spec.repetition_penalty, d.spec.max_new_tokens) for d in decoders}
     if len(engine_settings) != 1:
         raise ValueError("decode_each needs decoders of one loaded backbone with the same exits, batch size, "

@@ -3,13 +3,14 @@ policy, decoded together) -> one JSONL of generations per method.
 
 The file's first line is its header: the decode spec and task spec it was made with, the exit
 positions they resolved to and, for a batched run, its agreement with batch 1 (engine/correctness.py); every further line is one sample (id, prompt, prompt_tokens, output,
-token_ids, exit_layers, stop_reason).
+token_ids, layers_executed, stop_reason).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ def trace_record(prompt: str, generation: Generation) -> dict[str, Any]:
         "prompt_tokens": len(generation.prompt_ids),
         "output": generation.text,
         "token_ids": generation.token_ids,
-        "exit_layers": generation.exit_layers,
+        "layers_executed": generation.exit_layers,
         "stop_reason": generation.stop_reason,
     }
     if hasattr(generation, "drafted"):  # engine/speculative.py's SpeculativeGeneration
@@ -72,22 +73,46 @@ def generate_cells(
     backbone_dir: str | Path,
     out_paths: Sequence[str | Path],
     classifiers: str | Path | None = None,
+    full_generations: str | Path | None = None,
 ) -> None:
     """One generations file per spec (a generate job: one method, or the thresholds of an exit kind
     under one policy): the backbone, the classifiers and each batch's prompt pass are shared, and
-    every file is what its spec alone would write."""
+    every file is what its spec alone would write. A calibrated row no threshold could certify runs
+    as the full model: its file is `full_generations`' records under its own header (the full model's
+    greedy output, decoded once)."""
     from dynamax_bench.generation.decoder import Decoder, decode_each
 
     if len(specs) != len(out_paths):
         raise ValueError(f"{len(specs)} decode specs but {len(out_paths)} output files")
-    decoders = Decoder.load_all(specs, backbone_dir, classifiers)
+    as_full = [(spec, out) for spec, out in zip(specs, out_paths) if spec.method.runs_as_full]
+    if as_full:
+        write_as_full(as_full, task_spec, full_generations)
+    decoded_specs = [spec for spec in specs if not spec.method.runs_as_full]
+    if not decoded_specs:
+        return
+    out_paths = [out for spec, out in zip(specs, out_paths) if not spec.method.runs_as_full]
+    decoders = Decoder.load_all(decoded_specs, backbone_dir, classifiers)
     task, samples = load_samples(task_spec)
-    log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens, batch %d", specs[0].backbone, task.name,
-             ", ".join(spec.method.name for spec in specs), len(samples), decoders[0].exit_layers,
-             specs[0].max_new_tokens, specs[0].batch_size)
+    log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens, batch %d", decoded_specs[0].backbone,
+             task.name, ", ".join(spec.method.name for spec in decoded_specs), len(samples), decoders[0].exit_positions,
+             decoded_specs[0].max_new_tokens, decoded_specs[0].batch_size)
     decoded = decode_each(decoders, [s.prompt for s in samples], task.stop_strings)
-    for spec, decoder, out_path, (generations, agreement) in zip(specs, decoders, out_paths, decoded):
-        header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_layers": decoder.exit_layers,
+    for spec, decoder, out_path, (generations, agreement) in zip(decoded_specs, decoders, out_paths, decoded):
+        header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_positions": decoder.exit_positions,
                   "agreement": None if agreement is None else agreement.as_dict()}
         write_generations(out_path, header,
                           [{"id": s.id, **trace_record(s.prompt, g)} for s, g in zip(samples, generations)])
+
+
+def write_as_full(rows: Sequence[tuple[DecodeSpec, str | Path]], task_spec: TaskSpec,
+                  full_generations: str | Path | None) -> None:
+    """The files of rows that run as the full model: `full`'s records under each row's own spec."""
+    if full_generations is None:
+        raise ValueError(f"{rows[0][0].method.name} runs as the full model (no threshold certified): its generate job "
+                         "needs the full model's generations file as input `full`")
+    header, records = read_generations(full_generations)
+    full_spec = DecodeSpec.from_dict(header[HEADER_KEY])
+    for spec, out_path in rows:
+        if replace(spec, method=full_spec.method) != full_spec or header["task_spec"] != task_spec.to_dict():
+            raise ValueError(f"{full_generations} was decoded with other settings than {spec.method.name}; rerun it")
+        write_generations(out_path, {**header, HEADER_KEY: spec.to_dict()}, records)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.classifiers.checkpoints import load_classifiers
-from dynamax_bench.classifiers.registry import is_trained, training_free_rule
+from dynamax_bench.classifiers.fresh_state import FreshStateRule
+from dynamax_bench.classifiers.registry import exit_method, is_trained, training_free_rule
 from dynamax_bench.engine import ClassifierRule, Strategy
 from dynamax_bench.engine.policies import POLICIES
 from dynamax_bench.engine.speculative import Speculation
@@ -41,16 +42,23 @@ def build_strategy(method: MethodSpec, backbone: Backbone, classifiers: str | Pa
         return Strategy.prune(backbone.num_layers, method.prune)
     if method.kind == "oracle":
         return Strategy(oracle=True)
+    if method.runs_as_full:
+        return Strategy.full()
+    if method.threshold is None:
+        raise ValueError(f"method {method.name!r}: its threshold comes from the calibrate stage; resolve it first "
+                         "(dynamax_bench.calibration.resolve)")
     if not is_trained(method.exit_kind):
         return Strategy.early_exit(training_free_rule(method.exit_kind, method.threshold), method.policy)
     if classifiers is None:
         raise ValueError(f"method {method.name!r} needs the trained {method.exit_kind!r} classifiers (distill rule)")
     # Classifiers run in the float32 they were trained in, standardisation included, on any backbone dtype.
     loaded = {} if loaded is None else loaded
-    key = (str(classifiers), method.exit_kind)
+    registered = exit_method(method.exit_kind)
+    key = (str(classifiers), registered.checkpoint)
     if key not in loaded:
-        loaded[key] = load_classifiers(classifiers, method.exit_kind, backbone.model.device)[0]
-    return Strategy.early_exit(ClassifierRule(loaded[key], method.threshold), method.policy)
+        loaded[key] = load_classifiers(classifiers, registered.checkpoint, backbone.model.device)[0]
+    rule = ClassifierRule if registered.prompt_state else FreshStateRule
+    return Strategy.early_exit(rule(loaded[key], method.threshold), method.policy)
 
 
 def speculation_of(method: MethodSpec) -> Speculation | None:

@@ -13,6 +13,7 @@ lm-eval's CLI with this module imported:
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 from collections.abc import Sequence
@@ -27,11 +28,15 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.utils import normalize_gen_kwargs
 from lm_eval.utils import simple_parse_args_string
 
-from dynamax_bench.backbones.prepare import DTYPES, load_backbone
+from dynamax_bench.backbones.meta import read_backbone_meta
+from dynamax_bench.backbones.prepare import DTYPES, BackboneError, load_backbone
+from dynamax_bench.classifiers.checkpoints import checkpoint_paths
+from dynamax_bench.classifiers.registry import exit_method, is_trained
 from dynamax_bench.engine import Generation
 from dynamax_bench.files import write_jsonl
 from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.generation.generate import trace_record
+from dynamax_bench.generation.strategy import check_method_for
 from dynamax_bench.generation.tasks import Sample, Task
 from dynamax_bench.spec import NEAR_TIE_MEASURED_DTYPES, DecodeSpec, batched_dtype_problem, ee_name, parse_method
 
@@ -45,6 +50,11 @@ NO_LOGLIKELIHOOD = (
 )
 
 
+# Arguments lm-eval passes to every model from its own command-line options (None when not given):
+# in --model_args as well they would reach the model twice.
+LM_EVAL_OPTIONS = {"batch_size": "--batch_size", "max_batch_size": "--max_batch_size", "device": "--device"}
+
+
 class ModelArgsError(ValueError):
     """A bad --model_args value, reported before any weights load (dynamax-lm-eval prints it on one line)."""
 
@@ -56,6 +66,14 @@ def parse_exits(exits: int | str | Sequence[int]) -> dict[str, Any]:
     if isinstance(exits, (int, str)):
         return {"count": int(exits)}
     return {"positions": list(exits)}
+
+
+def number(key: str, value: Any, kind: type[int] | type[float]) -> int | float:
+    """A numeric model argument (lm-eval passes them as text), or an error naming it."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={value!r} is not {'an integer' if kind is int else 'a number'}") from None
 
 
 def lm_eval_device(device: str | None) -> str:
@@ -105,21 +123,32 @@ class DynamaxLM(LM):
     """
 
     @classmethod
-    def check_arguments(cls, names: Sequence[str]) -> None:
-        """Unknown --model_args keys, named before anything loads."""
+    def check_arguments(cls, args: dict[str, Any], additional_config: dict | None = None) -> None:
+        """Unknown --model_args keys, and keys lm-eval's own options also pass, named before anything loads."""
         accepted = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
-        unknown = sorted(set(names) - set(accepted))
+        unknown = sorted(set(args) - set(accepted))
         if unknown:
-            raise ModelArgsError(f"--model_args: unknown argument(s) {unknown}; the dynamax model takes {accepted}")
+            close = {key: difflib.get_close_matches(key, accepted, n=1) for key in unknown}
+            hints = "".join(f" (did you mean {match[0]!r} for {key!r}?)" for key, match in close.items() if match)
+            raise ModelArgsError(f"--model_args: unknown argument(s) {unknown}{hints}; the dynamax model takes "
+                                 f"{[name for name in accepted if name not in LM_EVAL_OPTIONS]}, and lm-eval's "
+                                 f"{', '.join(LM_EVAL_OPTIONS.values())}")
+        given = {key: value for key, value in (additional_config or {}).items() if value is not None}
+        twice = [key for key in args if key in LM_EVAL_OPTIONS and key in given]
+        if twice:
+            key = twice[0]
+            raise ModelArgsError(f"--model_args {key}={args[key]}: lm-eval passes its own {LM_EVAL_OPTIONS[key]} "
+                                 f"({given[key]}) to the model; drop {key} from --model_args and pass "
+                                 f"{LM_EVAL_OPTIONS[key]} {args[key]}")
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> DynamaxLM:
-        cls.check_arguments(list(simple_parse_args_string(arg_string)))
+        cls.check_arguments(simple_parse_args_string(arg_string), additional_config)
         return super().create_from_arg_string(arg_string, additional_config)
 
     @classmethod
     def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict | None = None) -> DynamaxLM:
-        cls.check_arguments(list(arg_dict))
+        cls.check_arguments(arg_dict, additional_config)
         return super().create_from_arg_obj(arg_dict, additional_config)
 
     def __init__(
@@ -143,18 +172,21 @@ class DynamaxLM(LM):
     ) -> None:
         super().__init__()
 
-        parts = (kind, policy, threshold)
-        if any(p is not None for p in parts):
-            if None in parts or method != "full":
-                raise ValueError(
-                    "dynamax: give either method=<name> or all three of kind, policy and threshold "
-                    f"(got method={method!r}, kind={kind!r}, policy={policy!r}, threshold={threshold!r})"
-                )
-            method = ee_name(kind, policy, float(threshold))
         try:  # every argument is checked before the weights load
-            method_spec, exits_spec = parse_method(method), parse_exits(exits)
+            method_spec = parse_method(self.method_name(method, kind, policy, threshold))
+            exits_spec = parse_exits(exits)
+            repetition_penalty = number("repetition_penalty", repetition_penalty, float)
+            max_gen_toks, seed = number("max_gen_toks", max_gen_toks, int), number("seed", seed, int)
+            if method_spec.kind == "ee":
+                exit_method(method_spec.exit_kind)  # a registered kind, or the known ones
         except ValueError as err:
             raise ModelArgsError(f"--model_args: {err}") from None
+        if method_spec.kind == "ee" and is_trained(method_spec.exit_kind):
+            if classifiers is None or not checkpoint_paths(classifiers, method_spec.exit_kind)[0].exists():
+                raise ModelArgsError(
+                    f"--model_args: method {method_spec.name} needs the trained {method_spec.exit_kind} classifiers: "
+                    f"pass classifiers=results/<profile>/classifiers/<backbone> (the distill rule's folder; "
+                    f"got {classifiers!r})")
         if dtype not in DTYPES:
             raise ModelArgsError(f"--model_args dtype={dtype!r}: use one of {sorted(DTYPES)}")
         rows = batch_rows(batch_size, max_batch_size)
@@ -164,6 +196,12 @@ class DynamaxLM(LM):
         if problem:
             raise ModelArgsError(f"--model_args dtype={dtype} with batch size {rows} and prefix_cache={bool(prefix_cache)}: "
                                  f"{problem}; pass --batch_size 1 and prefix_cache=False, or dtype=float32")
+        try:  # the policy against the backbone's family, from its metadata file (no weights yet)
+            check_method_for(method_spec, read_backbone_meta(backbone)["family"])
+        except ValueError as err:
+            raise ModelArgsError(f"--model_args: {err}") from None
+        except FileNotFoundError as err:  # no prepared backbone at that path
+            raise BackboneError(str(err)) from None
         self.backbone_dir = Path(backbone)
         loaded = load_backbone(self.backbone_dir, lm_eval_device(device), dtype)
         self.spec = DecodeSpec(
@@ -172,20 +210,33 @@ class DynamaxLM(LM):
             task="lm-eval",
             method=method_spec,
             exits=exits_spec,
-            repetition_penalty=float(repetition_penalty),
-            max_new_tokens=int(max_gen_toks),
+            repetition_penalty=repetition_penalty,
+            max_new_tokens=max_gen_toks,
             batch_size=rows,
             prefix_cache=bool(prefix_cache),
             dtype=dtype,
             device=str(loaded.model.device),
-            seed=int(seed),
+            seed=seed,
         )
         self.decoder = Decoder.for_backbone(self.spec, loaded, classifiers)
         self.backbone = loaded
         self.method = self.spec.method
-        self.exit_layers = self.decoder.exit_layers
-        self.max_gen_toks = int(max_gen_toks)
+        self.exit_positions = self.decoder.exit_positions
+        self.max_gen_toks = max_gen_toks
         self.trace = trace
+
+    @staticmethod
+    def method_name(method: str, kind: str | None, policy: str | None, threshold: float | str | None) -> str:
+        """The method's name from `method`, or from all three of kind, policy and threshold."""
+        parts = (kind, policy, threshold)
+        if all(p is None for p in parts):
+            return method
+        if None in parts or method != "full":
+            raise ValueError(
+                "give either method=<name> or all three of kind, policy and threshold "
+                f"(got method={method!r}, kind={kind!r}, policy={policy!r}, threshold={threshold!r})"
+            )
+        return ee_name(kind, policy, number("threshold", threshold, float))
 
     def _unpack(self, request: Instance) -> tuple[str, list[str], int]:
         context, gen_kwargs = request.args
@@ -239,6 +290,6 @@ class DynamaxLM(LM):
             "backbone": str(self.backbone_dir),
             "backbone_label": self.backbone.meta["label"],
             "method": self.method.name,
-            "exit_layers": self.exit_layers,
+            "exit_positions": self.exit_positions,
             "decode_spec": self.spec.to_dict(),
         }

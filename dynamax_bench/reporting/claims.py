@@ -1,34 +1,41 @@
-"""Table 6: each claim of the paper, checked on this run's cells: holds, fails or inconclusive.
+"""Table 6: each claim of the paper, decided on this run's cells, per backbone.
 
-A claim is checked by comparisons (one per backbone and task; for pruning, one per pruning level).
-Each compares two sides A and B over the same samples (their sample ids must be equal) through the
-paired difference D = A - B, with a percentile bootstrap interval (statistics.py). A side may pick
-the best of several cells (the most savings at a quality target): the pick is made again inside
-every resample, so the interval carries the selection too. A comparison reads
+A claim is checked by comparisons (one per backbone, task and, where it has one, target or pruning
+level). Each compares two sides A and B over the same samples (their sample ids must be equal)
+through the paired difference D = A - B and its bootstrap distribution (statistics.py: whole groups
+resampled, e.g. the turns of a CoQA story together). A side may pick the best of several cells: the
+pick is made again inside every resample, so the interval carries the selection too.
 
-- inconclusive when it cannot be formed (the reason is named, e.g. one threshold in the sweep),
-  when n < evidence.min_samples, when both sides tie (|A - B| <= 1e-12, at zero or anywhere: the run
-  did not exercise what the claim is about), or when D's interval includes the claim's margin;
-- otherwise holds when the interval lies on the claim's side of the margin, fails when on the other.
+Every claim states in advance a practical margin m on its quantity (the profile's
+`evidence.margins`). A superiority claim ("A beats B") has three regions for D: above +m (holds),
+below -m (fails), within [-m, m] (equivalent: a difference too small to matter). A non-inferiority
+claim ("A costs little against B") has two: below m (holds) and above m (fails). A comparison is
+decided when D's interval lies entirely inside one region; the interval straddling a region's edge
+is inconclusive.
 
-A claim fails when any comparison fails, holds when one or more hold and none fails, and is
-inconclusive otherwise. The m comparisons of a claim that reach the interval test use intervals at
-confidence 1 - (1 - confidence) / m (Bonferroni), so that all m cover at once with at least the
-profile's confidence and the verdict does not rest on one lucky interval among many.
+Multiplicity: every comparison of the scorecard that reaches the test is one hypothesis of one
+family. Its p-value is the smallest alpha at which the two-sided percentile interval at 1 - alpha lies
+inside one region (twice the share of resamples on the wrong side of that region's edge). Holm's
+step-down over the family (alpha = 1 - evidence.confidence) decides the comparisons in order of
+p-value while p <= alpha / (tested - rank); the interval printed is at that comparison's Holm level.
 
-Quality is consistency with `full` (share of identical outputs), the study's measure of what an
-exit costs; savings are TOTAL FLOPs savings (the prompt's forward and a stateful classifier's pass
-over the prompt included). The claims, their difference and margin:
+A comparison reaches the test only when it can be formed and means something:
+- not competent: the backbone's `full` cell on the task scores below the profile's floor on the
+  task's metric, or loops on more samples than its ceiling (`evidence.competence`): its outputs carry
+  no signal a claim about quality could rest on;
+- cannot be formed: a side has no cells in the run (the reason is named, e.g. one threshold only,
+  no early-exit cell reached the pruning level's savings);
+- n < evidence.min_samples;
+- not exercised: both sides are the same number in every resample (e.g. no kind could be certified
+  at a target, so every side runs as the full model).
+All of these read "inconclusive" (or "not competent") with the reason, never a verdict.
 
-1. Mamba classifiers beat CALM and FFN at equal quality: D = savings of the best mamba cell at
-   consistency >= CONSISTENCY_TARGET - the same for the better of calm and ffn (a kind with no such
-   cell saves 0: `full` itself); holds when D > 0.
-2. Early exit beats static pruning: per pruning level, D = consistency of the best EE cell that
-   saves at least as much - the pruning level's consistency; holds when D > 0.
-3. Copying KV to skipped layers costs little against a partial forward: D = mean consistency of
-   partial - that of copy over the kinds and thresholds run under both; holds when D < COPY_MARGIN.
-4. Low thresholds cause repetition: D = loop rate at the lowest threshold (mean over kinds and
-   policies) - the larger of the loop rate at the highest threshold and full's; holds when D > 0.
+Per backbone, a claim reads from its decided comparisons: holds / fails / equivalent when they all
+agree, "mixed (...)" otherwise, and inconclusive (or not competent) when none is decided.
+
+Quantities: decode savings (the generated tokens after the first, the exit method's decisions and
+fills included: where an exit method acts) compare methods; consistency with `full` (the share of
+outputs identical to the full model's) is the quality an exit costs.
 """
 
 from __future__ import annotations
@@ -42,35 +49,80 @@ import numpy as np
 from dynamax_bench.reporting.statistics import (
     IntervalSettings,
     Statistic,
-    Take,
-    estimate,
     estimate_of,
     observed,
-    paired_n,
+    paired_groups,
     ratio_of,
+    resampled,
 )
-from dynamax_bench.spec import method_of
+from dynamax_bench.spec import MethodSpec, format_threshold, method_of
 
-CONSISTENCY_TARGET = 0.99  # "no loss": the share of outputs identical to full's
-COPY_MARGIN = 0.05  # "costs little": at most this much consistency lost against partial
 TIE = 1e-12
+SAVINGS = "flops.decode_savings"
+CONSISTENCY = "consistency.output_match"
+LOOPS = "degeneration.loop_rate"
+TRAINED = ("calm", "ffn", "mamba")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The claims' settings (the profile's `evidence` section)."""
+
+    confidence: float
+    resamples: int
+    seed: int
+    min_samples: int
+    margins: dict[str, float]  # decode_savings, consistency, loop_rate
+    competence: dict  # {"metric": {task: name}, "floor": {task: value}, "max_loop_rate": value}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Evidence:
+        return cls(confidence=data["confidence"], resamples=data.get("claim_resamples", data["resamples"]),
+                   seed=data["seed"], min_samples=data["min_samples"], margins=data["margins"],
+                   competence=data["competence"])
+
+    @property
+    def settings(self) -> IntervalSettings:
+        return IntervalSettings(self.confidence, self.resamples, self.seed)
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of the paper and how a comparison's difference D decides it."""
+    """A claim of the paper: what D measures, its margin, and its regions."""
 
     key: str
     claim: str
     test: str
-    margin: float
-    direction: str  # greater: holds when D > margin; less: holds when D < margin
+    margin: str  # key of evidence.margins
+    form: str  # superiority: holds above +m, fails below -m, equivalent within; noninferiority: holds below m
+
+
+CLAIMS = {
+    "mamba": Claim("mamba", "Mamba classifiers beat CALM and FFN classifiers at equal quality",
+                   "decode savings at each calibrated consistency target: mamba - max(calm, ffn)", "decode_savings",
+                   "superiority"),
+    "pruning": Claim("pruning", "Early exit beats static layer pruning",
+                     "consistency with full at each pruning level's decode savings: best early-exit cell calibrated to "
+                     "save as much - the pruning level", "consistency", "superiority"),
+    "copy": Claim("copy", "Copying KV to skipped layers costs little quality against a partial forward",
+                  "mean consistency partial - copy over matching kinds and thresholds below the margin", "consistency",
+                  "noninferiority"),
+    "repetition": Claim("repetition", "Low thresholds cause repetition",
+                        "loop rate at the lowest threshold (mean over kinds and policies) - max(loop rate at the highest "
+                        "threshold, full's)", "loop_rate", "superiority"),
+    "prompt_state": Claim("prompt_state", "The mamba classifier's state over the prompt buys savings (ablation)",
+                          "decode savings at each calibrated consistency target: mamba (state built over the prompt) - "
+                          "mamba with its state started at the first generated token", "decode_savings", "superiority"),
+}
 
 
 @dataclass
 class Comparison:
     """Two sides of one claim on one backbone and task; `reason` set: it could not be formed."""
 
+    claim: str
+    backbone: str
+    task: str
     where: str
     a_label: str
     b_label: str
@@ -80,22 +132,6 @@ class Comparison:
     reason: str = ""
 
 
-CLAIMS = {
-    "mamba": Claim("mamba", "Mamba classifiers beat CALM and FFN classifiers at equal quality",
-                   f"total savings at consistency >= {CONSISTENCY_TARGET} (best over thresholds and policies): "
-                   f"mamba - max(calm, ffn) > 0", 0.0, "greater"),
-    "pruning": Claim("pruning", "Early exit beats static layer pruning",
-                     "at each pruning level, consistency of the best EE cell saving at least as much - "
-                     "the level's consistency > 0", 0.0, "greater"),
-    "copy": Claim("copy", "Copying KV to skipped layers costs little quality against a partial forward",
-                  f"mean consistency partial - copy over matching kinds and thresholds < {COPY_MARGIN}", COPY_MARGIN,
-                  "less"),
-    "repetition": Claim("repetition", "Low thresholds cause repetition",
-                        "loop rate at the lowest threshold (mean over kinds and policies) - max(loop rate at the "
-                        "highest threshold, full's) > 0", 0.0, "greater"),
-}
-
-
 def group(cells: list[dict]) -> dict[tuple[str, str], list[dict]]:
     out: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for cell in cells:
@@ -103,17 +139,21 @@ def group(cells: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return out
 
 
-def ee_cells(cells: list[dict], kind: str | None = None, policy: str | None = None) -> list[dict]:
+def ee_cells(cells: list[dict], kind: str | None = None, policy: str | None = None, fixed: bool | None = None) -> list[dict]:
+    """Early-exit cells, by exit kind, policy, and fixed (a typed-in threshold) or calibrated."""
     picked = []
     for cell in cells:
         m = method_of(cell)
-        if m.kind == "ee" and (kind is None or m.exit_kind == kind) and (policy is None or m.policy == policy):
+        if (m.kind == "ee" and (kind is None or m.exit_kind == kind) and (policy is None or m.policy == policy)
+                and (fixed is None or fixed != m.calibrated)):
             picked.append(cell)
     return picked
 
 
-def total_savings(cell: dict) -> float:
-    return estimate_of(cell, "flops.total_savings")["value"]
+def calibrated(cells: list[dict], target: str) -> dict[tuple[str, str, float], dict]:
+    """(exit kind, policy, target value) -> cell, for the calibrated cells of one target kind."""
+    return {(m.exit_kind, m.policy, m.target_value): c for c in cells
+            for m in [method_of(c)] if m.kind == "ee" and m.target == target}
 
 
 def side(cells: list[dict], quantity: str, combine: Callable[..., np.ndarray]) -> Statistic:
@@ -122,52 +162,84 @@ def side(cells: list[dict], quantity: str, combine: Callable[..., np.ndarray]) -
     return lambda take: combine(np.stack([take(r) for r in ratios]), axis=0)
 
 
-def best_savings_at_target(cells: list[dict]) -> Statistic:
-    """Largest total savings among cells at consistency >= the target, 0 when none reaches it."""
-    pairs = [(ratio_of(c, "flops.total_savings"), ratio_of(c, "consistency.output_match")) for c in cells]
-
-    def statistic(take: Take) -> np.ndarray:
-        at_target = [np.where(take(cons) >= CONSISTENCY_TARGET - TIE, take(sav), 0.0) for sav, cons in pairs]
-        return np.maximum(np.max(np.stack(at_target), axis=0), 0.0)
-
-    return statistic
-
-
 def larger(a: Statistic, b: Statistic) -> Statistic:
     return lambda take: np.maximum(a(take), b(take))
+
+
+def target_label(m: MethodSpec) -> str:
+    return f"c{format_threshold(m.target_value)}"
+
+
+def certification(cell: dict) -> str:
+    m = method_of(cell)
+    if not m.certified:
+        return "not certified: runs as full"
+    return f"t={m.threshold:g}"
 
 
 def mamba_comparisons(cells: list[dict]) -> list[Comparison]:
     out = []
     for (backbone, task), pair in sorted(group(cells).items()):
-        kinds = {k: ee_cells(pair, k) for k in ("mamba", "calm", "ffn")}
-        if not all(kinds.values()):
-            continue
-        out.append(Comparison(
-            f"{backbone}/{task}", "mamba", "max(calm, ffn)", [c for k in kinds.values() for c in k],
-            best_savings_at_target(kinds["mamba"]),
-            larger(best_savings_at_target(kinds["calm"]), best_savings_at_target(kinds["ffn"]))))
+        found = calibrated(pair, "consistency")
+        for (kind, policy, value), mamba in sorted(found.items()):
+            if kind != "mamba":
+                continue
+            where = f"{backbone}/{task} {policy} c{format_threshold(value)}"
+            others = [found[(k, policy, value)] for k in ("calm", "ffn") if (k, policy, value) in found]
+            if not others:
+                out.append(Comparison("mamba", backbone, task, where, "mamba", "max(calm, ffn)",
+                                      reason="no calm or ffn cell calibrated to this target"))
+                continue
+            labels = ", ".join(f"{method_of(c).exit_kind} {certification(c)}" for c in [mamba, *others])
+            out.append(Comparison("mamba", backbone, task, where, "mamba", f"max(calm, ffn) [{labels}]",
+                                  [mamba, *others], side([mamba], SAVINGS, np.max), side(others, SAVINGS, np.max)))
     return out
 
 
-def pruning_comparisons(cells: list[dict]) -> list[Comparison]:
+def prompt_state_comparisons(cells: list[dict]) -> list[Comparison]:
     out = []
     for (backbone, task), pair in sorted(group(cells).items()):
-        early = ee_cells(pair)
+        found = calibrated(pair, "consistency")
+        for (kind, policy, value), fresh in sorted(found.items()):
+            if kind != "mamba_fresh" or ("mamba", policy, value) not in found:
+                continue
+            mamba = found[("mamba", policy, value)]
+            out.append(Comparison("prompt_state", backbone, task, f"{backbone}/{task} {policy} c{format_threshold(value)}",
+                                  f"mamba ({certification(mamba)})", f"mamba_fresh ({certification(fresh)})",
+                                  [mamba, fresh], side([mamba], SAVINGS, np.max), side([fresh], SAVINGS, np.max)))
+    return out
+
+
+def pruning_comparisons(cells: list[dict], margin: float) -> list[Comparison]:
+    """Per pruning level, the EE cells calibrated to its decode savings that reach them on the evaluated
+    samples (within the savings margin); the best of them by consistency, picked in every resample."""
+    out = []
+    for (backbone, task), pair in sorted(group(cells).items()):
+        found = calibrated(pair, "prune")
         levels = sorted((c for c in pair if method_of(c).kind == "prune" and method_of(c).prune > 0),
                         key=lambda c: method_of(c).prune)
-        for prune in levels if early else []:
-            target = total_savings(prune)
-            eligible = [c for c in early if total_savings(c) >= target - 1e-9]
+        for prune in levels:
+            level = method_of(prune).prune
+            target = estimate_of(prune, SAVINGS)["value"]
+            matched = [c for (_, _, value), c in sorted(found.items()) if int(value) == level]
             where = f"{backbone}/{task} {prune['method']}"
-            b_label = f"{prune['method']} (savings {target:.3f})"
-            if not eligible:
-                out.append(Comparison(where, "best EE", b_label,
-                                      reason=f"no EE cell saves {target:.3f} or more (a lower threshold would)"))
+            b_label = f"{prune['method']} (decode savings {target:.3f})"
+            if not matched:
+                out.append(Comparison("pruning", backbone, task, where, "best EE", b_label,
+                                      reason=f"no early-exit cell calibrated to the savings of {prune['method']}"))
                 continue
-            out.append(Comparison(where, f"best of {len(eligible)} EE cells saving as much", b_label,
-                                  [*eligible, prune], side(eligible, "consistency.output_match", np.max),
-                                  side([prune], "consistency.output_match", np.max)))
+            eligible = [c for c in matched if estimate_of(c, SAVINGS)["value"] >= target - margin]
+            if not eligible:
+                best = max(matched, key=lambda c: estimate_of(c, SAVINGS)["value"])
+                out.append(Comparison("pruning", backbone, task, where, "best EE", b_label, reason=(
+                    f"no early-exit cell reached its decode savings on the evaluated samples (best: {best['method']} "
+                    f"{estimate_of(best, SAVINGS)['value']:.3f}; the most it can save is bounded by its first exit "
+                    f"and classifier cost)")))
+                continue
+            names = ", ".join(method_of(c).exit_kind for c in eligible)
+            out.append(Comparison("pruning", backbone, task, where, f"best of {len(eligible)} EE ({names})", b_label,
+                                  [*eligible, prune], side(eligible, CONSISTENCY, np.max),
+                                  side([prune], CONSISTENCY, np.max)))
     return out
 
 
@@ -175,15 +247,15 @@ def copy_comparisons(cells: list[dict]) -> list[Comparison]:
     out = []
     for (backbone, task), pair in sorted(group(cells).items()):
         key = lambda c: (method_of(c).exit_kind, method_of(c).threshold)  # noqa: E731
-        copy = {key(c): c for c in ee_cells(pair, policy="copy")}
-        partial = {key(c): c for c in ee_cells(pair, policy="partial")}
+        copy = {key(c): c for c in ee_cells(pair, policy="copy", fixed=True)}
+        partial = {key(c): c for c in ee_cells(pair, policy="partial", fixed=True)}
         matched = sorted(set(copy) & set(partial))
         if not matched:
             continue
         a_cells, b_cells = [partial[k] for k in matched], [copy[k] for k in matched]
-        out.append(Comparison(f"{backbone}/{task}", f"partial ({len(matched)} kind/threshold)", "copy",
-                              a_cells + b_cells, side(a_cells, "consistency.output_match", np.mean),
-                              side(b_cells, "consistency.output_match", np.mean)))
+        out.append(Comparison("copy", backbone, task, f"{backbone}/{task}", f"partial ({len(matched)} kind/threshold)",
+                              "copy", a_cells + b_cells, side(a_cells, CONSISTENCY, np.mean),
+                              side(b_cells, CONSISTENCY, np.mean)))
     return out
 
 
@@ -191,29 +263,52 @@ def repetition_comparisons(cells: list[dict]) -> list[Comparison]:
     out = []
     for (backbone, task), pair in sorted(group(cells).items()):
         full = [c for c in pair if method_of(c).kind == "full"]
-        early = ee_cells(pair)
+        early = ee_cells(pair, fixed=True)
         if not full or not early:
             continue
         thresholds = sorted({method_of(c).threshold for c in early})
         low, high = thresholds[0], thresholds[-1]
         where = f"{backbone}/{task}"
         if low == high:
-            out.append(Comparison(where, f"EE at t={low:g}", "full", reason="one threshold: no low against high"))
+            out.append(Comparison("repetition", backbone, task, where, f"EE at t={low:g}", "full",
+                                  reason="one fixed threshold: no low against high"))
             continue
         at_low = [c for c in early if method_of(c).threshold == low]
         at_high = [c for c in early if method_of(c).threshold == high]
-        out.append(Comparison(where, f"EE at t={low:g}", f"max(EE at t={high:g}, full)", at_low + at_high + full,
-                              side(at_low, "degeneration.loop_rate", np.mean),
-                              larger(side(at_high, "degeneration.loop_rate", np.mean),
-                                     side(full, "degeneration.loop_rate", np.max))))
+        out.append(Comparison("repetition", backbone, task, where, f"EE at t={low:g}", f"max(EE at t={high:g}, full)",
+                              at_low + at_high + full, side(at_low, LOOPS, np.mean),
+                              larger(side(at_high, LOOPS, np.mean), side(full, LOOPS, np.max))))
+    return out
+
+
+def competence(cells: list[dict], evidence: Evidence) -> dict[tuple[str, str], str]:
+    """(backbone, task) -> "" when the full model is competent there, else why not."""
+    rules, out = evidence.competence, {}
+    for (backbone, task), pair in group(cells).items():
+        full = [c for c in pair if method_of(c).kind == "full"]
+        if not full:
+            out[(backbone, task)] = "no full cell to judge competence by"
+            continue
+        metric, floor = rules["metric"].get(task), rules["floor"].get(task)
+        problems = []
+        if metric is not None:
+            value = full[0]["metrics"][metric]
+            if value < floor:
+                problems.append(f"full {metric} {value:.3f} < floor {floor:g}")
+        loops = full[0]["degeneration"]["loop_rate"]
+        if loops > rules["max_loop_rate"]:
+            problems.append(f"full loops on {loops:.3f} of samples > {rules['max_loop_rate']:g}")
+        out[(backbone, task)] = "; ".join(problems)
     return out
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """One comparison's numbers and verdict (a row of the detail CSV)."""
+    """One comparison's numbers and verdict (a row of the detail table)."""
 
     claim: str
+    backbone: str
+    task: str
     comparison: str
     a: str
     a_value: float | None
@@ -222,81 +317,165 @@ class Outcome:
     difference: float | None
     lo: float | None
     hi: float | None
-    confidence: float | None
+    margin: float
+    p_value: float | None
+    level: float | None  # the Holm level the comparison was tested at (1 - its adjusted alpha)
     n: int | None
+    groups: int | None
     verdict: str
     reason: str
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict in ("holds", "fails", "equivalent")
 
     def line(self) -> str:
         if self.difference is None:
             return f"{self.comparison}: {self.verdict} ({self.reason})"
         why = f" ({self.reason})" if self.reason else ""
-        return (f"{self.comparison}: {self.a} {self.a_value:.3f} vs {self.b} {self.b_value:.3f}, "
-                f"D {self.difference:+.3f} [{self.lo:+.3f}, {self.hi:+.3f}] n={self.n}: {self.verdict}{why}")
+        return (f"{self.comparison}: D {self.difference:+.3f} [{self.lo:+.3f}, {self.hi:+.3f}] n={self.n}, "
+                f"p={self.p_value:.2g}: {self.verdict}{why}")
 
 
-def decide(claim: Claim, lo: float, hi: float) -> tuple[str, str]:
-    """The interval test against the claim's margin."""
-    if lo <= claim.margin <= hi:
-        return "inconclusive", f"interval includes the margin {claim.margin:g}"
-    above = lo > claim.margin
-    return ("holds" if above == (claim.direction == "greater") else "fails"), ""
+def regions(claim: Claim, margin: float) -> dict[str, tuple[float, float]]:
+    if claim.form == "superiority":
+        return {"holds": (margin, np.inf), "fails": (-np.inf, -margin), "equivalent": (-margin, margin)}
+    return {"holds": (-np.inf, margin), "fails": (margin, np.inf)}
 
 
-def judge(claim: Claim, comparisons: list[Comparison], settings: IntervalSettings, min_samples: int) -> list[Outcome]:
-    """Every comparison of a claim, its intervals Bonferroni-adjusted over those that reach the test."""
-    prepared = []
-    for comp in comparisons:
-        if comp.reason:
-            prepared.append((comp, None, None, None, comp.reason))
-            continue
-        n = paired_n(comp.cells)
-        a, b = float(comp.a(observed)[0]), float(comp.b(observed)[0])
-        reason = (f"n = {n} < min_samples {min_samples}" if n < min_samples
-                  else f"tie: both sides {a:.3f}" if abs(a - b) <= TIE else "")
-        prepared.append((comp, n, a, b, reason))
-    tested = sum(1 for p in prepared if p[1] is not None and not p[4])
-    confidence = 1.0 - (1.0 - settings.confidence) / max(tested, 1)
+def region_p_values(draws: np.ndarray, bounds: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Per region, the smallest alpha at which the percentile interval at 1 - alpha lies inside it: twice
+    the larger share of resamples beyond one of its edges (capped at 1)."""
+    out = {}
+    for name, (lo, hi) in bounds.items():
+        below = float(np.mean(draws < lo)) if np.isfinite(lo) else 0.0
+        above = float(np.mean(draws > hi)) if np.isfinite(hi) else 0.0
+        out[name] = min(1.0, 2.0 * max(below, above))
+    return out
+
+
+@dataclass
+class Prepared:
+    comparison: Comparison
+    reason: str = ""
+    verdict: str = "inconclusive"
+    n: int | None = None
+    groups: int | None = None
+    a: float | None = None
+    b: float | None = None
+    draws: np.ndarray | None = None
+    region: str = ""
+    p: float = 1.0
+
+
+def prepare(comp: Comparison, claim: Claim, margin: float, evidence: Evidence,
+            competent: dict[tuple[str, str], str]) -> Prepared:
+    """Everything a comparison needs before the family's Holm step: its reason not to be tested, or its
+    bootstrap distribution of D and its best region's p-value."""
+    if comp.reason:
+        return Prepared(comp, comp.reason)
+    if competent.get((comp.backbone, comp.task)):
+        return Prepared(comp, f"backbone not competent on {comp.task}: {competent[(comp.backbone, comp.task)]}",
+                        verdict="not competent")
+    groups = paired_groups(comp.cells)
+    a, b = float(comp.a(observed)[0]), float(comp.b(observed)[0])
+    out = Prepared(comp, n=groups.samples, groups=groups.count, a=a, b=b)
+    if groups.samples < evidence.min_samples:
+        out.reason = f"n = {groups.samples} < min_samples {evidence.min_samples}"
+        return out
+    out.draws = resampled([lambda take: comp.a(take) - comp.b(take)], groups, evidence.settings)[0]
+    if abs(a - b) <= TIE and np.all(np.abs(out.draws) <= TIE):
+        out.reason = f"not exercised: both sides {a:.3f} in every resample"
+        out.draws = None
+        return out
+    p_values = region_p_values(out.draws, regions(claim, margin))
+    out.region = min(p_values, key=p_values.get)
+    out.p = p_values[out.region]
+    return out
+
+
+def holm(prepared: list[Prepared], alpha: float) -> dict[int, float]:
+    """Holm's step-down over the tested comparisons: decided in order of p-value while p <= alpha / (tested -
+    rank); the first that is not stops it. Returns each tested comparison's alpha level, by index."""
+    tested = sorted((p.p, i) for i, p in enumerate(prepared) if p.draws is not None)
+    levels, going = {}, True
+    for rank, (p, i) in enumerate(tested):
+        level = alpha / (len(tested) - rank)
+        levels[i] = level
+        going = going and p <= level
+        if going:
+            prepared[i].verdict = prepared[i].region
+        elif p > level:
+            prepared[i].reason = f"interval at its Holm level crosses a margin edge (p = {p:.2g} > {level:.2g})"
+        else:
+            prepared[i].reason = f"Holm stopped at a smaller p-value before it (p = {p:.2g})"
+    return levels
+
+
+def scorecard(cells: list[dict], evidence: Evidence, extra: list[Comparison] = ()) -> list[Outcome]:
+    """Every comparison of every claim, decided together (one Holm family)."""
+    competent = competence(cells, evidence)
+    comparisons = (mamba_comparisons(cells) + pruning_comparisons(cells, evidence.margins["decode_savings"])
+                   + copy_comparisons(cells) + repetition_comparisons(cells) + prompt_state_comparisons(cells)
+                   + list(extra))
+    prepared = [prepare(c, CLAIMS[c.claim], evidence.margins[CLAIMS[c.claim].margin], evidence, competent)
+                for c in comparisons]
+    alpha = 1.0 - evidence.confidence
+    levels = holm(prepared, alpha)
     outcomes = []
-    for comp, n, a, b, reason in prepared:
-        if n is None:
-            outcomes.append(Outcome(claim.key, comp.where, comp.a_label, None, comp.b_label, None, None, None, None,
-                                    None, None, "inconclusive", reason))
-            continue
-        diff = estimate(lambda take, c=comp: c.a(take) - c.b(take), n, settings, confidence)
-        verdict, test_reason = ("inconclusive", reason) if reason else decide(claim, diff.lo, diff.hi)
-        outcomes.append(Outcome(claim.key, comp.where, comp.a_label, a, comp.b_label, b, diff.value, diff.lo,
-                                diff.hi, confidence, n, verdict, test_reason))
+    for i, p in enumerate(prepared):
+        comp, claim = p.comparison, CLAIMS[p.comparison.claim]
+        margin = evidence.margins[claim.margin]
+        lo = hi = diff = None
+        if p.draws is not None:
+            level = levels[i]
+            finite = p.draws[np.isfinite(p.draws)]
+            lo, hi = (float(v) for v in np.quantile(finite, [level / 2, 1.0 - level / 2]))
+            diff = p.a - p.b
+        outcomes.append(Outcome(
+            claim.key, comp.backbone, comp.task, comp.where, comp.a_label, p.a, comp.b_label, p.b, diff, lo, hi,
+            margin, p.p if p.draws is not None else None, 1.0 - levels[i] if i in levels else None, p.n, p.groups,
+            p.verdict, p.reason))
     return outcomes
 
 
-def verdict(outcomes: list[Outcome]) -> str:
-    found = {o.verdict for o in outcomes}
-    return "fails" if "fails" in found else "holds" if "holds" in found else "inconclusive"
+def backbone_verdict(outcomes: list[Outcome]) -> str:
+    """A claim on one backbone, from its comparisons' verdicts."""
+    decided = [o.verdict for o in outcomes if o.decided]
+    if not decided:
+        if outcomes and all(o.verdict == "not competent" for o in outcomes):
+            return "not competent"
+        return "inconclusive"
+    kinds = sorted(set(decided))
+    if len(kinds) == 1:
+        return kinds[0]
+    return "mixed (" + ", ".join(f"{decided.count(k)} {k}" for k in kinds) + ")"
 
 
 def tally(outcomes: list[Outcome]) -> str:
-    counts = {v: sum(o.verdict == v for o in outcomes) for v in ("holds", "fails", "inconclusive")}
-    return ", ".join(f"{count} {v}" for v, count in counts.items()) + f" (of {len(outcomes)})"
+    names = ("holds", "fails", "equivalent", "inconclusive", "not competent")
+    counts = {v: sum(o.verdict == v for o in outcomes) for v in names}
+    return ", ".join(f"{count} {v}" for v, count in counts.items() if count) + f" (of {len(outcomes)})"
 
 
-COMPARISONS: dict[str, Callable[[list[dict]], list[Comparison]]] = {
-    "mamba": mamba_comparisons,
-    "pruning": pruning_comparisons,
-    "copy": copy_comparisons,
-    "repetition": repetition_comparisons,
-}
-
-
-def claims_scorecard(cells: list[dict], evidence: dict) -> tuple[list[dict], list[Outcome]]:
-    """One row per claim (verdict, tally, the numbers of every comparison) and every comparison's
-    outcome. evidence: the profile's `evidence` section."""
-    settings = IntervalSettings.from_dict(evidence)
-    rows, details = [], []
+def claims_scorecard(cells: list[dict], evidence: dict, extra: list[Comparison] = ()) -> tuple[list[dict], list[Outcome]]:
+    """One row per claim and backbone (verdict, tally, margin) and every comparison's outcome."""
+    settings = Evidence.from_dict(evidence)
+    outcomes = scorecard(cells, settings, extra)
+    rows = []
     for key, claim in CLAIMS.items():
-        outcomes = judge(claim, COMPARISONS[key](cells), settings, evidence["min_samples"])
-        details += outcomes
-        rows.append({"claim": claim.claim, "test": claim.test, "verdict": verdict(outcomes),
-                     "comparisons": tally(outcomes),
-                     "numbers": "; ".join(o.line() for o in outcomes) or "no backbone/task has the cells it compares"})
-    return rows, details
+        mine = [o for o in outcomes if o.claim == key]
+        for backbone in sorted({o.backbone for o in mine}):
+            here = [o for o in mine if o.backbone == backbone]
+            rows.append({"claim": claim.claim, "backbone": backbone, "test": claim.test,
+                         "margin": f"{claim.form}, m = {settings.margins[claim.margin]:g}",
+                         "verdict": backbone_verdict(here), "comparisons": tally(here)})
+    return rows, outcomes
+
+
+def counts(outcomes: list[Outcome]) -> dict[str, int]:
+    """The scorecard's totals: comparisons, decided ones and each verdict."""
+    out = {"comparisons": len(outcomes), "decided": sum(o.decided for o in outcomes)}
+    for verdict in ("holds", "fails", "equivalent", "inconclusive", "not competent"):
+        out[verdict] = sum(o.verdict == verdict for o in outcomes)
+    return out

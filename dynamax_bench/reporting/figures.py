@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dynamax_bench.files import atomic_path  # noqa: E402
-from dynamax_bench.reporting.statistics import estimate_of  # noqa: E402
+from dynamax_bench.reporting.speedups import speedups  # noqa: E402
+from dynamax_bench.reporting.statistics import IntervalSettings  # noqa: E402
 from dynamax_bench.spec import method_of  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def exit_histograms(cells: list[dict], out_dir: Path) -> list[str]:
             series = defaultdict(lambda: defaultdict(int))
             for cell in by_panel.get((backbone, kind), []):
                 method = method_of(cell)
-                label = f"{method.policy} t={method.threshold:g}"
+                label = f"{method.policy} {method.name.rsplit('-', 1)[1]}"  # t0.9, c0.95 or p6
                 for layer, count in cell["layers"]["histogram"].items():
                     series[label][int(layer)] += count
             layers = sorted({layer for counts in series.values() for layer in counts})
@@ -76,84 +77,136 @@ def error(estimates: list[dict]) -> list[list[float]]:
     return [[max(e["value"] - e["lo"], 0.0) for e in estimates], [max(e["hi"] - e["value"], 0.0) for e in estimates]]
 
 
-def quality_vs_savings(cells: list[dict], out_dir: Path, confidence: float) -> list[str]:
-    """Figure 1: consistency with full (top row) and the task's first metric (bottom row) against
-    total FLOPs savings, one column per backbone and task: each exit kind and policy across
-    thresholds, static pruning levels, the oracle point, each self-speculative configuration (lossless:
-    consistency 1, its savings negative, since it computes rejected drafts); every point with its interval
-    on both axes."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for cell in cells:
-        groups[(cell["backbone"], cell["task"])].append(cell)
-    keys = sorted(groups)
-    fig, axes = plt.subplots(2, max(len(keys), 1), figsize=(4.2 * max(len(keys), 1), 6.4), squeeze=False)
-    for col, key in enumerate(keys):
-        group_cells = groups[key]
-        metric = next(iter(group_cells[0]["metrics"]))
-        for row, (label, quantity) in enumerate((("consistency with full", "consistency.output_match"),
-                                                 (metric, f"metrics.{metric}"))):
-            ax = axes[row][col]
-            series: dict[str, list[tuple[float, dict, dict]]] = defaultdict(list)
-            for cell in group_cells:
-                m = method_of(cell)
-                point = (estimate_of(cell, "flops.total_savings"), estimate_of(cell, quantity))
-                if m.kind == "ee":
-                    series[f"{m.exit_kind}-{m.policy}"].append((m.threshold, *point))
-                elif m.kind == "prune":
-                    series["static pruning"].append((-m.prune, *point))
-                elif m.kind in ("oracle", "full", "spec"):  # spec: lossless, at consistency 1 with its (negative) savings
-                    style = {"oracle": {"marker": "*", "markersize": 11, "color": "black"},
-                             "full": {"marker": "s", "color": "grey"},
-                             "spec": {"marker": "D", "markersize": 5, "color": "tab:purple"}}[m.kind]
-                    ax.errorbar(point[0]["value"], point[1]["value"], xerr=error([point[0]]), yerr=error([point[1]]),
-                                capsize=2, label=m.name if m.kind == "spec" else m.kind, zorder=3, **style)
-            for name, points in sorted(series.items()):
-                points.sort(key=lambda p: p[0])
-                xs, ys = [p[1] for p in points], [p[2] for p in points]
-                style = {"color": "black", "linestyle": "--"} if name == "static pruning" else {}
-                ax.errorbar([x["value"] for x in xs], [y["value"] for y in ys], xerr=error(xs), yerr=error(ys),
-                            marker="o", markersize=3, capsize=2, elinewidth=0.7, label=name, **style)
-            ax.set_xlabel("total FLOPs savings")
-            ax.set_ylabel(label)
-            ax.set_title(f"{key[0]} / {key[1]}", fontsize=9)
-            ax.grid(alpha=0.3)
-            if col == 0 and row == 0:
-                ax.legend(fontsize=6)
-    fig.suptitle(f"Quality against savings ({confidence:.0%} bootstrap intervals on both axes)", fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, out_dir, "figure1_quality_vs_savings")
+SAVINGS = "flops.decode_savings"
+SPEC_COLOR = "tab:purple"
 
 
-def latency_vs_threshold(latency: list[dict], out_dir: Path) -> list[str]:
-    """Figure 3: median time per decode step (with its 25-75% range) against the threshold, per
-    backbone, one line per exit method and policy; `full` as a horizontal line. The prompt's
-    forward is left out: it runs every layer under every method."""
+def _point(cell: dict, quantity: str) -> tuple[dict, dict] | None:
+    found = cell["intervals"]["estimates"]
+    if SAVINGS not in found or quantity not in found:
+        return None
+    return found[SAVINGS], found[quantity]
+
+
+def _curve(ax: plt.Axes, points: list[tuple[dict, dict]], color: str, label: str) -> None:
+    """One method's trade-off: its cells by decode savings, each with its interval on both axes, and the
+    band of the quality intervals between them."""
+    points = sorted(points, key=lambda p: p[0]["value"])
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    ax.errorbar([x["value"] for x in xs], [y["value"] for y in ys], xerr=error(xs), yerr=error(ys), color=color,
+                marker="o", markersize=3.5, capsize=2, elinewidth=0.7, linewidth=1.2, label=label)
+    if len(points) > 1:
+        ax.fill_between([x["value"] for x in xs], [y["lo"] for y in ys], [y["hi"] for y in ys], color=color, alpha=0.12,
+                        linewidth=0)
+
+
+def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, competence: dict | None = None) -> list[str]:
+    """Figure 1, one per backbone: consistency with full (top row) and the task's first metric (bottom row)
+    against decode savings (the generated tokens after the first, exit decisions and fills included), one
+    column per task. Each exit kind is a curve through its calibrated cells (one per consistency target and
+    pruning level, the first policy), its fixed thresholds as open markers; static pruning levels as black
+    squares; the oracle (every token at the first exit that agrees with full: the ceiling at consistency 1)
+    as a dotted line; each self-speculative configuration as a purple diamond (lossless: consistency 1, its
+    decode savings negative, since it computes rejected drafts); every point with its bootstrap interval on
+    both axes. `competence`: (backbone, task)
+    -> why the full model is not competent there, written on its panels."""
+    names = []
+    competence = competence or {}
+    for backbone in sorted({c["backbone"] for c in cells}):
+        mine = [c for c in cells if c["backbone"] == backbone]
+        tasks = sorted({c["task"] for c in mine})
+        kinds = sorted({method_of(c).exit_kind for c in mine if method_of(c).kind == "ee"})
+        colors = {kind: plt.cm.tab10(i % 10) for i, kind in enumerate(kinds)}
+        fig, axes = plt.subplots(2, len(tasks), figsize=(4.6 * len(tasks), 7.0), squeeze=False)
+        for col, task in enumerate(tasks):
+            here = [c for c in mine if c["task"] == task]
+            metric = next(iter(here[0]["metrics"]))
+            for row, (label, quantity) in enumerate((("consistency with full", "consistency.output_match"),
+                                                     (metric, f"metrics.{metric}"))):
+                ax = axes[row][col]
+                curves: dict[str, list] = defaultdict(list)
+                for cell in here:
+                    m, point = method_of(cell), _point(cell, quantity)
+                    if point is None:
+                        continue
+                    if m.kind == "ee" and m.calibrated:
+                        curves[m.exit_kind].append(point)
+                    elif m.kind == "ee":
+                        ax.plot(point[0]["value"], point[1]["value"], marker="o", markersize=4, linestyle="none",
+                                markerfacecolor="none", color=colors[m.exit_kind], alpha=0.7)
+                    elif m.kind == "prune" and m.prune > 0:
+                        ax.errorbar(point[0]["value"], point[1]["value"], xerr=error([point[0]]), yerr=error([point[1]]),
+                                    marker="s", color="black", capsize=2, linestyle="none")
+                        ax.annotate(cell["method"], (point[0]["value"], point[1]["value"]), fontsize=6,
+                                    xytext=(3, 3), textcoords="offset points")
+                    elif m.kind == "oracle":
+                        ax.axvline(point[0]["value"], color="black", linestyle=":", linewidth=1)
+                        ax.annotate("oracle", (point[0]["value"], ax.get_ylim()[0]), fontsize=6, rotation=90,
+                                    xytext=(2, 4), textcoords="offset points")
+                    elif m.kind == "full":
+                        ax.plot(0.0, point[1]["value"], marker="D", color="grey", linestyle="none")
+                    elif m.kind == "spec":
+                        ax.errorbar(point[0]["value"], point[1]["value"], xerr=error([point[0]]), yerr=error([point[1]]),
+                                    marker="D", markersize=5, color=SPEC_COLOR, capsize=2, linestyle="none")
+                        ax.annotate(cell["method"], (point[0]["value"], point[1]["value"]), fontsize=6,
+                                    xytext=(3, -8), textcoords="offset points")
+                for kind, points in sorted(curves.items()):
+                    _curve(ax, points, colors[kind], kind)
+                title = f"{task}"
+                if competence.get((backbone, task)):
+                    title += "\nnot competent: " + competence[(backbone, task)]
+                ax.set_title(title, fontsize=8)
+                ax.set_xlabel("decode savings")
+                ax.set_ylabel(label)
+                ax.grid(alpha=0.3)
+        handles = [plt.Line2D([], [], color=colors[k], marker="o", label=k) for k in kinds]
+        handles += [plt.Line2D([], [], color="black", marker="s", linestyle="none", label="static pruning"),
+                    plt.Line2D([], [], color="black", linestyle=":", label="oracle ceiling"),
+                    plt.Line2D([], [], color="grey", marker="D", linestyle="none", label="full"),
+                    plt.Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="none",
+                               label="fixed threshold")]
+        if any(method_of(c).kind == "spec" for c in mine):
+            handles.append(plt.Line2D([], [], color=SPEC_COLOR, marker="D", linestyle="none",
+                                      label="self-speculative (lossless)"))
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
+        fig.suptitle(f"{backbone}: quality against decode savings; curves through the calibrated cells "
+                     f"({confidence:.0%} bootstrap intervals on both axes, shaded: the quality interval)", fontsize=9)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        names += save_figure(fig, out_dir, f"figure1_tradeoff_{backbone}")
+    return names
+
+
+def measured_vs_predicted(latency: list[dict], out_dir: Path, settings: IntervalSettings) -> list[str]:
+    """Figure 3: each timed method's measured decode speedup over `full` (batch 1, with its interval over the
+    timed prompts) against the speedup its FLOPs predict for the same decode steps, per backbone; the
+    diagonal is a method that runs exactly as fast as its FLOPs say, the horizontal line `full`."""
+    found = speedups(latency, settings)
     backbones = sorted({l["backbone"] for l in latency})
-    fig, axes = plt.subplots(1, max(len(backbones), 1), figsize=(4.5 * max(len(backbones), 1), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(backbones), 1), figsize=(4.8 * max(len(backbones), 1), 4.2), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
-        series: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+        kinds: dict[str, list[tuple[float, dict, bool]]] = defaultdict(list)
         for entry in latency:
-            if entry["backbone"] != backbone:
-                continue
             m = method_of(entry)
-            if entry["seconds_per_decode_token"] is None:
+            measured = found.get((backbone, entry["method"])) if entry["backbone"] == backbone else None
+            predicted = entry["flops_per_decode_token"]["predicted_speedup"]
+            if m.kind != "ee" or measured is None or predicted is None:
                 continue
-            per_token = {k: 1000 * v for k, v in entry["seconds_per_decode_token"].items()}
-            if m.kind == "full":
-                ax.axhline(per_token["median"], color="grey", linestyle="--", label="full")
-            elif m.kind == "ee":
-                series[f"{m.exit_kind}-{m.policy}"].append((m.threshold, per_token))
-        for name, points in sorted(series.items()):
-            points.sort(key=lambda p: p[0])
-            xs = [p[0] for p in points]
-            ax.errorbar(xs, [p[1]["median"] for p in points],
-                        yerr=[[p[1]["median"] - p[1]["p25"] for p in points],
-                              [p[1]["p75"] - p[1]["median"] for p in points]],
-                        marker="o", markersize=3, capsize=2, label=name)
-        ax.set_xlabel("exit threshold")
-        ax.set_ylabel("ms per decode step (median)")
+            kinds[m.exit_kind].append((predicted, measured, m.calibrated))
+        values = [p for points in kinds.values() for p, _, _ in points] + [1.0]
+        low, high = min(values) * 0.9, max(values) * 1.1
+        ax.plot([low, high], [low, high], color="grey", linestyle=":", linewidth=1, label="as FLOPs predict")
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="full")
+        for i, (kind, points) in enumerate(sorted(kinds.items())):
+            for predicted, measured, calibrated in points:
+                ax.errorbar(predicted, measured["value"], yerr=error([measured]), color=plt.cm.tab10(i % 10),
+                            marker="o" if calibrated else "s", markerfacecolor=None if calibrated else "none",
+                            capsize=2, linestyle="none", label=kind if (predicted, measured, calibrated) == points[0] else None)
+        ax.set_xlabel("speedup the FLOPs predict (decode steps)")
+        ax.set_ylabel("measured speedup (decode steps, batch 1)")
         ax.set_title(backbone, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
+    fig.suptitle(f"Measured against predicted decode speedup over full ({settings.confidence:.0%} intervals over the "
+                 "timed prompts; filled: calibrated rows, open: typed-in thresholds)", fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, out_dir, "figure3_latency_vs_threshold")
+    return save_figure(fig, out_dir, "figure3_measured_vs_predicted")

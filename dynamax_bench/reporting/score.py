@@ -17,8 +17,17 @@ from dynamax_bench.costs.speculation import speculation_summary
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.backbones.meta import read_backbone_meta
 from dynamax_bench.provenance import provenance
-from dynamax_bench.reporting.statistics import (Estimate, IntervalSettings, Ratio, estimates, lm_eval_stderr, quantities,
-                                                ratio_from)
+from dynamax_bench.reporting.statistics import (
+    Estimate,
+    Groups,
+    IntervalSettings,
+    Ratio,
+    estimates,
+    groups_of,
+    lm_eval_stderr,
+    quantities,
+    ratio_from,
+)
 from dynamax_bench.generation.generate import read_generations
 from dynamax_bench.generation.tasks import load_samples
 from dynamax_bench.spec import DecodeSpec, MethodSpec, TaskSpec
@@ -68,21 +77,26 @@ def check_aligned(records: list[dict], full: list[dict], what: str) -> None:
         raise ValueError(f"{what}: sample ids differ from the full model's generations; rerun both with one config")
 
 
-def sample_lists(records: list[dict], full: list[dict], metrics: dict[str, list[float]], flops: list[dict]) -> dict:
+def sample_lists(records: list[dict], full: list[dict], metrics: dict[str, list[float]], flops: list[dict],
+                 groups: list[str] | None = None) -> dict:
     """The `per_sample` block: one list per quantity, in sample order (see statistics.DERIVED for
     the ratios built from the FLOPs, layer and token lists). `flops`: the ledger's per-sample
-    executed and full totals (prompt forward and a stateful classifier's prompt pass included)."""
+    executed and full totals (prompt forward and a stateful classifier's prompt pass included) and
+    those of the decode steps alone. `groups`: each sample's group (a CoQA story), resampled whole."""
     if len(flops) != len(records):
         raise ValueError(f"the cost ledger returned {len(flops)} per-sample totals for {len(records)} samples")
     return {
         "ids": [r["id"] for r in records],
+        "groups": groups if groups is not None else [r["id"] for r in records],
         **{f"metrics.{name}": values for name, values in metrics.items()},
         **consistency(records, full),
         "degeneration.loop_rate": [float(loops(r["token_ids"])) for r in records],
         "flops.executed": [s["executed"] for s in flops],
         "flops.full": [s["full"] for s in flops],
-        "layers.executed": [sum(r["exit_layers"]) for r in records],
-        "tokens.generated": [len(r["exit_layers"]) for r in records],
+        "flops.decode_executed": [s["decode_executed"] for s in flops],
+        "flops.decode_full": [s["decode_full"] for s in flops],
+        "layers.executed": [sum(r["layers_executed"]) for r in records],
+        "tokens.generated": [len(r["layers_executed"]) for r in records],
     }
 
 
@@ -96,9 +110,9 @@ def check_lossless(method: MethodSpec, per_sample: dict[str, list], where: str) 
                          "differ from full's: a bug of the engine; regenerate both cells and report it")
 
 
-def speculation_block(records: list[dict], settings: IntervalSettings) -> dict:
+def speculation_block(records: list[dict], groups: Groups, settings: IntervalSettings) -> dict:
     """A spec-* cell's acceptance statistics (costs/speculation.py), its per-sample drafted and accepted
-    counts (in sample order), and intervals of its acceptance rates over samples."""
+    counts (in sample order), and intervals of its acceptance rates, resampled by the cell's sample groups."""
     per_sample = {"drafted": [sum(r["speculation"]["drafted"]) for r in records],
                   "accepted": [sum(r["speculation"]["accepted"]) for r in records],
                   "tried": [sum(a + (a < d) for d, a in zip(r["speculation"]["drafted"], r["speculation"]["accepted"]))
@@ -107,7 +121,7 @@ def speculation_block(records: list[dict], settings: IntervalSettings) -> dict:
               "per_draft_acceptance": Ratio(np.asarray(per_sample["accepted"], float),
                                             np.asarray(per_sample["tried"], float))}
     drafting = sum(1 for d in per_sample["drafted"] if d)  # a resample of only draft-free samples has no rate
-    found = estimates(ratios, settings) if drafting >= 2 else {}
+    found = estimates(ratios, groups, settings) if drafting >= 2 else {}
     return {**speculation_summary(records), "per_sample": per_sample,
             "intervals": {name: est.to_dict() for name, est in found.items()}}
 
@@ -115,7 +129,7 @@ def speculation_block(records: list[dict], settings: IntervalSettings) -> dict:
 def intervals(per_sample: dict[str, list], settings: IntervalSettings) -> dict:
     """Every quantity's estimate (value, lo, hi, n), task metrics also with lm-eval's stderr."""
     found: dict[str, Estimate] = estimates(
-        {q: ratio_from(per_sample, q, "per_sample") for q in quantities(per_sample)}, settings)
+        {q: ratio_from(per_sample, q, "per_sample") for q in quantities(per_sample)}, groups_of(per_sample), settings)
     out = {}
     for name, est in found.items():
         entry = est.to_dict()
@@ -147,11 +161,11 @@ def score_cell(
     scores = [task.score_one(sample, record["output"]) for sample, record in zip(samples, records)]
     costs = cell_flops(records, spec.method, read_json(flops))
     metrics = {name: [s[name] for s in scores] for name in task.metrics}
-    per_sample = sample_lists(records, full, metrics, costs.pop("per_sample"))
+    per_sample = sample_lists(records, full, metrics, costs.pop("per_sample"), [s.unit for s in samples])
     check_lossless(spec.method, per_sample, str(generations))
     summary = intervals(per_sample, evidence)
     value = {name: entry["value"] for name, entry in summary["estimates"].items()}
-    exits = [layer for record in records for layer in record["exit_layers"]]
+    exits = [layer for record in records for layer in record["layers_executed"]]
     cell = {
         "backbone": meta["name"],
         "backbone_label": meta["label"],
@@ -164,13 +178,13 @@ def score_cell(
         "degeneration": {"loop_rate": value["degeneration.loop_rate"], "ngram": LOOP_NGRAM, "min_count": LOOP_MIN_COUNT},
         "layers": {
             "num_layers": meta["num_layers"],
-            "exit_positions": header["exit_layers"],
+            "exit_positions": header["exit_positions"],
             "mean_executed": value["layers.mean_executed"],
             "histogram": {str(layer): exits.count(layer) for layer in sorted(set(exits))},
         },
         "flops": costs,
         # a spec-* cell's rounds: drafted, accepted, verification passes, acceptance rates (None otherwise)
-        "speculation": speculation_block(records, evidence) if spec.method.kind == "spec" else None,
+        "speculation": speculation_block(records, groups_of(per_sample), evidence) if spec.method.kind == "spec" else None,
         "intervals": summary,
         "per_sample": per_sample,
         # a batched run's agreement with batch 1 (rows and tokens the batch changed, the near ties

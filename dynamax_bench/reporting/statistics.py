@@ -1,41 +1,51 @@
-"""Uncertainty of every number: a seeded percentile bootstrap over samples, paired across cells.
+"""Uncertainty of every number: a seeded percentile bootstrap over groups of samples, paired across cells.
 
 Every quantity of a cell is a ratio of sums over its samples, sum(num) / sum(den): a mean when
-`den` is all ones (task metrics, consistency, loop rate), and a ratio otherwise (total savings:
-saved FLOPs over full FLOPs; mean layers: layers over tokens). A statistic is written once, as a
+`den` is all ones (task metrics, consistency, loop rate), and a ratio otherwise (savings: saved
+FLOPs over full FLOPs; mean layers: layers over tokens). A statistic is written once, as a
 function of `take`, which turns a Ratio into its value: on the observed samples (shape (1,)) for
-the point estimate, and on every bootstrap resample of the samples (shape (resamples,)). A paired
-comparison is a statistic of several cells taken with the SAME resampled indices, so sample i of
-one cell always meets sample i of the other; a statistic may select (the best cell at a quality
-target) inside itself, so the selection is resampled too.
+the point estimate, and on every bootstrap resample (shape (resamples,)). A paired comparison is a
+statistic of several cells taken with the SAME resampled indices, so sample i of one cell always
+meets sample i of the other; a statistic may select (the best cell at a quality target) inside
+itself, so the selection is resampled too.
 
-Interval: percentile bootstrap (the confidence/2 and 1 - confidence/2 quantiles of the
-resampled statistic, numpy's linear quantile). Not BCa: its acceleration is 0/0 on a quantity
-that is constant over samples (consistency 1.0 everywhere, a tie), and its bias term is infinite
-when the point sits at the edge of the resampled values, as it does for the max over cells; the
-percentile interval is defined for both, and is exactly zero-width where every resample gives the
-same value. On a few samples of a rare event it covers less than nominal (tests/test_statistics.py
-measures it): that is what `evidence.min_samples` guards in the claims.
+Groups: samples that are not independent (the turns of one CoQA story share the story and the
+conversation) form a group, and the bootstrap draws whole groups (a cluster bootstrap); a task of
+independent samples has one group per sample, the ordinary bootstrap. A ratio of sums over the
+samples of the drawn groups is the ratio of the groups' own sums, so `take` works on group sums.
 
-Resampled indices come from numpy's PCG64 seeded with `evidence.seed`, drawn in fixed chunks, so
-the same inputs and settings give the same bytes on every run.
+The resampling is `scipy.stats.bootstrap` (vectorised, `method="percentile"`) over the group
+indices, seeded with `evidence.seed`, so the same inputs and settings give the same bytes. The
+interval is the percentile interval (numpy's linear quantile of the resampled statistic): BCa's
+acceleration is 0/0 on a quantity that is constant over samples (consistency 1.0, a tie), and its
+bias term is infinite when the point sits at the edge of the resampled values (a best-of-cells
+selection); the percentile interval is defined for both, and zero-width exactly where every
+resample agrees. On a few samples of a rare event it covers less than nominal
+(tests/test_statistics.py measures it): that is what `evidence.min_samples` guards in the claims.
+
+A ratio whose denominator sums to zero over a resample (decode savings of a resample that drew
+only one-token answers: no decode step) has no value there; such resamples are left out of the
+interval (`nanquantile`), and a quantity with no value on the observed samples has no estimate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
+import warnings
 
-KIND = "percentile bootstrap over samples"
-CHUNK = 256  # resamples drawn at once: bounds memory at CHUNK x n indices
+import numpy as np
+from scipy.stats import DegenerateDataWarning, bootstrap
+
+KIND = "percentile bootstrap over groups of samples (scipy.stats.bootstrap)"
+CHUNK = 256  # resamples per vectorised call: bounds memory at CHUNK x groups indices
 
 
 @dataclass(frozen=True)
 class IntervalSettings:
-    """The profile's `evidence` section, less what only the claims read (min_samples)."""
+    """The profile's `evidence` section, less what only the claims read (min_samples, margins, ...)."""
 
     confidence: float = 0.95
     resamples: int = 2000
@@ -47,6 +57,31 @@ class IntervalSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": KIND, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Which group each sample belongs to: `codes[i]` in 0..count-1, numbered in order of first appearance."""
+
+    codes: np.ndarray
+    count: int
+
+    @classmethod
+    def of(cls, labels: Sequence[str]) -> Groups:
+        index: dict[str, int] = {}
+        codes = np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.intp)
+        return cls(codes, len(index))
+
+    @classmethod
+    def singletons(cls, n: int) -> Groups:
+        return cls(np.arange(n, dtype=np.intp), n)
+
+    @property
+    def samples(self) -> int:
+        return len(self.codes)
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.codes, weights=values, minlength=self.count)
 
 
 @dataclass(frozen=True)
@@ -62,7 +97,8 @@ class Ratio:
         return cls(values, np.ones_like(values))
 
     def value(self) -> float:
-        return float(self.num.sum() / self.den.sum())
+        den = self.den.sum()
+        return float(self.num.sum() / den) if den else float("nan")
 
 
 Take = Callable[[Ratio], np.ndarray]
@@ -71,12 +107,13 @@ Statistic = Callable[[Take], np.ndarray]
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point value with its interval over n samples."""
+    """A point value with its interval over n samples in `groups` groups (the units resampled)."""
 
     value: float
     lo: float
     hi: float
     n: int
+    groups: int
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -89,57 +126,68 @@ def observed(ratio: Ratio) -> np.ndarray:
     return np.array([ratio.value()])
 
 
-def resampled_indices(n: int, settings: IntervalSettings) -> Iterator[np.ndarray]:
-    """The bootstrap's index sets, CHUNK at a time: row r holds the n sample indices of resample r."""
-    if n < 1:
+def resampled(statistics: Sequence[Statistic], groups: Groups, settings: IntervalSettings) -> np.ndarray:
+    """The k statistics on the same `settings.resamples` resamples of the groups: shape (k, resamples)."""
+    if groups.count < 1:
         raise ValueError("no samples to resample")
-    rng = np.random.default_rng(settings.seed)
-    for start in range(0, settings.resamples, CHUNK):
-        yield rng.integers(0, n, size=(min(CHUNK, settings.resamples - start), n))
+    sums: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def grouped(ratio: Ratio) -> tuple[np.ndarray, np.ndarray]:
+        if id(ratio) not in sums:
+            sums[id(ratio)] = (groups.sums(ratio.num), groups.sums(ratio.den))
+        return sums[id(ratio)]
+
+    def statistic(indices: np.ndarray, axis: int = -1) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.intp)
+
+        def take(ratio: Ratio) -> np.ndarray:
+            num, den = grouped(ratio)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return num[indices].sum(axis=-1) / den[indices].sum(axis=-1)
+
+        return np.stack([stat(take) for stat in statistics])
+
+    if groups.count == 1:  # one group: every resample draws it
+        return np.repeat(statistic(np.zeros((1, 1), dtype=np.intp)), settings.resamples, axis=1)
+    with warnings.catch_warnings():  # scipy's own interval of a distribution with nans (see the module docstring)
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        result = bootstrap((np.arange(groups.count),), statistic, n_resamples=settings.resamples, batch=CHUNK,
+                           vectorized=True, method="percentile", rng=np.random.default_rng(settings.seed))
+    return np.asarray(result.bootstrap_distribution).reshape(len(statistics), settings.resamples)
 
 
-def draws(statistics: Sequence[Statistic], n: int, settings: IntervalSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Point values (k,) and resampled values (k, resamples) of k statistics on the same resamples."""
-    points = np.array([float(stat(observed)[0]) for stat in statistics])
-    out = np.empty((len(statistics), settings.resamples))
-    start = 0
-    for idx in resampled_indices(n, settings):
-        def take(ratio: Ratio, idx: np.ndarray = idx) -> np.ndarray:
-            return ratio.num[idx].sum(axis=1) / ratio.den[idx].sum(axis=1)
-
-        for k, stat in enumerate(statistics):
-            out[k, start:start + len(idx)] = stat(take)
-        start += len(idx)
-    if not np.isfinite(out).all():
-        raise ValueError("a resampled statistic is not finite (a ratio whose denominator sums to zero)")
-    return points, out
-
-
-def percentile_interval(resampled: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The percentile interval of resampled values; resamples without a value (nan) are left out."""
     alpha = 1.0 - confidence
-    lo, hi = np.quantile(resampled, [alpha / 2, 1.0 - alpha / 2])
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(finite, [alpha / 2, 1.0 - alpha / 2])
     return float(lo), float(hi)
 
 
-def estimate(statistic: Statistic, n: int, settings: IntervalSettings, confidence: float | None = None) -> Estimate:
+def estimate(statistic: Statistic, groups: Groups, settings: IntervalSettings,
+             confidence: float | None = None) -> Estimate:
     """One statistic with its percentile interval (at `confidence`, else the settings')."""
-    points, resampled = draws([statistic], n, settings)
-    lo, hi = percentile_interval(resampled[0], confidence or settings.confidence)
-    return Estimate(float(points[0]), lo, hi, n)
+    point = float(statistic(observed)[0])
+    lo, hi = percentile_interval(resampled([statistic], groups, settings)[0], confidence or settings.confidence)
+    return Estimate(point, lo, hi, groups.samples, groups.count)
 
 
-def estimates(ratios: dict[str, Ratio], settings: IntervalSettings) -> dict[str, Estimate]:
-    """Every quantity of one cell, on one set of resamples."""
-    names = sorted(ratios)
-    n = len(ratios[names[0]].num)
-    if any(len(ratios[name].num) != n for name in names):
-        raise ValueError(f"per-sample lists of unequal length: { {k: len(r.num) for k, r in ratios.items()} }")
-    stats = [lambda take, r=ratios[name]: take(r) for name in names]
-    points, resampled = draws(stats, n, settings)
+def estimates(ratios: dict[str, Ratio], groups: Groups, settings: IntervalSettings) -> dict[str, Estimate]:
+    """Every quantity of one cell, on one set of resamples; a quantity without a value on the observed
+    samples (a ratio over nothing) is left out."""
+    for name, ratio in ratios.items():
+        if len(ratio.num) != groups.samples:
+            raise ValueError(f"per-sample list '{name}' has {len(ratio.num)} values for {groups.samples} samples")
+    names = [name for name in sorted(ratios) if np.isfinite(ratios[name].value())]
+    if not names:
+        return {}
+    draws = resampled([lambda take, r=ratios[name]: take(r) for name in names], groups, settings)
     out = {}
     for k, name in enumerate(names):
-        lo, hi = percentile_interval(resampled[k], settings.confidence)
-        out[name] = Estimate(float(points[k]), lo, hi, n)
+        lo, hi = percentile_interval(draws[k], settings.confidence)
+        out[name] = Estimate(ratios[name].value(), lo, hi, groups.samples, groups.count)
     return out
 
 
@@ -150,31 +198,43 @@ def lm_eval_stderr(values: Sequence[float]) -> float | None:
     return float(mean_stderr(list(values))) if len(values) >= 2 else None
 
 
+def _array(values: Sequence[float]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
 # How a cell's per-sample lists (the `per_sample` block the score rule writes) form each quantity.
 # A quantity not listed here is the mean of its own list.
 DERIVED = {
-    "flops.total_savings": lambda s: Ratio(np.subtract(s["flops.full"], s["flops.executed"], dtype=np.float64),
-                                           np.asarray(s["flops.full"], dtype=np.float64)),
-    "layers.mean_executed": lambda s: Ratio(np.asarray(s["layers.executed"], dtype=np.float64),
-                                            np.asarray(s["tokens.generated"], dtype=np.float64)),
-    "tokens.exitable_share": lambda s: Ratio(np.asarray(s["tokens.generated"], dtype=np.float64) - 1.0,
-                                             np.asarray(s["tokens.generated"], dtype=np.float64)),
+    "flops.total_savings": lambda s: Ratio(_array(s["flops.full"]) - _array(s["flops.executed"]), _array(s["flops.full"])),
+    "flops.decode_savings": lambda s: Ratio(_array(s["flops.decode_full"]) - _array(s["flops.decode_executed"]),
+                                            _array(s["flops.decode_full"])),
+    "layers.mean_executed": lambda s: Ratio(_array(s["layers.executed"]), _array(s["tokens.generated"])),
+    "tokens.exitable_share": lambda s: Ratio(_array(s["tokens.generated"]) - 1.0, _array(s["tokens.generated"])),
 }
-RAW = {"ids", "flops.full", "flops.executed", "layers.executed", "tokens.generated"}  # inputs, not quantities
+# inputs of the derived quantities and the sample labels, not quantities themselves
+RAW = {"ids", "groups", "flops.full", "flops.executed", "flops.decode_full", "flops.decode_executed",
+       "layers.executed", "tokens.generated"}
 
 
 def quantities(per_sample: dict[str, list]) -> list[str]:
-    """The quantities a `per_sample` block supports: every mean list and every derived ratio."""
-    return sorted([k for k in per_sample if k not in RAW] + list(DERIVED))
+    """The quantities a `per_sample` block supports: every mean list and every derived ratio whose inputs it holds
+    (cells scored before decode FLOPs were kept per sample have no decode savings)."""
+    derived = [q for q in DERIVED if q != "flops.decode_savings" or "flops.decode_full" in per_sample]
+    return sorted([k for k in per_sample if k not in RAW] + derived)
 
 
 def ratio_from(per_sample: dict[str, list], quantity: str, where: str) -> Ratio:
     """A quantity as a Ratio over the samples of a `per_sample` block (`where` names it in errors)."""
-    if quantity in DERIVED:
+    if quantity in DERIVED and quantity in quantities(per_sample):
         return DERIVED[quantity](per_sample)
-    if quantity not in per_sample:
+    if quantity not in per_sample or quantity in RAW:
         raise KeyError(f"{where} has no per-sample '{quantity}'; it has {quantities(per_sample)}")
     return Ratio.mean(per_sample[quantity])
+
+
+def groups_of(per_sample: dict[str, list]) -> Groups:
+    """The sample groups of a `per_sample` block (one per sample where it names none)."""
+    return Groups.of(per_sample.get("groups", per_sample["ids"]))
 
 
 def cell_name(cell: dict) -> str:
@@ -189,11 +249,11 @@ def per_sample_of(cell: dict) -> dict[str, list]:
 
 
 def estimate_of(cell: dict, quantity: str) -> dict:
-    """A cell's estimate of one quantity (its `intervals.estimates` entry: value, lo, hi, n)."""
+    """A cell's estimate of one quantity (its `intervals.estimates` entry: value, lo, hi, n, groups)."""
     found = cell.get("intervals", {}).get("estimates", {})
     if quantity not in found:
-        raise ValueError(f"cell {cell_name(cell)} has no interval for '{quantity}' (scored before intervals "
-                         f"existed?): rerun its score rule, e.g. snakemake --forcerun score")
+        raise ValueError(f"cell {cell_name(cell)} has no interval for '{quantity}' (scored before it existed?): "
+                         f"rerun its score rule, e.g. snakemake --forcerun score")
     return found[quantity]
 
 
@@ -202,19 +262,24 @@ def ratio_of(cell: dict, quantity: str) -> Ratio:
     return ratio_from(per_sample_of(cell), quantity, f"cell {cell_name(cell)}")
 
 
-def paired_n(cells: Sequence[dict]) -> int:
-    """The common sample count of cells compared sample by sample; their sample ids must be equal."""
-    first = cells[0]
+def paired_groups(cells: Sequence[dict]) -> Groups:
+    """The common samples and groups of cells compared sample by sample; their sample ids must be equal."""
+    first = per_sample_of(cells[0])
     for other in cells[1:]:
-        if per_sample_of(other)["ids"] != per_sample_of(first)["ids"]:
-            raise ValueError(f"paired comparison of {cell_name(first)} and {cell_name(other)}: their sample ids "
+        if per_sample_of(other)["ids"] != first["ids"]:
+            raise ValueError(f"paired comparison of {cell_name(cells[0])} and {cell_name(other)}: their sample ids "
                              f"differ, so sample i of one is not sample i of the other; rescore both cells from "
                              f"generations of one profile (same task limit and source)")
-    return len(per_sample_of(first)["ids"])
+    return groups_of(first)
+
+
+def paired_n(cells: Sequence[dict]) -> int:
+    """The common sample count of cells compared sample by sample."""
+    return paired_groups(cells).samples
 
 
 def paired_difference(a: dict, b: dict, quantity: str, settings: IntervalSettings) -> Estimate:
-    """quantity(a) - quantity(b) over the same samples, with its interval."""
-    n = paired_n([a, b])
+    """quantity(a) - quantity(b) over the same samples (resampled by group), with its interval."""
+    groups = paired_groups([a, b])
     ra, rb = ratio_of(a, quantity), ratio_of(b, quantity)
-    return estimate(lambda take: take(ra) - take(rb), n, settings)
+    return estimate(lambda take: take(ra) - take(rb), groups, settings)

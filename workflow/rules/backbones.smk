@@ -1,14 +1,14 @@
 rule prepare_backbone:
     """Build resources/backbones/<name>/: safetensors, tokenizer, config (GGUF, seeded random or hub)."""
     output:
-        directory("resources/backbones/{backbone}"),
+        directory(PLAN.backbone_dir("{backbone}")),
     params:
         runtime=RUNTIME,
         spec=lambda w: config["backbones"][w.backbone],
     log:
         "logs/prepare_backbone/{backbone}.log",
     wildcard_constraints:
-        backbone="|".join(n for n in backbone_names(config) if n not in distilled_backbones(config)) or "(?!)",
+        backbone="|".join(PLAN.prepared_backbones) or "(?!)",
     threads: THREADS
     conda:
         CONDA_ENV
@@ -19,10 +19,10 @@ rule prepare_backbone:
 rule train_backbone:
     """Distil a Mamba-2 student from a Transformer teacher on the corpus (the offline Mamba-2 stand-in)."""
     input:
-        teacher=lambda w: f"resources/backbones/{config['backbones'][w.backbone]['source']['teacher']}",
+        teacher=lambda w: PLAN.teacher_dir(w.backbone),
         corpus=f"{RESULTS}/corpus.jsonl",
     output:
-        directory("resources/backbones/{backbone}"),
+        directory(PLAN.backbone_dir("{backbone}")),
     params:
         runtime=RUNTIME,
         spec=lambda w: config["backbones"][w.backbone],
@@ -33,7 +33,7 @@ rule train_backbone:
     benchmark:
         "resources/benchmarks/train_backbone/{backbone}.tsv"
     wildcard_constraints:
-        backbone="|".join(distilled_backbones(config)) or "(?!)",
+        backbone="|".join(PLAN.distilled_backbones) or "(?!)",
     threads: THREADS
     priority: CRITICAL_PATH
     resources:

@@ -1,4 +1,4 @@
-REFERENCE = f"{workflow.basedir}/reference/{PROFILE}.json"
+REFERENCE = f"{workflow.basedir}/reference/{PLAN.profile}.json"
 REFERENCE_EXISTS = os.path.exists(REFERENCE)
 
 
@@ -6,7 +6,7 @@ rule check:
     """Compare this run's cells with reference/<profile>.json within tolerances; fails on a miss.
     A missing reference fails the job with the command that creates it."""
     input:
-        cells=all_cells(),
+        cells=PLAN.cells(),
         # an input when it exists, so an edited reference reruns the check
         reference=[REFERENCE] if REFERENCE_EXISTS else [],
     output:
@@ -17,6 +17,8 @@ rule check:
         missing_reference="" if REFERENCE_EXISTS else REFERENCE,
     log:
         f"{LOGS}/check.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check.tsv"
     localrule: True
     conda:
         CONDA_ENV

@@ -2,14 +2,14 @@
 rule extract_oracle:
     """One backbone pass over the corpus: exit hidden states and top-k label ranks for every kind."""
     input:
-        backbone="resources/backbones/{backbone}",
+        backbone=PLAN.backbone_dir("{backbone}"),
         corpus=f"{RESULTS}/corpus.jsonl",
     output:
         directory(f"{RESULTS}/oracle/{{backbone}}"),
     params:
         runtime=RUNTIME,
         exits=lambda w: config["backbones"][w.backbone].get("exits"),
-        store={k: DISTILL[k] for k in ("max_length", "store_dtype", "shard_mb")},
+        store={k: PLAN.distill[k] for k in ("max_length", "store_dtype", "shard_mb")},
         device=config["runtime"]["device"],
         dtype=config["runtime"]["dtype"],
     log:
@@ -34,9 +34,9 @@ rule select_top_k:
         f"{RESULTS}/top_k/{{backbone}}.json",
     params:
         runtime=RUNTIME,
-        probe=PROBE,
-        options=kind_options(PROBE),
-        settings={**{k: DISTILL[k] for k in TRAINING_SETTINGS}, "top_k": DISTILL["top_k"]},
+        probe=PLAN.probe,
+        options=PLAN.kind_options(PLAN.probe),
+        settings={**PLAN.training_settings, "top_k": PLAN.distill["top_k"]},
         thresholds=config["classifiers"]["thresholds"],
     log:
         f"{LOGS}/select_top_k/{{backbone}}.log",
@@ -58,12 +58,12 @@ rule distill:
         oracle=f"{RESULTS}/oracle/{{backbone}}",
         top_k=f"{RESULTS}/top_k/{{backbone}}.json",
     output:
-        weights=f"{RESULTS}/classifiers/{{backbone}}/{{kind}}.safetensors",
-        metrics=f"{RESULTS}/classifiers/{{backbone}}/{{kind}}.json",
+        weights=PLAN.classifier_path("{backbone}", "{kind}"),
+        metrics=PLAN.classifier_path("{backbone}", "{kind}", ".json"),
     params:
         runtime=RUNTIME,
-        options=lambda w: kind_options(w.kind),
-        settings={k: DISTILL[k] for k in TRAINING_SETTINGS},
+        options=lambda w: PLAN.kind_options(w.kind),
+        settings=PLAN.training_settings,
         thresholds=config["classifiers"]["thresholds"],
     log:
         f"{LOGS}/distill/{{backbone}}/{{kind}}.log",
@@ -85,12 +85,12 @@ rule exit_weight_ablation:
         oracle=f"{RESULTS}/oracle/{{backbone}}",
         top_k=f"{RESULTS}/top_k/{{backbone}}.json",
     output:
-        f"{RESULTS}/ablations/exit_weights/{{backbone}}.json",
+        PLAN.ablation_path("{backbone}"),
     params:
         runtime=RUNTIME,
-        probe=PROBE,
-        options=kind_options(PROBE),
-        settings={k: DISTILL[k] for k in TRAINING_SETTINGS},
+        probe=PLAN.probe,
+        options=PLAN.kind_options(PLAN.probe),
+        settings=PLAN.training_settings,
         thresholds=config["classifiers"]["thresholds"],
     log:
         f"{LOGS}/exit_weight_ablation/{{backbone}}.log",

@@ -1,7 +1,7 @@
 rule prepare_corpus:
     """Distillation text: FineWeb-Edu (paper), local JSONL, or text the backbone writes (offline)."""
     input:
-        unpack(corpus_backbones),
+        **PLAN.corpus_backbones,
     output:
         f"{RESULTS}/corpus.jsonl",
     params:
@@ -15,7 +15,7 @@ rule prepare_corpus:
     priority: CRITICAL_PATH
     resources:
         # a GPU only where a backbone writes the corpus (the paper profile streams FineWeb-Edu)
-        gpu=GPU if corpus_backbones() else 0,
+        gpu=GPU if PLAN.corpus_backbones else 0,
     conda:
         CONDA_ENV
     script:

@@ -5,20 +5,20 @@
 ruleorder: generate_sweep > generate
 
 # What every generating job reads besides its decode specs (the rules below share it).
-GENERATE_PARAMS = dict(runtime=RUNTIME, task=lambda w: task_spec(config, w.task).to_dict())
+GENERATE_PARAMS = dict(runtime=RUNTIME, task=lambda w: PLAN.task_spec(w.task))
 
 
 rule generate:
     """Generation of one method on one task under its decode spec: one JSONL line per sample."""
     input:
-        unpack(generate_inputs),
-        data=lambda w: task_data(w.task),
+        unpack(method_inputs),
+        data=lambda w: PLAN.task_data(w.task),
     output:
-        f"{RESULTS}/generations/{{backbone}}/{{task}}/{{method}}.jsonl",
+        PLAN.generation_path("{backbone}", "{task}", "{method}"),
     params:
         **GENERATE_PARAMS,
         # everything the script reads: a change to any field reruns exactly the cells it affects
-        specs=lambda w: [decode_spec(config, w.backbone, w.task, w.method).to_dict()],
+        specs=lambda w: PLAN.decode_specs(w.backbone, w.task, [w.method]),
     log:
         f"{LOGS}/generate/{{backbone}}/{{task}}/{{method}}.log",
     benchmark:
@@ -32,7 +32,7 @@ rule generate:
         "../scripts/generate.py"
 
 
-# One job decodes a sweep (SWEEP_METHODS, common.smk): every threshold of the profile for one exit
+# One job decodes a sweep (`Plan.sweep_templates`): every threshold of the profile for one exit
 # kind under one policy (`generation.ee_jobs: per_kind`), or for every exit kind under one policy
 # (`per_policy`). The start-up, the classifiers and each batch's prompt pass are shared (the
 # stateless kinds read the prompt alike, engine/generator.py `Strategy.prompt_pass`), and each file
@@ -40,36 +40,36 @@ rule generate:
 # Asking for one ee cell runs its sweep.
 use rule generate as generate_sweep with:
     input:
-        unpack(sweep_inputs),
-        data=lambda w: task_data(w.task),
+        unpack(PLAN.sweep_inputs),
+        data=lambda w: PLAN.task_data(w.task),
     output:
-        [f"{RESULTS}/generations/{{backbone}}/{{task}}/{method}.jsonl" for method in SWEEP_METHODS],
+        [PLAN.generation_path("{backbone}", "{task}", method) for method in PLAN.sweep_templates],
     params:
         # one decode spec per output, in their order (generate's other params stay)
-        specs=lambda w: [decode_spec(config, w.backbone, w.task, method).to_dict() for method in sweep_methods(w)],
+        specs=lambda w: PLAN.decode_specs(w.backbone, w.task, PLAN.sweep_methods(w)),
     log:
-        f"{LOGS}/generate/{{backbone}}/{{task}}/{SWEEP}.log",
+        f"{LOGS}/generate/{{backbone}}/{{task}}/{PLAN.sweep_name}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/generate/{{backbone}}/{{task}}/{SWEEP}.tsv"
+        f"{RESULTS}/benchmarks/generate/{{backbone}}/{{task}}/{PLAN.sweep_name}.tsv"
 
 
 # A backbone's baselines on one task in one job (`generation.baseline_jobs: per_task`): one start-up,
 # and full, prune0 and the oracle prefill each batch once (engine/generator.py `Strategy.prompt_pass`).
 # Backbones list different prune levels, so each gets its own rule (Snakemake's procedural rule
 # definition) with its methods as outputs; each file is what `generate` writes for its method alone.
-for _backbone in GROUPED_BASELINES:
+for _backbone, _methods in PLAN.grouped_baselines.items():
 
     rule:
         name:
             f"generate_baselines_{_backbone}"
         input:
-            backbone=f"resources/backbones/{_backbone}",
-            data=lambda w: task_data(w.task),
+            backbone=PLAN.backbone_dir(_backbone),
+            data=lambda w: PLAN.task_data(w.task),
         output:
-            [f"{RESULTS}/generations/{_backbone}/{{task}}/{method}.jsonl" for method in BASELINES[_backbone]],
+            [PLAN.generation_path(_backbone, "{task}", method) for method in _methods],
         params:
             **GENERATE_PARAMS,
-            specs=baseline_specs(_backbone),
+            specs=lambda w, backbone=_backbone, methods=_methods: PLAN.decode_specs(backbone, w.task, methods),
         log:
             f"{LOGS}/generate/{_backbone}/{{task}}/baselines.log",
         benchmark:

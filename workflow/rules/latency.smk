@@ -7,16 +7,16 @@ rule latency:
     """Wall-clock time per token and per sample of one method at batch 1, after warm-up (Figure 3,
     speedups), and its decode throughput at `latency.throughput_batch` (Table 3's batched speedup)."""
     input:
-        unpack(generate_inputs),
-        flops=f"{RESULTS}/flops/{{backbone}}.json",
-        data=task_data(config["latency"]["task"]),
+        unpack(method_inputs),
+        flops=PLAN.flops_path("{backbone}"),
+        data=PLAN.task_data(PLAN.latency_task),
     output:
-        f"{RESULTS}/latency/{{backbone}}/{{method}}.json",
+        PLAN.latency_path("{backbone}", "{method}"),
     params:
         runtime=RUNTIME,
-        specs=lambda w: [latency_spec(config, w.backbone, w.method).to_dict()],
-        task=task_spec(config, config["latency"]["task"]).to_dict(),
-        settings=LATENCY_SETTINGS,
+        specs=lambda w: PLAN.latency_specs(w.backbone, [w.method]),
+        task=PLAN.task_spec(PLAN.latency_task),
+        settings=PLAN.latency_settings,
     log:
         f"{LOGS}/latency/{{backbone}}/{{method}}.log",
     benchmark:
@@ -32,28 +32,18 @@ rule latency:
         "../scripts/latency.py"
 
 
-rule latency_sweep:
-    """`latency` for the methods of one sweep (SWEEP_METHODS: one exit kind's thresholds, or every
-    kind's), in one job: start-up and backbone load shared, the methods timed one after another."""
+# `latency` for the methods of one sweep (`Plan.sweep_templates`: one exit kind's thresholds, or every
+# kind's), in one job: start-up and backbone load shared, the methods timed one after another.
+use rule latency as latency_sweep with:
     input:
-        unpack(sweep_inputs),
-        flops=f"{RESULTS}/flops/{{backbone}}.json",
-        data=task_data(config["latency"]["task"]),
+        unpack(PLAN.sweep_inputs),
+        flops=PLAN.flops_path("{backbone}"),
+        data=PLAN.task_data(PLAN.latency_task),
     output:
-        [f"{RESULTS}/latency/{{backbone}}/{method}.json" for method in SWEEP_METHODS],
+        [PLAN.latency_path("{backbone}", method) for method in PLAN.sweep_templates],
     params:
-        runtime=RUNTIME,
-        specs=lambda w: [latency_spec(config, w.backbone, method).to_dict() for method in sweep_methods(w)],
-        task=task_spec(config, config["latency"]["task"]).to_dict(),
-        settings=LATENCY_SETTINGS,
+        specs=lambda w: PLAN.latency_specs(w.backbone, PLAN.sweep_methods(w)),
     log:
-        f"{LOGS}/latency/{{backbone}}/{SWEEP}.log",
+        f"{LOGS}/latency/{{backbone}}/{PLAN.sweep_name}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/latency/{{backbone}}/{SWEEP}.tsv"
-    threads: lambda wildcards: workflow.cores if workflow.local_exec else THREADS
-    resources:
-        gpu=GPU,
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/latency.py"
+        f"{RESULTS}/benchmarks/latency/{{backbone}}/{PLAN.sweep_name}.tsv"

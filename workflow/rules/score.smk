@@ -3,8 +3,8 @@ from dynamax_bench.reporting.statistics import IntervalSettings
 # What every scoring job reads besides its files: a change reruns the cells (the rules below share it).
 SCORE_PARAMS = dict(
     runtime=RUNTIME,
-    task=lambda w: task_spec(config, w.task).to_dict(),
-    profile=PROFILE,
+    task=lambda w: PLAN.task_spec(w.task),
+    profile=PLAN.profile,
     evidence=IntervalSettings.from_dict(config["evidence"]).to_dict(),
 )
 
@@ -14,24 +14,26 @@ rule score:
     and with its interval (evidence: confidence, resamples, seed; not min_samples, which only the
     claims read, so changing it reruns paper_tables and no cell)."""
     input:
-        generations=f"{RESULTS}/generations/{{backbone}}/{{task}}/{{method}}.jsonl",
-        full=f"{RESULTS}/generations/{{backbone}}/{{task}}/full.jsonl",
-        backbone="resources/backbones/{backbone}",
-        flops=f"{RESULTS}/flops/{{backbone}}.json",
-        data=lambda w: task_data(w.task),
+        generations=PLAN.generation_path("{backbone}", "{task}", "{method}"),
+        full=PLAN.generation_path("{backbone}", "{task}", "full"),
+        backbone=PLAN.backbone_dir("{backbone}"),
+        flops=PLAN.flops_path("{backbone}"),
+        data=lambda w: PLAN.task_data(w.task),
     output:
-        f"{RESULTS}/cells/{{backbone}}/{{task}}/{{method}}.json",
+        PLAN.cell_path("{backbone}", "{task}", "{method}"),
     params:
         **SCORE_PARAMS,
     log:
         f"{LOGS}/score/{{backbone}}/{{task}}/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score/{{backbone}}/{{task}}/{{method}}.tsv"
     conda:
         CONDA_ENV
     script:
         "../scripts/score.py"
 
 
-# The cells of a sweep (SWEEP_METHODS, common.smk) in one job, as their generations are made: a score
+# The cells of a sweep (`Plan.sweep_templates`) in one job, as their generations are made: a score
 # job is mostly its start-up (about 5 s on 2 cores, against 0.1 s of scoring), which 15 cells a sweep
 # on the default profile paid 15 times. Each file is what `score` writes for its cell alone: the
 # rule is `score` (its params, environment and script) with a sweep's files.
@@ -40,37 +42,41 @@ ruleorder: score_sweep > score
 
 use rule score as score_sweep with:
     input:
-        generations=[f"{RESULTS}/generations/{{backbone}}/{{task}}/{method}.jsonl" for method in SWEEP_METHODS],
-        full=f"{RESULTS}/generations/{{backbone}}/{{task}}/full.jsonl",
-        backbone="resources/backbones/{backbone}",
-        flops=f"{RESULTS}/flops/{{backbone}}.json",
-        data=lambda w: task_data(w.task),
+        generations=[PLAN.generation_path("{backbone}", "{task}", method) for method in PLAN.sweep_templates],
+        full=PLAN.generation_path("{backbone}", "{task}", "full"),
+        backbone=PLAN.backbone_dir("{backbone}"),
+        flops=PLAN.flops_path("{backbone}"),
+        data=lambda w: PLAN.task_data(w.task),
     output:
-        [f"{RESULTS}/cells/{{backbone}}/{{task}}/{method}.json" for method in SWEEP_METHODS],
+        [PLAN.cell_path("{backbone}", "{task}", method) for method in PLAN.sweep_templates],
     log:
-        f"{LOGS}/score/{{backbone}}/{{task}}/{SWEEP}.log",
+        f"{LOGS}/score/{{backbone}}/{{task}}/{PLAN.sweep_name}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score/{{backbone}}/{{task}}/{PLAN.sweep_name}.tsv"
 
 
 # A backbone's baseline cells on one task in one job, as generate_baselines_<backbone> makes them
 # (`generation.baseline_jobs: per_task`): `score`'s params, environment and script with those files,
 # one rule per backbone (its prune levels name its outputs).
-for _backbone in GROUPED_BASELINES:
+for _backbone, _methods in PLAN.grouped_baselines.items():
 
     rule:
         name:
             f"score_baselines_{_backbone}"
         input:
-            generations=[f"{RESULTS}/generations/{_backbone}/{{task}}/{method}.jsonl" for method in BASELINES[_backbone]],
-            full=f"{RESULTS}/generations/{_backbone}/{{task}}/full.jsonl",
-            backbone=f"resources/backbones/{_backbone}",
-            flops=f"{RESULTS}/flops/{_backbone}.json",
-            data=lambda w: task_data(w.task),
+            generations=[PLAN.generation_path(_backbone, "{task}", method) for method in _methods],
+            full=PLAN.generation_path(_backbone, "{task}", "full"),
+            backbone=PLAN.backbone_dir(_backbone),
+            flops=PLAN.flops_path(_backbone),
+            data=lambda w: PLAN.task_data(w.task),
         output:
-            [f"{RESULTS}/cells/{_backbone}/{{task}}/{method}.json" for method in BASELINES[_backbone]],
+            [PLAN.cell_path(_backbone, "{task}", method) for method in _methods],
         params:
             **SCORE_PARAMS,
         log:
             f"{LOGS}/score/{_backbone}/{{task}}/baselines.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/score/{_backbone}/{{task}}/baselines.tsv"
         conda:
             CONDA_ENV
         script:

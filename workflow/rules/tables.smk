@@ -1,11 +1,13 @@
 rule paper_tables:
     """Every table and figure of the study, from the cell files."""
     input:
-        cells=all_cells(),
-        classifiers=all_classifier_metrics(),
-        latency=all_latency(),
-        flops=all_flops(),
-        backbones=expand("resources/backbones/{backbone}", backbone=backbone_names(config)),
+        cells=PLAN.cells(),
+        classifiers=PLAN.classifier_metrics(),
+        calibration=PLAN.calibrations(),
+        ablations=PLAN.ablations(),
+        latency=PLAN.latency_targets(),
+        flops=PLAN.flops_targets(),
+        backbones=PLAN.backbone_dirs(),
     output:
         report(
             directory("paper_tables"),
@@ -19,6 +21,8 @@ rule paper_tables:
         evidence=config["evidence"],
     log:
         f"{LOGS}/paper_tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper_tables.tsv"
     conda:
         CONDA_ENV
     script:

@@ -3,7 +3,7 @@
 # paths (the negative look-ahead leaves every valid one to generate and score), and fails while the
 # DAG is built with the names the profile does have.
 VALID_TARGET = (
-    f"(?:{'|'.join(backbone_names(config))})/(?:{'|'.join(task_names(config))})/(?:{METHOD_PATTERN})\\.jsonl?$"
+    f"(?:{'|'.join(PLAN.backbones)})/(?:{'|'.join(PLAN.tasks)})/(?:{METHOD_PATTERN})\\.jsonl?$"
 )
 
 

@@ -1,7 +1,7 @@
 from dynamax_bench.runtime import set_up
 
 set_up(snakemake.params.runtime, snakemake.log[0], torch=False)  # runs no model
-from dynamax_bench.reporting.tables import build_paper_tables  # noqa: E402
+from dynamax_bench.reporting.paper_tables import build_paper_tables  # noqa: E402
 
 build_paper_tables(
     snakemake.params.run,
@@ -12,4 +12,6 @@ build_paper_tables(
     latency_paths=snakemake.input.latency,
     flops_paths=snakemake.input.flops,
     backbone_dirs=snakemake.input.backbones,
+    calibration_paths=snakemake.input.calibration,
+    ablation_paths=snakemake.input.ablations,
 )

@@ -1,5 +1,6 @@
-"""Write the project's own TriviaQA-style questions: dynamax_bench/data/triviaqa.jsonl (evaluation)
-and triviaqa.train.jsonl (the few-shot pool, disjoint from the evaluation questions).
+"""Write the project's own TriviaQA-style questions: dynamax_bench/data/triviaqa.jsonl (evaluation),
+triviaqa.train.jsonl (the few-shot pool) and triviaqa.calibration.jsonl (the calibration split, for
+thresholds calibrated on samples that are never evaluated), three disjoint sets of questions.
 
 Facts checked by hand; the schema mirrors Hugging Face `trivia_qa` (rc.nocontext, validation),
 with the normalised fields computed by TriviaQA's own `normalize_answer`.
@@ -12,12 +13,13 @@ from pathlib import Path
 
 from dynamax_bench.files import write_jsonl
 
+DATA = Path(__file__).resolve().parents[1]
 _PUNCTUATION = set(string.punctuation + "‘’´`")
 
 
 def normalize_answer(text: str) -> str:
     """TriviaQA's own normalisation (triviaqa/utils/dataset_utils.py), which made the dataset's
-    normalized_* fields: punctuation becomes a space. Scoring uses SQuAD's (tasks/squad.py)."""
+    normalized_* fields: punctuation becomes a space. Scoring uses SQuAD's (generation/answers.py)."""
     text = text.replace("_", " ").lower()
     text = "".join(" " if ch in _PUNCTUATION else ch for ch in text)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
@@ -104,6 +106,84 @@ FEWSHOT: list[tuple[str, list[str], str]] = [
 ]
 
 
+# The calibration split: questions of the same kind (general knowledge, one short unambiguous answer
+# that has not changed over time), none of them an evaluation or few-shot question, and none
+# asking for an answer that an evaluation or few-shot question asks for.
+CALIBRATION: list[tuple[str, list[str], str]] = [
+    ("What is the capital city of Kenya?", ["Nairobi"], "WikipediaEntity"),
+    ("What is the capital city of Argentina?", ["Buenos Aires"], "WikipediaEntity"),
+    ("What is the capital city of Norway?", ["Oslo"], "WikipediaEntity"),
+    ("What is the capital city of Mexico?", ["Mexico City", "Ciudad de México"], "WikipediaEntity"),
+    ("What is the capital city of Ireland?", ["Dublin"], "WikipediaEntity"),
+    ("What is the capital city of Sweden?", ["Stockholm"], "WikipediaEntity"),
+    ("What is the capital city of Thailand?", ["Bangkok", "Krung Thep"], "WikipediaEntity"),
+    ("What is the capital city of Poland?", ["Warsaw", "Warszawa"], "WikipediaEntity"),
+    ("What is the capital city of South Korea?", ["Seoul"], "WikipediaEntity"),
+    ("What is the capital city of Greece?", ["Athens", "Athina"], "WikipediaEntity"),
+    ("What is the capital city of Austria?", ["Vienna", "Wien"], "WikipediaEntity"),
+    ("Which planet is the hottest in the Solar System?", ["Venus", "Planet Venus"], "WikipediaEntity"),
+    ("What is the chemical symbol for sodium?", ["Na"], "WikipediaEntity"),
+    ("What is the chemical symbol for silver?", ["Ag"], "WikipediaEntity"),
+    ("Which gas makes up most of the Earth's atmosphere?", ["Nitrogen", "N2"], "WikipediaEntity"),
+    ("Which element has the atomic number 1?", ["Hydrogen", "H"], "WikipediaEntity"),
+    ("What is the chemical formula of water?", ["H2O", "H₂O"], "FreeForm"),
+    ("What is the largest organ of the human body?", ["Skin", "The skin"], "WikipediaEntity"),
+    ("What is the fastest land animal?", ["Cheetah", "Cheetahs", "The cheetah"], "WikipediaEntity"),
+    ("What is the tallest animal in the world?", ["Giraffe", "Giraffes", "The giraffe"], "WikipediaEntity"),
+    ("Which bird lays the largest eggs?", ["Ostrich", "Ostriches", "The ostrich"], "WikipediaEntity"),
+    ("What is the largest species of big cat?", ["Tiger", "Tigers", "The tiger"], "WikipediaEntity"),
+    ("How many degrees are there in a right angle?", ["90", "Ninety", "90 degrees"], "Numerical"),
+    ("How many sides does a pentagon have?", ["5", "Five"], "Numerical"),
+    ("What is twelve multiplied by twelve?", ["144", "One hundred and forty-four", "One hundred forty-four"], "Numerical"),
+    ("What is the name of the imaginary line that divides the Earth into the Northern and Southern Hemispheres?",
+     ["Equator", "The Equator"], "WikipediaEntity"),
+    ("Which vitamin is found in large amounts in oranges and lemons?", ["Vitamin C", "C", "Ascorbic acid"], "WikipediaEntity"),
+    ("What is the name of the Earth's only natural satellite?", ["Moon", "The Moon", "Luna"], "WikipediaEntity"),
+    ("How many teeth are in a full set of adult human teeth?", ["32", "Thirty-two"], "Numerical"),
+    ("Which organs of the human body take in oxygen from the air we breathe?", ["Lungs", "The lungs", "Lung"], "WikipediaEntity"),
+    ("How many wheels does a tricycle have?", ["3", "Three"], "Numerical"),
+    ("What is the largest continent by area?", ["Asia"], "WikipediaEntity"),
+    ("What is the longest river in Africa?", ["Nile", "River Nile", "The Nile", "Nile River"], "WikipediaEntity"),
+    ("In which country is Machu Picchu?", ["Peru"], "WikipediaEntity"),
+    ("In which city is the Taj Mahal?", ["Agra"], "WikipediaEntity"),
+    ("What is the highest mountain in Africa?", ["Mount Kilimanjaro", "Kilimanjaro", "Mt Kilimanjaro"], "WikipediaEntity"),
+    ("Which river flows through London?", ["River Thames", "Thames", "The Thames"], "WikipediaEntity"),
+    ("What is the name of the large coral reef system off the coast of north-eastern Australia?",
+     ["Great Barrier Reef", "The Great Barrier Reef"], "WikipediaEntity"),
+    ("In which country is the city of Marrakesh?", ["Morocco"], "WikipediaEntity"),
+    ("What language is mainly spoken in Mexico?", ["Spanish", "Spanish language"], "WikipediaEntity"),
+    ("What is the currency of Japan?", ["Yen", "Japanese yen"], "WikipediaEntity"),
+    ("What is the currency of the United States?", ["US dollar", "Dollar", "United States dollar", "American dollar", "USD"],
+     "WikipediaEntity"),
+    ("On which continent is Brazil?", ["South America"], "WikipediaEntity"),
+    ("Who wrote the novel Nineteen Eighty-Four?", ["George Orwell", "Orwell", "Eric Arthur Blair"], "WikipediaEntity"),
+    ("Who wrote the novel Moby-Dick?", ["Herman Melville", "Melville"], "WikipediaEntity"),
+    ("Who wrote The Adventures of Tom Sawyer?", ["Mark Twain", "Twain", "Samuel Clemens", "Samuel Langhorne Clemens"],
+     "WikipediaEntity"),
+    ("Who wrote Alice's Adventures in Wonderland?", ["Lewis Carroll", "Carroll", "Charles Lutwidge Dodgson"],
+     "WikipediaEntity"),
+    ("Who wrote The Hobbit?", ["J. R. R. Tolkien", "J.R.R. Tolkien", "JRR Tolkien", "Tolkien"], "WikipediaEntity"),
+    ("Who painted the ceiling of the Sistine Chapel?", ["Michelangelo", "Michelangelo Buonarroti"], "WikipediaEntity"),
+    ("Who painted Guernica?", ["Pablo Picasso", "Picasso"], "WikipediaEntity"),
+    ("Who composed The Four Seasons?", ["Antonio Vivaldi", "Vivaldi"], "WikipediaEntity"),
+    ("Who composed the opera The Magic Flute?", ["Wolfgang Amadeus Mozart", "Mozart"], "WikipediaEntity"),
+    ("What is the name of the fairy in Peter Pan?", ["Tinker Bell", "Tinkerbell"], "WikipediaEntity"),
+    ("What is the surname of Sherlock Holmes's friend, the doctor who narrates most of his stories?",
+     ["Watson", "Doctor Watson", "Dr Watson", "John Watson"], "WikipediaEntity"),
+    ("Who was the first person to travel into space?", ["Yuri Gagarin", "Gagarin"], "WikipediaEntity"),
+    ("Who was the first woman to fly solo across the Atlantic Ocean?", ["Amelia Earhart", "Earhart"], "WikipediaEntity"),
+    ("Who wrote On the Origin of Species?", ["Charles Darwin", "Darwin"], "WikipediaEntity"),
+    ("In which year did the First World War begin?", ["1914"], "Numerical"),
+    ("In which year did Christopher Columbus first reach the Americas?", ["1492"], "Numerical"),
+    ("Who was the British Prime Minister for most of the Second World War?", ["Winston Churchill", "Churchill",
+     "Sir Winston Churchill"], "WikipediaEntity"),
+    ("Who was the king of the gods in Greek mythology?", ["Zeus"], "WikipediaEntity"),
+    ("In which sport is the Stanley Cup awarded?", ["Ice hockey", "Hockey"], "WikipediaEntity"),
+    ("How many rings are there on the Olympic flag?", ["5", "Five"], "Numerical"),
+    ("What is the main ingredient of guacamole?", ["Avocado", "Avocados"], "WikipediaEntity"),
+]
+
+
 def record(prefix: str, index: int, question: str, aliases: list[str], answer_type: str) -> dict:
     value = aliases[0]
     return {
@@ -126,10 +206,33 @@ def record(prefix: str, index: int, question: str, aliases: list[str], answer_ty
     }
 
 
+def check_disjoint(sets: dict[str, list[tuple[str, list[str], str]]]) -> None:
+    """No question (normalised) in two sets, and no calibration answer that an evaluation or few-shot
+    question also has: a calibrated threshold must not be tuned on the evaluated questions."""
+    seen: dict[str, str] = {}
+    for name, questions in sets.items():
+        for question, _, _ in questions:
+            key = normalize_answer(question)
+            if key in seen:
+                raise ValueError(f"{question!r} is in both the {seen[key]} and the {name} set")
+            seen[key] = name
+    answers = {normalize_answer(a) for name in ("evaluation", "few-shot") for _, aliases, _ in sets[name] for a in aliases}
+    shared = [q for q, aliases, _ in sets["calibration"] if answers & {normalize_answer(a) for a in aliases}]
+    if shared:
+        raise ValueError(f"calibration questions whose answer an evaluation or few-shot question has: {shared}")
+
+
+def write(data: Path = DATA) -> list[Path]:
+    """The evaluation set, the few-shot pool and the calibration split, written into `data`."""
+    check_disjoint({"evaluation": QUESTIONS, "few-shot": FEWSHOT, "calibration": CALIBRATION})
+    files = {"triviaqa.jsonl": ("dynamax_tqa", QUESTIONS), "triviaqa.train.jsonl": ("dynamax_tqa_shot", FEWSHOT),
+             "triviaqa.calibration.jsonl": ("dynamax_tqa_cal", CALIBRATION)}
+    for name, (prefix, questions) in files.items():
+        write_jsonl(data / name, (record(prefix, i, *q) for i, q in enumerate(questions)))
+    return [data / name for name in files]
+
+
 if __name__ == "__main__":
-    data = Path(__file__).resolve().parents[1]
-    overlap = {q for q, _, _ in QUESTIONS} & {q for q, _, _ in FEWSHOT}
-    assert not overlap, f"few-shot questions also in the evaluation set: {overlap}"
-    write_jsonl(data / "triviaqa.jsonl", (record("dynamax_tqa", i, *q) for i, q in enumerate(QUESTIONS)))
-    write_jsonl(data / "triviaqa.train.jsonl", (record("dynamax_tqa_shot", i, *q) for i, q in enumerate(FEWSHOT)))
-    print(f"wrote {len(QUESTIONS)} evaluation and {len(FEWSHOT)} few-shot questions to {data}")
+    write()
+    print(f"wrote {len(QUESTIONS)} evaluation, {len(FEWSHOT)} few-shot and {len(CALIBRATION)} calibration "
+          f"questions to {DATA}")

@@ -11,6 +11,12 @@ from typing import Any, ClassVar
 
 from dynamax_bench.files import read_json, read_jsonl
 
+# The splits of an embedded set, as a source names them (`{kind: embedded, split: <split>}`): the
+# evaluated samples (validation, the default of `source`), a calibration split disjoint from them
+# (thresholds calibrated there are never tuned on evaluated samples) and the few-shot pool (train,
+# the default of `fewshot_source`). Files: <task>.jsonl, <task>.calibration.jsonl, <task>.train.jsonl.
+EMBEDDED_SPLITS = ("validation", "calibration", "train")
+
 # lm-eval's default --fewshot_random_seed (lm_eval.defaults.DEFAULT_OTHER_SEED; tests/test_lmeval_tasks.py
 # keeps them equal), written out so that the score rule reads tasks without importing lm-eval
 FEWSHOT_SEED = 1234
@@ -21,6 +27,13 @@ class Sample:
     id: str
     prompt: str  # the exact text given to the tokenizer
     target: dict[str, Any]
+    # samples of one group are not independent (the turns of one CoQA story): intervals resample whole
+    # groups, calibration counts a group as one unit; a sample of its own by default
+    group: str = ""
+
+    @property
+    def unit(self) -> str:
+        return self.group or self.id
 
 
 def _question_key(text: str) -> str:
@@ -48,7 +61,8 @@ class Task(ABC):
 
     name: ClassVar[str]
     hub_default: ClassVar[dict[str, str]]
-    embedded_file: ClassVar[str]
+    embedded_file: ClassVar[str]  # the evaluated samples (split validation)
+    embedded_calibration_file: ClassVar[str | None] = None  # the calibration split, disjoint from them
     # None: the task has no few-shot pool (its lm-eval prompt is fixed, e.g. TruthfulQA's QA primer)
     embedded_fewshot_file: ClassVar[str | None] = None
     stop_strings: ClassVar[tuple[str, ...]]  # lm-eval's generation_kwargs.until
@@ -90,7 +104,7 @@ class Task(ABC):
         if limit is not None:
             docs = docs[:limit]
         contexts = self.fewshot_contexts(docs, num_fewshot, self.pool_source(fewshot_source, source))
-        return [Sample(id=doc["id"], prompt=context + self.doc_to_text(doc), target=doc)
+        return [Sample(id=doc["id"], prompt=context + self.doc_to_text(doc), target=doc, group=doc.get("group", ""))
                 for doc, context in zip(docs, contexts)]
 
     def fewshot_contexts(self, docs: list[dict[str, Any]], num_fewshot: int, source: dict) -> list[str]:
@@ -140,17 +154,17 @@ class Task(ABC):
         return [doc for doc in docs if doc["id"] in ids or _question_key(self.doc_to_text(doc)) in questions]
 
     def pool_source(self, fewshot_source: dict | None, source: dict) -> dict:
-        """Where few-shot examples come from; `{kind: embedded}` is the embedded few-shot pool, never
-        the embedded evaluation set."""
+        """Where few-shot examples come from; `{kind: embedded}` is the embedded few-shot pool (split
+        train), never the embedded evaluation set."""
         if fewshot_source is None:
             return self.default_fewshot_source(source)
-        if fewshot_source["kind"] == "embedded" and "file" not in fewshot_source:
-            return {"kind": "embedded", "file": self.embedded_fewshot_file}
+        if fewshot_source["kind"] == "embedded" and "split" not in fewshot_source:
+            return {"kind": "embedded", "split": "train"}
         return fewshot_source
 
     def default_fewshot_source(self, source: dict) -> dict:
         if source["kind"] == "embedded":
-            return {"kind": "embedded", "file": self.embedded_fewshot_file}
+            return {"kind": "embedded", "split": "train"}
         if source["kind"] == "hub":
             return {**source, "split": "train"}
         return {"kind": "missing"}
@@ -158,8 +172,7 @@ class Task(ABC):
     def read(self, source: dict) -> list[dict[str, Any]]:
         kind = source["kind"]
         if kind == "embedded":
-            path = Path(str(resources.files("dynamax_bench.data") / source.get("file", self.embedded_file)))
-            located = self._read_local(path)
+            located = self._read_local(self.embedded_path(source.get("split", "validation")))
         elif kind == "local":
             located = self._read_local(Path(source["path"]))
         elif kind == "hub":
@@ -169,6 +182,15 @@ class Task(ABC):
         else:
             raise ValueError(f"unknown task source kind {kind!r}; use embedded, local or hub")
         return [self.parse(record, where, i) for i, (record, where) in enumerate(located)]
+
+    def embedded_path(self, split: str) -> Path:
+        """The file of one split of the embedded set (EMBEDDED_SPLITS)."""
+        files = {"validation": self.embedded_file, "calibration": self.embedded_calibration_file,
+                 "train": self.embedded_fewshot_file}
+        if files.get(split) is None:
+            have = [name for name in EMBEDDED_SPLITS if files[name] is not None]
+            raise ValueError(f"task {self.name} has no embedded {split!r} split; use one of {have}")
+        return Path(str(resources.files("dynamax_bench.data") / files[split]))
 
     def _read_local(self, path: Path) -> list[tuple[dict, str]]:
         if not path.exists():

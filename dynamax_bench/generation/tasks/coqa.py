@@ -15,7 +15,7 @@ from itertools import zip_longest
 from typing import Any
 
 from dynamax_bench.generation.tasks.base import Sample, Task, require
-from dynamax_bench.generation.tasks.squad import compute_exact, compute_f1
+from dynamax_bench.generation.answers import compute_exact, compute_f1
 
 TURNS = ("last", "all")
 
@@ -51,6 +51,7 @@ class CoQA(Task):
     name = "coqa"
     hub_default = {"path": "EleutherAI/coqa", "split": "validation"}  # lm-eval's dataset_path
     embedded_file = "coqa.jsonl"
+    embedded_calibration_file = "coqa.calibration.jsonl"
     stop_strings = ("\nQ:",)  # lm-eval coqa/default.yaml generation_kwargs.until
     metrics = ("em", "f1")
     options = ("turns",)
@@ -88,6 +89,7 @@ class CoQA(Task):
         return [
             {
                 "id": f"{doc['id']}-t{turn}",
+                "group": doc["id"],  # the turns of a story share it: resampled and calibrated together
                 "story": doc["story"],
                 "questions": doc["questions"][:turn],
                 "answers": doc["answers"][:turn],

@@ -1,7 +1,7 @@
 """TriviaQA (rc.nocontext): lm-eval's prompt, stop sequences and few-shot sampling; EM (lm-eval's
 own metric) and F1 over the answer aliases.
 
-F1 is SQuAD's token F1 (the suite's one answer normaliser, tasks/squad.py), as CoQA's. TriviaQA's
+F1 is SQuAD's token F1 (the suite's one answer normaliser, generation/answers.py), as CoQA's. TriviaQA's
 own evaluation script normalises differently: punctuation (with '_' and the quotes ‘’´`) becomes
 a space rather than nothing, so there 'sixty-six' and 'sixty six' match and here they do not.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 from dynamax_bench.generation.tasks.base import Sample, Task, require
-from dynamax_bench.generation.tasks.squad import compute_f1
+from dynamax_bench.generation.answers import compute_f1
 
 
 def exact_match(prediction: str, aliases: list[str]) -> float:
@@ -28,6 +28,7 @@ class TriviaQA(Task):
     name = "triviaqa"
     hub_default = {"path": "mandarjoshi/trivia_qa", "name": "rc.nocontext", "split": "validation"}
     embedded_file = "triviaqa.jsonl"
+    embedded_calibration_file = "triviaqa.calibration.jsonl"
     embedded_fewshot_file = "triviaqa.train.jsonl"
     lm_eval_fewshot = 5
     # lm-eval tasks/triviaqa/default.yaml: doc_to_text and generation_kwargs.until

@@ -65,6 +65,7 @@ class TruthfulQA(Task):
     name = "truthfulqa"
     hub_default = {"path": "truthfulqa/truthful_qa", "name": "generation", "split": "validation"}
     embedded_file = "truthfulqa.jsonl"
+    embedded_calibration_file = "truthfulqa.calibration.jsonl"
     lm_eval_name = "dynamax_truthfulqa_gen"
     # lm-eval sets no `until`, so it falls back to the few-shot delimiter
     stop_strings = ("\n\n",)

@@ -25,7 +25,7 @@ def _dataset(name: str, path: str | None, options: dict) -> dict[str, datasets.D
     samples = task.load(source)
     splits = {"validation": datasets.Dataset.from_list([s.target for s in samples])}
     if task.embedded_fewshot_file is not None:
-        pool = task.fewshot_pool({"kind": "embedded", "file": task.embedded_fewshot_file}, [s.target for s in samples])
+        pool = task.fewshot_pool({"kind": "embedded", "split": "train"}, [s.target for s in samples])
         splits["train"] = datasets.Dataset.from_list(pool)
     return splits
 

@@ -3,8 +3,9 @@
 Untrained classifiers still need realistic inputs and thresholds to exercise the engine: inputs
 standardised with the exit's own statistics (as `distill` does), and a threshold that a chosen
 share of exit decisions clears, so rows leave at different exits in the same step. The
-threshold sits halfway between two observed confidences, never on one. `calibrated_rule` does
-both for any registered kind (training-free rules only get the threshold).
+threshold sits halfway between two observed confidences, never on one. `untrained_rule` does
+both for any registered kind (training-free rules only get the threshold). (Not the threshold
+calibration of the study, which picks a trained classifier's threshold for a consistency target.)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def exit_hidden_states(reference: EarlyExitGenerator, prompts: Sequence[str]) ->
 
 def standardised_classifiers(classifiers: dict[int, torch.nn.Module], states: dict[int, Tensor]) -> ClassifierRule:
     """Set each classifier's input standardisation from its exit's hidden states; threshold 0.5
-    until `calibrate` sets it."""
+    until `set_exit_share` sets it."""
     for layer, clf in classifiers.items():
         with torch.no_grad():
             clf.mean.copy_(states[layer].mean(0))
@@ -63,7 +64,7 @@ class _Recorder(ExitRule):
         return 0.0
 
 
-def calibrate(rule: ExitRule, reference: EarlyExitGenerator, prompts: Sequence[str], exit_share: float) -> ExitRule:
+def set_exit_share(rule: ExitRule, reference: EarlyExitGenerator, prompts: Sequence[str], exit_share: float) -> ExitRule:
     """Set `rule.threshold` so that about `exit_share` of its decisions on these prompts' decode
     steps clear it, counted at the first exit whose confidences differ (so the rows of one step
     split between that exit and later ones, which a share over all exits does not guarantee);
@@ -80,13 +81,14 @@ def calibrate(rule: ExitRule, reference: EarlyExitGenerator, prompts: Sequence[s
                 if 1 <= i < len(values) and values[i - 1] < values[i]:
                     rule.threshold = (values[i - 1] + values[i]) / 2
                     return rule
-    raise ValueError(f"calibration saw no two different confidences at any exit on {len(prompts)} prompts")
+    raise ValueError(f"set_exit_share saw no two different confidences at any exit on {len(prompts)} prompts")
 
 
-def calibrated_rule(kind: str, reference: EarlyExitGenerator, prompts: Sequence[str], exit_share: float,
+def untrained_rule(kind: str, reference: EarlyExitGenerator, prompts: Sequence[str], exit_share: float,
                     seed: int = 0) -> ExitRule:
     """A rule of a registered kind at every exit of `reference`: seeded untrained classifiers
-    standardised on these prompts' exit states, or the training-free rule; calibrated on them."""
+    standardised on these prompts' exit states, or the training-free rule; its threshold set so
+    that `exit_share` of the decisions on these prompts clear it."""
     torch.manual_seed(seed)
     if is_trained(kind):
         hidden = reference.model.config.hidden_size
@@ -94,4 +96,4 @@ def calibrated_rule(kind: str, reference: EarlyExitGenerator, prompts: Sequence[
         rule = standardised_classifiers(classifiers, exit_hidden_states(reference, prompts))
     else:
         rule = training_free_rule(kind, 0.5)
-    return calibrate(rule, reference, prompts, exit_share)
+    return set_exit_share(rule, reference, prompts, exit_share)

@@ -1,11 +1,11 @@
-"""Tables 8, 8b and 8c: self-speculative decoding (`spec-e<E>-k<K>`), lossless early exit.
+"""Tables 10, 10b and 10c: self-speculative decoding (`spec-e<E>-k<K>`), lossless early exit.
 
-Table 8, per cell: how many drafts the full model accepted (rate and per-draft acceptance, with their
+Table 10, per cell: how many drafts the full model accepted (rate and per-draft acceptance, with their
 intervals over samples), tokens kept per verification pass against what the i.i.d. acceptance model
 predicts from the per-draft acceptance, consistency with `full` (1 by construction), the decode FLOPs
 against the full model's, and the speedup the model predicts from the per-draft acceptance and the
-blocks' measured cost (seconds) or their FLOPs. Table 8b, per backbone and spec method, on the
-latency rule's timed prompts: the same prediction against the measured speedup. Table 8c: which
+blocks' measured cost (seconds) or their FLOPs. Table 10b, per backbone and spec method, on the
+latency rule's timed prompts: the same prediction against the measured speedup. Table 10c: which
 (E, K) would pay, predicted from the oracle's per-exit agreement with the final layer (the first draft of
 a round is accepted exactly when the exit agrees) under each cost unit. The model is costs/speculation.py.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dynamax_bench.costs.speculation import BlockCosts, agreement_by_exit, expected_tokens, payoff_grid
+from dynamax_bench.reporting.tables.render import PaperInputs, Table
 from dynamax_bench.spec import method_of
 
 
@@ -32,7 +33,7 @@ def _predicted(costs: BlockCosts | None, alpha: float | None, layer: int, drafts
 
 
 def speculation_table(cells: list[dict], latency: list[dict] = (), flops: list[dict] = ()) -> pd.DataFrame:
-    """Table 8 (module docstring): one row per spec-* cell."""
+    """Table 10 (module docstring): one row per spec-* cell."""
     seconds, counted = _costs(list(latency), list(flops))
     rows = []
     for cell in sorted(cells, key=lambda c: (c["backbone"], c["task"], c["method"])):
@@ -60,7 +61,7 @@ def speculation_table(cells: list[dict], latency: list[dict] = (), flops: list[d
 
 
 def speculation_latency_table(latency: list[dict]) -> pd.DataFrame:
-    """Table 8b: on the latency rule's timed prompts (batch 1), each spec-* method's acceptance there, the
+    """Table 10b: on the latency rule's timed prompts (batch 1), each spec-* method's acceptance there, the
     speedup its blocks' measured seconds predict from it, and the speedup measured (full's median time per
     decode step over the method's, same run)."""
     full = {e["backbone"]: e["seconds_per_decode_token"] for e in latency if method_of(e).kind == "full"}
@@ -85,7 +86,7 @@ def speculation_latency_table(latency: list[dict]) -> pd.DataFrame:
 
 
 def payoff_table(classifiers: list[dict], latency: list[dict] = (), flops: list[dict] = ()) -> pd.DataFrame:
-    """Table 8c: per backbone, exit and K, the speedup self-speculative decoding would give, predicted
+    """Table 10c: per backbone, exit and K, the speedup self-speculative decoding would give, predicted
     from the exit's top-1 agreement with the final layer on the held-out corpus (classifier JSONs), with
     the blocks' measured seconds (where a spec-* latency file holds them) and with their FLOPs."""
     seconds, counted = _costs(list(latency), list(flops))
@@ -97,3 +98,26 @@ def payoff_table(classifiers: list[dict], latency: list[dict] = (), flops: list[
             rows.append({"backbone": backbone, **row})
     return pd.DataFrame(rows)
 
+
+def tables(inputs: PaperInputs) -> list[Table]:
+    """Tables 10, 10b and 10c, for a run with self-speculative cells (none otherwise)."""
+    if not any(method_of(cell).kind == "spec" for cell in inputs.cells):
+        return []
+    return [
+        Table("Table 10: self-speculative decoding", "table10_speculative",
+              speculation_table(inputs.cells, inputs.latency, inputs.flops),
+              f"Self-speculative decoding (lossless): drafts accepted by the full model ({inputs.level} intervals over "
+              "samples), tokens per verification pass against the i.i.d. acceptance model, consistency with full (1 by "
+              "construction), decode FLOPs against full, and the speedup predicted from the per-draft acceptance with "
+              "the blocks' measured seconds (batch 1, this machine) or their FLOPs"),
+        Table("Table 10b: self-speculative speedup, predicted vs measured", "table10b_speculative_latency",
+              speculation_latency_table(inputs.latency),
+              "Self-speculative decoding on the latency rule's timed prompts (batch 1): per-draft acceptance there, the "
+              "speedup the blocks' measured seconds predict from it, the speedup measured (full's median time per "
+              "decode step over the method's) and the one the FLOPs give"),
+        Table("Table 10c: which (E, K) would pay", "table10c_speculative_payoff",
+              payoff_table(inputs.classifiers, inputs.latency, inputs.flops),
+              "Self-speculative decoding at every exit E and K drafts: speedup predicted from the exit's top-1 agreement "
+              "with the final layer on the held-out corpus (the oracle's labels at k = 1), with the blocks' measured "
+              "seconds (batch 1, where a spec-* latency file holds them) and with their FLOPs; above 1 it pays"),
+    ]

@@ -1,0 +1,289 @@
+"""Mutation testing: how many small faults in the modules where a wrong number hides the fast tests catch.
+
+mutmut (pinned in constraints.txt) changes one operator, constant or argument at a time and runs the
+tests on each such mutant; a mutant no test fails on "survived". Each module runs in its own scratch
+copy of the working tree (build/mutation/<name>/) with only the fast test files listed for it, and
+mutmut narrows those further to the tests that call the mutated function, so a mutant costs seconds.
+
+    make mutation                                           # every module of MODULES but the `later` ones
+    python benchmarks/mutation.py --modules score ledger    # some modules (names of MODULES)
+    python benchmarks/mutation.py --modules all             # every module, the `later` ones included
+
+The report (benchmarks/results/mutation.json, and mutation.md beside it) gives per module the
+mutants, how many the tests killed, the survivors with their diffs, and the equivalent mutants (a
+change no correct test can see, listed with the reason in benchmarks/mutation_equivalent.yaml).
+Score = killed / (mutants - equivalent); a timeout counts as killed (the mutant changed behaviour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from dynamax_bench.files import atomic_path, write_json
+from dynamax_bench.provenance import git_commit, machine_description
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout this script is in (not the installed package's)
+FAST = ["-m", "not slow"]
+
+
+@dataclass(frozen=True)
+class Module:
+    path: str  # the file mutmut mutates
+    tests: tuple[str, ...]  # the fast test files (or node ids) that cover it
+    later: bool = False  # being rewritten now: measured with --modules all (or by name), after the others
+
+
+# One line per module: the file and the fast tests that cover it.
+MODULES: dict[str, Module] = {
+    "rules": Module("dynamax_bench/engine/rules.py", ("tests/test_exit_methods.py", "tests/test_classifiers.py")),
+    "correctness": Module("dynamax_bench/engine/correctness.py", ("tests/test_correctness.py",)),
+    "neartie": Module("dynamax_bench/engine/neartie.py", ("tests/test_correctness.py",)),
+    "decoder": Module("dynamax_bench/generation/decoder.py", ("tests/test_decoder.py",)),
+    "score": Module("dynamax_bench/reporting/score.py", ("tests/test_score.py",)),
+    "ledger": Module("dynamax_bench/costs/ledger.py", ("tests/test_costs.py",)),
+    "lengths": Module("dynamax_bench/costs/lengths.py", ("tests/test_costs.py",)),
+    "squad": Module("dynamax_bench/generation/tasks/squad.py", ("tests/test_coqa.py", "tests/test_triviaqa.py")),
+    "triviaqa": Module("dynamax_bench/generation/tasks/triviaqa.py", ("tests/test_triviaqa.py",)),
+    "coqa": Module("dynamax_bench/generation/tasks/coqa.py", ("tests/test_coqa.py",)),
+    "truthfulqa": Module("dynamax_bench/generation/tasks/truthfulqa.py", ("tests/test_truthfulqa.py",)),
+    "tasks_base": Module("dynamax_bench/generation/tasks/base.py",
+                         ("tests/test_triviaqa.py", "tests/test_coqa.py", "tests/test_truthfulqa.py")),
+    # rewritten by the lead (statistics, claims) and the engine developer (batched): run after merging
+    "statistics": Module("dynamax_bench/reporting/statistics.py", ("tests/test_statistics.py",), later=True),
+    "claims": Module("dynamax_bench/reporting/claims.py", ("tests/test_claims.py",), later=True),
+    "batched": Module("dynamax_bench/engine/batched.py", ("tests/test_batched_engine.py",), later=True),
+}
+EQUIVALENT_FILE = REPO_ROOT / "benchmarks" / "mutation_equivalent.yaml"
+SCRATCH = REPO_ROOT / "build" / "mutation"
+# The seeded test backbones, prepared by the first test run and reused by every mutant's (tests/conftest.py).
+BACKBONES = SCRATCH / "backbones"
+# mutmut's exit codes (mutmut/stats.py): 1 and 3 killed, 0 survived, 33 and 5 no test covers it, 36 and
+# the SIGXCPU codes a timeout
+KILLED, TIMEOUT, NO_TESTS = {1, 3}, {36, 24, -24, 152, 255}, {5, 33}
+
+
+def working_tree_files() -> list[str]:
+    """Tracked and untracked-but-not-ignored files: the tree the tests run on."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    return [name for name in out.split("\0") if name and (REPO_ROOT / name).is_file()]
+
+
+def mutmut_section(module: Module) -> str:
+    """The [tool.mutmut] table of one module's scratch copy."""
+    also = sorted({name.split("/")[0] for name in working_tree_files()} - {"dynamax_bench", "tests", "pyproject.toml"})
+    table = {
+        "source_paths": ["dynamax_bench"],
+        "only_mutate": [module.path],
+        "also_copy": also,
+        "pytest_add_cli_args_test_selection": list(module.tests),
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", *FAST, "-x", "-q"],
+        "process_isolation": "forkserver",  # torch is not fork-safe once its threads started
+    }
+    lines = ["", "[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def scratch_copy(name: str, module: Module) -> Path:
+    folder = SCRATCH / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    for relative in working_tree_files():
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / relative, target)
+    with (folder / "pyproject.toml").open("a") as out:
+        out.write(mutmut_section(module))
+    return folder
+
+
+def mutmut(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).with_name("mutmut")), *args], cwd=folder, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+                                          "DYNAMAX_TEST_BACKBONES": str(BACKBONES)})
+
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    """The mutated line, before and after, whitespace-collapsed (how equivalent mutants are matched)."""
+    minus = [" ".join(line[1:].split()) for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    plus = [" ".join(line[1:].split()) for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return "\n".join(minus), "\n".join(plus)
+
+
+def load_equivalents() -> list[dict]:
+    if not EQUIVALENT_FILE.exists():
+        return []
+    return yaml.safe_load(EQUIVALENT_FILE.read_text()) or []
+
+
+def equivalent_reason(name: str, function: str, diff: str, equivalents: list[dict]) -> str | None:
+    before, after = changed_lines(diff)
+    for entry in equivalents:
+        if (entry["module"], entry["function"], entry["original"], entry["mutant"]) == (name, function, before, after):
+            return entry["reason"]
+    return None
+
+
+def run_module(name: str, module: Module, children: int, equivalents: list[dict], previous: dict | None) -> dict:
+    """mutmut over one module; with `previous` (this module's entry of an earlier report, same source),
+    only its survivors run again and its kills carry over (tests were added, none removed)."""
+    tests = tuple(test for test in module.tests if (REPO_ROOT / test.split("::")[0]).is_file())
+    if not tests:
+        return {"path": module.path, "tests": [], "mutants": 0, "killed": 0, "timeouts": 0, "survived": 0,
+                "equivalent": 0, "score": None, "seconds": 0.0, "survivors": [], "equivalents": [],
+                "note": f"none of its test files {list(module.tests)} exists"}
+    module = Module(module.path, tests, module.later)
+    folder = scratch_copy(name, module)
+    started = time.perf_counter()
+    again = [f"{module.path[:-3].replace('/', '.')}.{entry['mutant']}"
+             for entry in (previous or {}).get("survivors", []) + (previous or {}).get("equivalents", [])]
+    if previous is not None and not again:
+        return {**previous, "carried_over": True}
+    result = mutmut(folder, "run", "--max-children", str(children), *again)
+    if not (folder / "mutants" / f"{module.path}.meta").exists():
+        raise SystemExit(f"mutmut made no mutants of {module.path}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    found = collect(name, module, folder, equivalents, again if previous is not None else None)
+    return {**found, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def collect(name: str, module: Module, folder: Path, equivalents: list[dict], again: list[str] | None = None) -> dict:
+    """The results mutmut left in a scratch copy; with `again`, the mutants not in it count as killed before."""
+    meta_path = folder / "mutants" / f"{module.path}.meta"
+    codes: dict[str, int | None] = json.loads(meta_path.read_text())["exit_code_by_key"]
+    if again is not None:
+        codes = {key: code for key, code in codes.items() if key in again} | {key: 1 for key in codes if key not in again}
+    killed = timeout = 0
+    survivors, equivalent = [], []
+    for mutant, code in sorted(codes.items(), key=lambda item: _natural(item[0])):
+        if code in KILLED:
+            killed += 1
+            continue
+        if code in TIMEOUT:
+            timeout += 1
+            continue
+        diff = "\n".join(mutmut(folder, "show", mutant).stdout.splitlines()[1:])
+        function = re.sub(r"^x[ǁ_]|__mutmut_\d+$", "", mutant.rsplit(".", 1)[1]).replace("ǁ", ".")
+        status = "no test covers it" if code in NO_TESTS else "survived" if code == 0 else f"exit code {code}"
+        entry = {"mutant": mutant.rsplit(".", 1)[1], "function": function, "status": status, "diff": diff}
+        reason = equivalent_reason(name, function, diff, equivalents)
+        if reason:
+            equivalent.append({**entry, "reason": reason})
+        else:
+            survivors.append(entry)
+    scored = len(codes) - len(equivalent)
+    return {
+        "path": module.path,
+        "tests": list(module.tests),
+        **({"rerun_of_survivors": len(again)} if again is not None else {}),
+        "mutants": len(codes),
+        "killed": killed + timeout,
+        "timeouts": timeout,
+        "survived": len(survivors),
+        "equivalent": len(equivalent),
+        "score": round((killed + timeout) / scored, 4) if scored else None,
+        "survivors": survivors,
+        "equivalents": equivalent,
+    }
+
+
+def _natural(key: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
+
+
+def markdown(report: dict) -> str:
+    """The report as a page: the score table, then every survivor and equivalent mutant with its diff."""
+    rows = ["| module | mutants | killed | survived | equivalent | score | seconds |", "|---|---|---|---|---|---|---|"]
+    for name, found in report["modules"].items():
+        score = "-" if found["score"] is None else f"{100 * found['score']:.1f}%"
+        rows.append(f"| {name} (`{found['path']}`) | {found['mutants']} | {found['killed']} | {found['survived']} | "
+                    f"{found['equivalent']} | {score} | {found['seconds']} |")
+    total = report["total"]
+    score = "-" if total["score"] is None else f"{100 * total['score']:.1f}%"
+    rows.append(f"| **all** | {total['mutants']} | {total['killed']} | {total['survived']} | {total['equivalent']} | "
+                f"{score} | {total['seconds']} |")
+    parts = [f"# Mutation testing ({report['tool']})", "",
+             f"{report['machine']}; {report['children']} mutants at a time; tests: `{' '.join(FAST)}` of the files "
+             "listed per module in benchmarks/mutation.py. Score = killed / (mutants - equivalent).",
+             *([""] + [report["note"]] if report.get("note") else []), "", *rows]
+    notes = [f"- {name}: {found['note']}" for name, found in report["modules"].items() if found.get("note")]
+    parts += ["", *notes] if notes else []
+    for name, found in report["modules"].items():
+        for title, entries in (("Survivors", found["survivors"]), ("Equivalent mutants", found["equivalents"])):
+            if not entries:
+                continue
+            parts += ["", f"## {name}: {title.lower()}"]
+            for entry in entries:
+                why = f" Equivalent: {entry['reason']}" if "reason" in entry else ""
+                parts += ["", f"`{entry['mutant']}` ({entry['function']}, {entry['status']}).{why}", "",
+                          "```diff", entry["diff"], "```"]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modules", nargs="+", default=["default"],
+                        help=f"names of MODULES ({', '.join(MODULES)}), 'default' (all but the later ones) or 'all'")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested at once")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "mutation.json")
+    parser.add_argument("--survivors-of", type=Path,
+                        help="an earlier report of the same sources: run only its survivors, carry its kills over")
+    args = parser.parse_args(argv)
+    if args.modules == ["default"]:
+        names = [name for name, module in MODULES.items() if not module.later]
+    elif args.modules == ["all"]:
+        names = sorted(MODULES, key=lambda name: MODULES[name].later)
+    else:
+        unknown = [name for name in args.modules if name not in MODULES]
+        if unknown:
+            parser.error(f"unknown module(s) {unknown}; choose from {list(MODULES)}, 'default' or 'all'")
+        names = args.modules
+    equivalents = load_equivalents()
+    earlier = json.loads(args.survivors_of.read_text())["modules"] if args.survivors_of else {}
+    started = time.perf_counter()
+    modules = {}
+    for name in names:
+        previous = earlier.get(name) if args.survivors_of else None
+        if previous is not None and previous["mutants"] == 0:
+            previous = None  # nothing ran before: run it whole
+        modules[name] = run_module(name, MODULES[name], args.children, equivalents, previous)
+        found = modules[name]
+        print(f"{name}: {found['killed']} of {found['mutants'] - found['equivalent']} killed "
+              f"({found['survived']} survived, {found['equivalent']} equivalent), {found['seconds']} s", flush=True)
+        write_report(args, modules, time.perf_counter() - started)  # after each module: a long run keeps its part
+    return 0
+
+
+def write_report(args: argparse.Namespace, modules: dict, seconds: float) -> None:
+    total = {key: sum(m[key] for m in modules.values()) for key in ("mutants", "killed", "survived", "equivalent")}
+    scored = total["mutants"] - total["equivalent"]
+    total["score"] = round(total["killed"] / scored, 4) if scored else None
+    total["seconds"] = round(seconds, 1)
+    report = {
+        "tool": f"mutmut {metadata.version('mutmut')}",
+        "commit": git_commit(),
+        "machine": machine_description(),
+        "load_average_1min": os.getloadavg()[0],  # at the time of writing: the machine is shared
+        "children": args.children,
+        "survivors_of": str(args.survivors_of) if args.survivors_of else None,
+        "total": total,
+        "modules": modules,
+    }
+    write_json(args.out, report)
+    with atomic_path(args.out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown(report))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

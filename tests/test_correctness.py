@@ -1,0 +1,154 @@
+"""engine/correctness.py and engine/neartie.py: how a batched run is checked against batch 1.
+
+The batched side is the reference path's own output, changed where a test needs a row the batch
+"changed"; the reference side is the real batch-1 engine on the tiny Mistral.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from dynamax_bench.backbones.prepare import Backbone
+from dynamax_bench.engine import EarlyExitGenerator, Generation, NearTie, Strategy, verify, verify_each
+from dynamax_bench.engine.correctness import Agreement, Difference, first_difference, trace
+from dynamax_bench.engine.neartie import CONFIDENCE_BOUND, LOGIT_MARGIN_BOUND, Bounds
+
+PROMPTS = ["The three primary colours are", "def fibonacci(n):", "Once upon a time"]
+TOKENS = 6
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_mistral: Backbone) -> EarlyExitGenerator:
+    return EarlyExitGenerator(tiny_mistral.model, tiny_mistral.tokenizer, exit_layers=[4, 6], max_new_tokens=TOKENS)
+
+
+@pytest.fixture(scope="module")
+def batch_one(reference: EarlyExitGenerator) -> list[Generation]:
+    return [reference.generate(prompt, Strategy.full()) for prompt in PROMPTS]
+
+
+def tie(token: int) -> NearTie:
+    return NearTie(token=token, kind="logit_margin", layer=8, value=1e-6)
+
+
+def changed(generation: Generation, at: int, ties: list[NearTie], drop_tail: bool = False) -> Generation:
+    """The row with another token at `at` (and, with drop_tail, nothing after it)."""
+    tokens = list(generation.token_ids)
+    tokens[at] += 1
+    layers = list(generation.exit_layers)
+    if drop_tail:
+        tokens, layers = tokens[:at + 1], layers[:at + 1]
+    return dataclasses.replace(generation, token_ids=tokens, exit_layers=layers, near_ties=ties)
+
+
+def test_first_difference_and_trace() -> None:
+    assert first_difference([(1, 8), (2, 8)], [(1, 8), (2, 8)]) is None
+    assert first_difference([(1, 8), (2, 8)], [(1, 8), (2, 4)]) == 1  # the exit layer counts
+    assert first_difference([(1, 8), (3, 8)], [(1, 8), (2, 8)]) == 1
+    assert first_difference([(1, 8)], [(1, 8), (2, 8)]) == 1  # one row is longer
+    assert first_difference([(1, 8), (2, 8), (5, 8)], [(1, 8)]) == 1
+    assert first_difference([], []) is None and first_difference([], [(1, 8)]) == 0
+    generation = Generation(prompt_ids=[0], token_ids=[5, 6], text="", exit_layers=[8, 4], stop_reason="eos")
+    assert trace(generation) == [(5, 8), (6, 4)]
+
+
+def test_rows_without_near_ties_are_not_re_decoded(reference: EarlyExitGenerator, batch_one: list[Generation]) -> None:
+    agreement = verify(reference, PROMPTS, Strategy.full(), batch_one)
+    assert (agreement.rows, agreement.rows_with_near_ties, agreement.rows_redecoded, agreement.tokens_redecoded) == (
+        3, 0, 0, 0)
+    assert agreement.differences == [] and agreement.references == {}
+
+
+def test_a_tied_row_that_agrees_is_re_decoded_through_its_last_near_tie_only(
+        reference: EarlyExitGenerator, batch_one: list[Generation]) -> None:
+    rows = [dataclasses.replace(batch_one[0], near_ties=[tie(0), tie(2)]), *batch_one[1:]]
+    agreement = verify(reference, PROMPTS, Strategy.full(), rows)
+    assert (agreement.rows_with_near_ties, agreement.rows_redecoded, agreement.tokens_redecoded) == (1, 1, 3)
+    assert agreement.rows_differing == 0 and agreement.references == {}
+
+
+def test_a_row_that_differs_at_its_near_tie_is_explained_and_takes_the_batch_one_output(
+        reference: EarlyExitGenerator, batch_one: list[Generation]) -> None:
+    row = changed(batch_one[1], at=2, ties=[tie(1), tie(2)])
+    agreement = verify(reference, PROMPTS, Strategy.full(), [batch_one[0], row, batch_one[2]])
+    assert agreement.rows_differing == 1 and agreement.tokens_differing == 1
+    assert agreement.differences == [Difference(row=1, token=2, reasons=[tie(2)])] and agreement.unexplained == []
+    assert agreement.references[1].token_ids == batch_one[1].token_ids  # the batch-1 output, to its end
+    assert agreement.tokens_redecoded == 3 + TOKENS  # through the last near tie, then the whole row
+    assert agreement.as_dict()["differences"] == [{"row": 1, "token": 2, "reasons": [tie(2).as_dict()]}]
+    assert agreement.as_dict()["unexplained"] == 0
+
+
+def test_a_difference_at_no_near_tie_is_unexplained(reference: EarlyExitGenerator,
+                                                    batch_one: list[Generation]) -> None:
+    row = changed(batch_one[2], at=1, ties=[tie(3)])
+    agreement = verify(reference, PROMPTS, Strategy.full(), [*batch_one[:2], row])
+    assert [d.row for d in agreement.unexplained] == [2] and agreement.differences[0].token == 1
+
+
+def test_missing_tokens_count_as_differing(reference: EarlyExitGenerator, batch_one: list[Generation]) -> None:
+    row = changed(batch_one[0], at=1, ties=[tie(1)], drop_tail=True)  # 2 tokens where batch 1 has 6
+    agreement = verify(reference, PROMPTS, Strategy.full(), [row, *batch_one[1:]], all_rows=True)
+    assert agreement.rows_redecoded == 3 and agreement.tokens_redecoded == 3 * TOKENS
+    assert agreement.tokens_differing == TOKENS - 1 and agreement.rows_differing == 1
+
+
+def test_every_row_is_re_decoded_with_all_rows(reference: EarlyExitGenerator, batch_one: list[Generation]) -> None:
+    agreement = verify(reference, PROMPTS, Strategy.full(), batch_one, all_rows=True)
+    assert agreement.rows_redecoded == 3 and sorted(agreement.references) == [0, 1, 2]
+    assert agreement.rows_differing == 0 and agreement.tokens_redecoded == 3 * TOKENS
+
+
+def test_strategies_that_share_a_prompt_pass_re_decode_from_one(
+        reference: EarlyExitGenerator, batch_one: list[Generation], monkeypatch: pytest.MonkeyPatch) -> None:
+    passes = []
+    original = EarlyExitGenerator.prompt_pass
+    monkeypatch.setattr(EarlyExitGenerator, "prompt_pass",
+                        lambda self, prompt, strategy: passes.append(prompt) or original(self, prompt, strategy))
+    tied = [dataclasses.replace(g, near_ties=[tie(0)]) for g in batch_one]
+    found = verify_each(reference, PROMPTS, [Strategy.full(), Strategy.full()], [tied, batch_one[:1] + tied[1:]])
+    assert [a.rows_redecoded for a in found] == [3, 2]
+    assert passes == PROMPTS  # one prompt pass per re-decoded row, shared by both strategies
+
+
+def test_lengths_that_do_not_match_are_refused(reference: EarlyExitGenerator, batch_one: list[Generation]) -> None:
+    with pytest.raises(ValueError, match="3 prompts but 2 generations"):
+        verify(reference, PROMPTS, Strategy.full(), batch_one[:2])
+    with pytest.raises(ValueError, match="2 strategies but 1 lists of generations"):
+        verify_each(reference, PROMPTS, [Strategy.full(), Strategy.full()], [batch_one])
+
+
+def test_agreement_record_names_its_bounds() -> None:
+    record = Agreement(rows=2, rows_with_near_ties=1, rows_redecoded=1, bounds=Bounds(1e-4, 2e-4)).as_dict()
+    assert record == {"rows": 2, "rows_with_near_ties": 1, "rows_redecoded": 1, "tokens_redecoded": 0,
+                      "rows_differing": 0, "tokens_differing": 0, "unexplained": 0, "differences": [],
+                      "bounds": {"logit_margin": 1e-4, "confidence": 2e-4}}
+    assert Agreement(rows=0, rows_with_near_ties=0, rows_redecoded=0).as_dict()["bounds"] is None
+
+
+def test_bounds_scale_with_the_dtypes_machine_epsilon() -> None:
+    assert Bounds.for_dtype(torch.float32) == Bounds(LOGIT_MARGIN_BOUND, CONFIDENCE_BOUND) == Bounds(2e-4, 7e-4)
+    half = Bounds.for_dtype(torch.bfloat16)
+    assert half.logit_margin == pytest.approx(2e-4 * 2**16) and half.confidence == pytest.approx(7e-4 * 2**16)
+
+
+def test_margins_are_the_top_two_gap_over_the_largest_magnitude() -> None:
+    scores = torch.tensor([[3.0, 1.0, 0.0], [-1.0, -2.0, -4.0], [0.0, 0.0, 0.0], [2.0, 2.0, -8.0]])
+    assert Bounds.margins(scores).tolist() == pytest.approx([2 / 3, 1 / 4, 0.0, 0.0])
+
+
+def test_confidence_ties_are_within_the_bound_relative_to_the_larger_of_confidence_and_threshold() -> None:
+    bounds = Bounds(logit_margin=2e-4, confidence=0.01)
+    confidence = torch.tensor([0.5, 0.504, 0.506, 0.4955, 0.494, 0.2, 1e-4])
+    assert bounds.confidence_ties(confidence, 0.5).tolist() == [True, True, False, True, False, False, False]
+    # the scale is max(|confidence|, |threshold|): at threshold 0 only the confidence's own
+    assert bounds.confidence_ties(torch.tensor([0.0, 1e-3]), 0.0).tolist() == [True, False]
+    assert bounds.confidence_ties(torch.tensor([0.1005, 0.102]), 0.1).tolist() == [True, False]
+
+
+def test_near_tie_record() -> None:
+    assert NearTie(token=3, kind="confidence", layer=6, value=-1e-5).as_dict() == {
+        "token": 3, "kind": "confidence", "layer": 6, "value": -1e-5}
