@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,12 @@ from dynamax_bench.engine import layer_stack
 from dynamax_bench.files import read_json, read_jsonl, write_jsonl
 from dynamax_bench.generation.generate import generate_cells
 from dynamax_bench.profile_checks import check_profile
+from dynamax_bench.reporting.paper_tables import TABLES
 from dynamax_bench.reporting.score import score_cell
 from dynamax_bench.reporting.statistics import IntervalSettings
+from dynamax_bench.reporting.tables import speculative
 from dynamax_bench.reporting.tables.main_results import main_results
+from dynamax_bench.reporting.tables.render import PaperInputs
 from dynamax_bench.reporting.tables.speculative import payoff_table, speculation_latency_table, speculation_table
 from dynamax_bench.spec import decode_spec, latency_spec, parse_method, task_spec
 
@@ -118,6 +122,19 @@ def test_speculation_table_predicts_from_the_per_draft_acceptance(run: dict) -> 
     flops = BlockCosts.from_flops(run["flops"])
     assert row["predicted speedup (FLOPs)"] == pytest.approx(flops.speedup(alpha, 4, 3)) and row["predicted speedup (FLOPs)"] < 1
     assert row["consistency"] == 1.0 and row["decode FLOPs / full"] > 1
+
+
+def test_tables_10_are_registered_and_written_for_runs_with_spec_cells_only(run: dict) -> None:
+    inputs = PaperInputs(run={}, cells=list(run["cells"].values()), classifiers=[],
+                         latency=list(run["latency"].values()), flops=[run["flops"]], backbones={},
+                         evidence=SETTINGS.to_dict())
+    found = speculative.tables(inputs)
+    assert [t.stem for t in found] == ["table10_speculative", "table10b_speculative_latency",
+                                       "table10c_speculative_payoff"]
+    assert [t.title.split(":")[0] for t in found] == ["Table 10", "Table 10b", "Table 10c"]
+    assert list(found[0].frame["method"]) == [METHOD]
+    assert speculative.tables(replace(inputs, cells=[run["cells"]["full"]])) == []
+    assert speculative.tables in TABLES
 
 
 def test_layer_verify_length_model_is_fvcores_count_and_a_decode_step_at_one_position(tiny_mistral) -> None:
