@@ -20,14 +20,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from statistics import fmean
 
-from history import RESULTS, write_index
+from history import RESULTS, write_index, write_readme
 from stage_times import per_rule, read_benchmarks
 
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.provenance import git_commit, machine_description
 
-TABLES = ("table2_distillation", "table2b_top_k_choice", "table3_main_results", "table6_claims",
-          "table6_claims_comparisons", "table7_batch_agreement")
+TABLES = ("table2_distillation", "table2b_top_k_choice", "table2c_exit_weights", "table3_main_results",
+          "table4_ee_vs_pruning", "table6_claims", "table6_claims_comparisons", "table7_batch_agreement",
+          "table8_calibration", "table9_savings_at_targets")
+FIGURES = ("figure1_tradeoff_smollm2.png", "figure1_tradeoff_mamba2.png")
 
 
 def agreement_totals(cells: list[dict]) -> dict:
@@ -95,6 +97,13 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def comparison_counts(comparisons: list[dict]) -> dict[str, int]:
+    """The scorecard's comparisons: how many, how many decided, and each verdict."""
+    verdicts = Counter(row["verdict"] for row in comparisons)
+    decided = verdicts["holds"] + verdicts["fails"] + verdicts["equivalent"]
+    return {"comparisons": len(comparisons), "decided": decided, **dict(sorted(verdicts.items()))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results/default"))
@@ -127,6 +136,7 @@ def main() -> None:
         "how": args.how,
         "jobs": jobs_of(args.log),
         "scorecard": dict(sorted(Counter(claim["verdict"] for claim in claims).items())),
+        "comparisons": comparison_counts(read_csv(args.tables / "table6_claims_comparisons.csv")),
         "cells": len(cells),
         "samples_per_task": samples,
         "stages": stage_seconds([args.resources, args.results], args.since.stat().st_mtime if args.since else 0.0),
@@ -140,7 +150,10 @@ def main() -> None:
     for stem in TABLES:
         for ext in ("md", "csv"):
             shutil.copyfile(args.tables / f"{stem}.{ext}", out / f"{stem}.{ext}")
+    for name in FIGURES:
+        shutil.copyfile(args.tables / name, out / name)
     write_index()
+    write_readme()
     print(f"{len(cells)} cells, samples {samples}, wall {args.wall_seconds:.0f} s -> {out}")
 
 

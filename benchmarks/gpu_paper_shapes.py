@@ -5,24 +5,34 @@
    for token; the batched engine (4 prompts of mixed lengths, shared-prefix cache on) reproduces
    the batch-1 engine for `full` and for seeded, calibrated `calm` and `mamba` classifiers under
    every policy, with rows exiting at different layers in one step (`verify`, every row).
-2. Batch-1 latency (CUDA events, median of repeats after a warm-up) of `model.generate`, the
-   engine's `full`, static pruning to L/2 and early exit at the first exit (L/2) under each state
-   policy, at Mistral-7B-v0.1's and Mamba-Codestral-7B-v0.1's configurations in bfloat16 with
-   random weights (latency depends on shapes, not on weight values; the vocabulary is the SmolLM2
-   tokenizer's 49,152 so the smoke tokenizer can drive it).
-3. Decode throughput at batch 16 at the same shapes (16 prompts of mixed lengths, 32 new tokens,
-   EOS off): `model.generate` (left padding), the batched engine's `full`, exit at L/2 for every
-   row, and calibrated `calm` and `mamba` classifiers (about half of the decisions exit, so rows
-   leave at different layers), state policy `copy` (Transformer) or `skip` (Mamba-2); the first 8
-   rows of `full` and `ee-mamba` are re-decoded at batch 1 and compared
-   row by row (`verify`), which at bfloat16 counts the near ties a batch shape can flip.
+2. Batch-1 latency (CUDA events, median of repeats after a warm-up) at Mistral-7B-v0.1's and
+   Mamba-Codestral-7B-v0.1's configurations in bfloat16 with random weights (latency depends on
+   shapes, not on weight values; the vocabulary is the SmolLM2 tokenizer's 49,152 so the smoke
+   tokenizer can drive it): `model.generate`; the reference path's `full`, static pruning to L/2
+   and exit at L/2 under each state policy; the batched engine at batch 1 (its static cache) for
+   `full`, exit at L/2 and calibrated `calm` and `mamba` classifiers.
+3. Decode throughput at each `--batch-sizes` (prompts of mixed lengths, 32 new tokens, EOS off):
+   `model.generate` (left padding), the batched engine's `full`, exit at L/2 for every row, and
+   calibrated `calm` and `mamba` classifiers (about half of the decisions exit, so rows leave at
+   different layers), state policy `copy` (Transformer) or `skip` (Mamba-2). Per method: tokens
+   per second, mean exit layer, the engine's host reads per decode step and the CUDA
+   synchronisations per step that `torch.cuda.set_sync_debug_mode` reports (a separate run). At
+   the first batch size every row of `full`, `ee-calm` and `ee-mamba` is re-decoded at batch 1
+   (`verify`): in bfloat16 the rows and tokens the batch shape changed, each with the near tie it
+   sat on.
+4. `--float32`: the Transformer at float32 (the dtype the batched engine is exact in, see
+   docs/engine.md) at the first batch size: throughput of `full` and `ee-calm`, and every row of
+   `full`, `ee-calm` and `ee-mamba` re-decoded at batch 1: the float32 near-tie bounds, measured
+   on CPUs, hold on this GPU where no row differs outside a recorded near tie.
 
 The Mamba-2 mixer runs whatever transformers bound at import (backbones/kernels.py): the fused
-mamba-ssm / causal-conv1d kernels when they import, recorded under "mamba2_bindings".
+mamba-ssm / causal-conv1d kernels when they import, recorded under "mamba2_bindings";
+`--require-kernels` stops before timing Mamba-2 when any function would run the PyTorch fallback.
 `--no-kernels` hides both packages before transformers is imported, so the same code runs on
 transformers' PyTorch path: the kernels-against-no-kernels comparison is two runs of this script.
 
-    python benchmarks/gpu_paper_shapes.py --tiny benchmarks/out/backbones --out benchmarks/results/gpu_paper_shapes.json
+    python benchmarks/gpu_paper_shapes.py --tiny benchmarks/out/backbones --float32 \
+        --out benchmarks/results/gpu_paper_shapes.json
     python benchmarks/gpu_paper_shapes.py --tiny benchmarks/out/backbones --no-kernels --families mamba2 \
         --no-verify --out benchmarks/results/gpu_paper_shapes_no_kernels.json
 
@@ -37,6 +47,7 @@ import statistics
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -49,7 +60,10 @@ QUESTIONS = ["What is the capital of Italy?", "Who wrote Hamlet?", "How many leg
              "What is the largest ocean on Earth?"]
 PROMPT = QA * 12 + f"Question: {QUESTIONS[0]}\nAnswer:"
 VERIFIED_ROWS = 8  # rows of a batch run re-decoded at batch 1 (each costs a batch-1 generation)
-BATCH_PROMPTS = [QA * (4 + k) + f"Question: {QUESTIONS[k % 4]}\nAnswer:" for k in range(16)]  # 4 to 19 shots
+
+def batch_prompts(count: int) -> list[str]:
+    """Prompts of mixed lengths: 4 to 19 few-shot blocks, cycling."""
+    return [QA * (4 + k % 16) + f"Question: {QUESTIONS[k % 4]}\nAnswer:" for k in range(count)]
 
 
 def block_kernels() -> None:
@@ -139,7 +153,7 @@ def equivalence(folder: Path, device: torch.device) -> dict:
     for policy in policies:
         out = generator.generate(PROMPT, Strategy.early_exit(ConstantRule(0.0), policy))
         result["engine_equals_generate"][f"never-exit-{policy}"] = out.token_ids == ref
-    prompts = BATCH_PROMPTS[:4][::-1]  # mixed lengths, longest first
+    prompts = batch_prompts(4)[::-1]  # mixed lengths, longest first
     batched = BatchedGenerator(model, tok, exit_layers=exits, max_new_tokens=16, batch_size=4, share_prefixes=True)
     strategies = {"full": Strategy.full()}
     for kind, rule in calibrated(("calm", "mamba"), generator, device).items():
@@ -174,30 +188,54 @@ def paper_shapes(shapes: str) -> dict:
     }
 
 
-def latency(model: torch.nn.Module, tok, new_tokens: int, repeats: int) -> dict:
-    """Milliseconds per generated token at batch 1 (the paper's setting)."""
-    from dynamax_bench.engine import ConstantRule, EarlyExitGenerator, Strategy, layer_stack
+def exit_layers(num_layers: int) -> list[int]:
+    return [num_layers // 2, 5 * num_layers // 8, 3 * num_layers // 4, 7 * num_layers // 8]
+
+
+def engine_strategies(model: torch.nn.Module, rules: dict) -> dict:
+    """`full`, exit at the first exit (L/2) for every row, and the calibrated classifiers, under the
+    family's first policy (copy, skip)."""
+    from dynamax_bench.engine import ConstantRule, Strategy, layer_stack
+
+    policy = layer_stack(model).policies[0]
+    first = exit_layers(model.config.num_hidden_layers)[0]
+    return {"full": Strategy.full(), f"exit at {first} ({policy})": Strategy.early_exit(ConstantRule(1.0), policy),
+            **{f"ee-{kind}-{policy}": Strategy.early_exit(rule, policy) for kind, rule in rules.items()}}
+
+
+def latency(model: torch.nn.Module, tok, new_tokens: int, repeats: int, rules: dict) -> dict:
+    """Milliseconds per generated token at batch 1 (the paper's setting): the reference path and the
+    batched engine at batch 1 (its static cache, its decisions on the device)."""
+    from dynamax_bench.engine import BatchedGenerator, ConstantRule, EarlyExitGenerator, Strategy, layer_stack
 
     num_layers = model.config.num_hidden_layers
-    first_exit = num_layers // 2
-    generator = EarlyExitGenerator(model, tok, exit_layers=[first_exit], max_new_tokens=new_tokens, eos_token_ids=[])
+    exits = exit_layers(num_layers)
+    first_exit = exits[0]
+    reference = EarlyExitGenerator(model, tok, exit_layers=[first_exit], max_new_tokens=new_tokens, eos_token_ids=[])
+    batched = BatchedGenerator(model, tok, exit_layers=exits, max_new_tokens=new_tokens, eos_token_ids=[],
+                               batch_size=1, share_prefixes=False)
     ids = tok(PROMPT, return_tensors="pt").input_ids.to(model.device)
+    prompt = ids[0].tolist()
     runs = {
         "model.generate": lambda: model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
                                                  min_new_tokens=new_tokens, do_sample=False, pad_token_id=0),
-        "engine full": lambda: generator.generate(PROMPT, Strategy.full()),
-        f"engine prune{num_layers - first_exit}": lambda: generator.generate(
+        "reference full": lambda: reference.generate(PROMPT, Strategy.full()),
+        f"reference prune{num_layers - first_exit}": lambda: reference.generate(
             PROMPT, Strategy.prune(num_layers, num_layers - first_exit)),
     }
     for policy in layer_stack(model).policies:
-        runs[f"engine exit at {first_exit} ({policy})"] = lambda p=policy: generator.generate(
+        runs[f"reference exit at {first_exit} ({policy})"] = lambda p=policy: reference.generate(
             PROMPT, Strategy.early_exit(ConstantRule(1.0), p))
+    for name, strategy in engine_strategies(model, rules).items():
+        runs[f"engine {name}"] = lambda s=strategy: batched.generate([prompt], s)
     out: dict = {"prompt_tokens": ids.shape[1], "new_tokens": new_tokens, "repeats": repeats}
     with torch.inference_mode():
         for name, fn in runs.items():
-            times, _ = repeat(fn, repeats, model.device)
+            times, result = repeat(fn, repeats, model.device)
             out[name] = {"ms_per_token_median": 1000 * statistics.median(times) / new_tokens,
                          "ms_per_token_all": [round(1000 * t / new_tokens, 3) for t in times]}
+            if name.startswith("engine "):
+                out[name]["mean_decode_exit_layer"] = mean_decode_exit_layer(result)
     return out
 
 
@@ -208,42 +246,58 @@ def left_padded(prompts: list[list[int]], device: torch.device) -> tuple[torch.T
     return ids, mask
 
 
-def throughput(model: torch.nn.Module, tok, new_tokens: int, repeats: int, batch_size: int, verify_rows: bool) -> dict:
-    """Generated tokens per second at `batch_size` rows, every row making `new_tokens` tokens."""
-    from dynamax_bench.engine import BatchedGenerator, ConstantRule, EarlyExitGenerator, Strategy, layer_stack
+def synchronisations(engine, prompts: list, strategy) -> dict:
+    """One run counted: the engine's host reads per decode step, and on CUDA the synchronisations
+    `torch.cuda.set_sync_debug_mode` warns of (prompt pass included, over the decode steps)."""
+    engine.host_reads = engine.steps = 0
+    if engine.device.type != "cuda":
+        engine.generate(prompts, strategy)
+        return {"host_reads_per_step": engine.host_reads / max(engine.steps, 1)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            engine.generate(prompts, strategy)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchronizing" in str(w.message) for w in caught)
+    return {"host_reads_per_step": engine.host_reads / max(engine.steps, 1),
+            "cuda_syncs_per_step": syncs / max(engine.steps, 1)}
+
+
+def throughput(model: torch.nn.Module, tok, new_tokens: int, repeats: int, batch_size: int, rules: dict,
+               verify_rows: bool, names: tuple[str, ...] | None = None) -> dict:
+    """Generated tokens per second at `batch_size` rows, every row making `new_tokens` tokens; with
+    `verify_rows`, `full` and the classifiers' rows re-decoded at batch 1 and compared."""
+    from dynamax_bench.engine import BatchedGenerator, EarlyExitGenerator
 
     device = model.device
-    policy = layer_stack(model).policies[0]  # copy (Transformer) or skip (Mamba-2)
-    num_layers = model.config.num_hidden_layers
-    exits = [num_layers // 2, 5 * num_layers // 8, 3 * num_layers // 4, 7 * num_layers // 8]
-    prompts = [tok(p).input_ids for p in BATCH_PROMPTS[:batch_size]]
+    exits = exit_layers(model.config.num_hidden_layers)
+    prompts = [tok(p).input_ids for p in batch_prompts(batch_size)]
     reference = EarlyExitGenerator(model, tok, exit_layers=exits, max_new_tokens=new_tokens, eos_token_ids=[])
     engine = BatchedGenerator(model, tok, exit_layers=exits, max_new_tokens=new_tokens, eos_token_ids=[],
                               batch_size=batch_size, share_prefixes=True)
-    rules = calibrated(("calm", "mamba"), reference, device)
-    strategies = {"engine full": Strategy.full(),
-                  f"engine exit at {exits[0]} ({policy})": Strategy.early_exit(ConstantRule(1.0), policy),
-                  **{f"engine ee-{kind}-{policy}": Strategy.early_exit(rule, policy) for kind, rule in rules.items()}}
-    ids, mask = left_padded(prompts, device)
+    strategies = {name: s for name, s in engine_strategies(model, rules).items() if names is None or name in names}
     out: dict = {"batch_size": batch_size, "rows": len(prompts), "new_tokens": new_tokens, "repeats": repeats,
-                 "exit_layers": exits, "prompt_tokens": [len(p) for p in prompts],
+                 "dtype": str(model.dtype), "exit_layers": exits, "prompt_tokens": [len(p) for p in prompts],
                  "thresholds": {kind: rule.threshold for kind, rule in rules.items()}}
     with torch.inference_mode():
-        times, _ = repeat(lambda: model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens,
-                                                 min_new_tokens=new_tokens, do_sample=False, pad_token_id=0),
-                          repeats, device)
-        out["model.generate"] = {"tokens_per_s_median": len(prompts) * new_tokens / statistics.median(times),
-                                 "seconds_all": [round(t, 4) for t in times]}
+        if names is None:
+            ids, mask = left_padded(prompts, device)
+            times, _ = repeat(lambda: model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens,
+                                                     min_new_tokens=new_tokens, do_sample=False, pad_token_id=0),
+                              repeats, device)
+            out["model.generate"] = {"tokens_per_s_median": len(prompts) * new_tokens / statistics.median(times),
+                                     "seconds_all": [round(t, 4) for t in times]}
         for name, strategy in strategies.items():
             times, generations = repeat(lambda s=strategy: engine.generate(prompts, s), repeats, device)
             count = sum(len(g.token_ids) for g in generations)
-            out[name] = {"tokens_per_s_median": count / statistics.median(times),
-                         "seconds_all": [round(t, 4) for t in times]}
-            if verify_rows and name in ("engine full", f"engine ee-mamba-{policy}"):
-                rows = slice(0, VERIFIED_ROWS)
-                out[name]["against_batch_1"] = agreement(reference, prompts[rows], strategy, generations[rows])
-            else:
-                out[name]["mean_decode_exit_layer"] = mean_decode_exit_layer(generations)
+            out[f"engine {name}"] = {"tokens_per_s_median": count / statistics.median(times),
+                                     "seconds_all": [round(t, 4) for t in times],
+                                     "mean_decode_exit_layer": mean_decode_exit_layer(generations),
+                                     **synchronisations(engine, prompts, strategy)}
+            if verify_rows and (name == "full" or name.startswith("ee-")):
+                out[f"engine {name}"]["against_batch_1"] = agreement(reference, prompts, strategy, generations)
     return out
 
 
@@ -263,10 +317,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16, help="0: batch 1 only")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[16, 64], help="none: batch 1 only")
     parser.add_argument("--families", nargs="+", choices=("transformer", "mamba2"), default=["transformer", "mamba2"])
     parser.add_argument("--no-kernels", action="store_true", help="hide mamba-ssm and causal-conv1d from transformers")
+    parser.add_argument("--require-kernels", action="store_true",
+                        help="fail before timing Mamba-2 where a mixer function would run the PyTorch fallback")
     parser.add_argument("--no-verify", action="store_true", help="skip the batch-1 re-decode of the batch runs")
+    parser.add_argument("--float32", action="store_true", help="also check the Transformer at float32 (step 4)")
+    parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="of the paper-shape models")
     parser.add_argument("--shapes", choices=("paper", "tiny"), default="paper")
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
@@ -275,6 +333,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from dynamax_bench.backbones.kernels import KernelsMissing, check_mamba2_kernels, mamba2_bindings
+    from dynamax_bench.engine import EarlyExitGenerator
 
     device = torch.device(args.device)
     report: dict = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
@@ -291,11 +350,16 @@ def main() -> None:
         print(tiny[family], json.dumps(report["equivalence"][tiny[family]])[:2000], flush=True)
     tok = AutoTokenizer.from_pretrained(args.tiny / "tiny_mistral")
     models = dict(zip(("transformer", "mamba2"), paper_shapes(args.shapes).items()))
-    for family in args.families:  # in the order asked
+    dtype = getattr(torch, args.dtype)
+    runs = [(family, dtype) for family in args.families]
+    if args.float32 and "transformer" in args.families and dtype != torch.float32:
+        runs.append(("transformer", torch.float32))
+    for family, run_dtype in runs:  # in the order asked, the float32 check last
         name, (cls, config) = models[family]
+        label = name if run_dtype == dtype else f"{name} float32"
         torch.manual_seed(0)
         with torch.device(device):
-            model = cls(config).to(torch.bfloat16 if device.type == "cuda" else torch.float32).eval()
+            model = cls(config).to(run_dtype).eval()
         entry: dict = {"dtype": str(model.dtype), "weights": "random (seed 0)"}
         if family == "mamba2":
             try:
@@ -303,15 +367,28 @@ def main() -> None:
                 entry["mamba_kernels_required_check"] = "passes"
             except KernelsMissing as err:
                 entry["mamba_kernels_required_check"] = f"refuses: {err}"
-        entry["batch 1"] = attempt(errors, f"{name} batch 1", lambda: latency(model, tok, args.new_tokens, args.repeats))
-        print(name, "batch 1", json.dumps(entry["batch 1"]), flush=True)
-        if args.batch_size > 0:
-            entry[f"batch {args.batch_size}"] = attempt(errors, f"{name} batch {args.batch_size}", lambda: throughput(
-                model, tok, args.new_tokens, args.repeats, args.batch_size, not args.no_verify))
-            print(name, f"batch {args.batch_size}", json.dumps(entry[f"batch {args.batch_size}"])[:3000], flush=True)
-        report["models"][name] = entry
+                if args.require_kernels:
+                    errors.append(f"{name}: kernels required")
+                    report["models"][label] = entry
+                    break
+        reference = EarlyExitGenerator(model, tok, exit_layers=exit_layers(config.num_hidden_layers), max_new_tokens=16)
+        rules = attempt(errors, f"{label} calibration", lambda: calibrated(("calm", "mamba"), reference, device))
+        if "error" in rules:
+            entry["calibration"] = rules
+        else:
+            if run_dtype == dtype:
+                entry["batch 1"] = attempt(errors, f"{label} batch 1",
+                                           lambda: latency(model, tok, args.new_tokens, args.repeats, rules))
+                print(label, "batch 1", json.dumps(entry["batch 1"]), flush=True)
+            sizes = args.batch_sizes if run_dtype == dtype else args.batch_sizes[:1]
+            for k, size in enumerate(sizes):
+                names = None if run_dtype == dtype else ("full", "ee-calm-copy", "ee-mamba-copy")
+                entry[f"batch {size}"] = attempt(errors, f"{label} batch {size}", lambda: throughput(
+                    model, tok, args.new_tokens, args.repeats, size, rules, k == 0 and not args.no_verify, names))
+                print(label, f"batch {size}", json.dumps(entry[f"batch {size}"])[:3000], flush=True)
+        report["models"][label] = entry
         args.out.write_text(json.dumps(report, indent=2))  # kept if a later model is cut off
-        del model
+        del model, reference
         if device.type == "cuda":
             torch.cuda.empty_cache()
     report["errors"] = errors

@@ -1,7 +1,7 @@
 """The run history as data: every measured run of a profile, and of the test suite, writes
 `benchmarks/results/<date>-<profile>/summary.json`; INDEX.md lists them, generated from them.
 
-    python benchmarks/history.py           # rewrite benchmarks/results/INDEX.md (tests/test_docs.py checks it)
+    python benchmarks/history.py   # rewrite benchmarks/results/INDEX.md and README's results block (tests/test_docs.py checks both)
 
 A summary holds at least `profile`, `date` (YYYY-MM-DD), `machine`, `git_commit` and `how` (how its
 times were measured). A profile run (benchmarks/default_run.py) adds `wall_seconds`, `stages` (time
@@ -112,6 +112,30 @@ def index_text(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+RESULTS_BLOCK = re.compile(r"(<!-- results:begin -->\n)(.*?)(<!-- results:end -->)", re.S)
+
+
+def results_block(root: Path = RESULTS) -> str:
+    """README's excerpt of the latest default run: its scorecard table and trade-off figure, with their source."""
+    run = latest_summary("default", root)
+    folder = f"benchmarks/results/{run['folder']}"
+    table = (root / run["folder"] / "table6_claims.md").read_text(encoding="utf-8").strip()
+    counts = run.get("comparisons", {})
+    lines = [table, "",
+             f"{counts.get('decided', '?')} of {counts.get('comparisons', '?')} comparisons decided; every comparison, its "
+             f"interval, p-value and Holm level: [`{folder}/table6_claims_comparisons.md`]({folder}/table6_claims_comparisons.md). "
+             f"Run of {run['date']} ({run['how']}).", "",
+             f"![Decode savings against consistency with the full model, SmolLM2]({folder}/figure1_tradeoff_smollm2.png)", ""]
+    return "\n".join(lines)
+
+
+def readme_with_results(text: str, root: Path = RESULTS) -> str:
+    """`text` with its results block (between `<!-- results:begin -->` and `<!-- results:end -->`) regenerated."""
+    if not RESULTS_BLOCK.search(text):
+        raise ValueError("README.md has no <!-- results:begin --> ... <!-- results:end --> block")
+    return RESULTS_BLOCK.sub(lambda m: m.group(1) + results_block(root) + m.group(3), text, count=1)
+
+
 def write_index(root: Path = RESULTS) -> Path:
     path = root / "INDEX.md"
     with atomic_path(path) as tmp:
@@ -119,5 +143,13 @@ def write_index(root: Path = RESULTS) -> Path:
     return path
 
 
+def write_readme(readme: Path = RESULTS.parent.parent / "README.md", root: Path = RESULTS) -> Path:
+    text = readme.read_text(encoding="utf-8")
+    with atomic_path(readme) as tmp:
+        tmp.write_text(readme_with_results(text, root), encoding="utf-8")
+    return readme
+
+
 if __name__ == "__main__":
     print(write_index())
+    print(write_readme())

@@ -67,6 +67,53 @@ def machine_description() -> str:
     return text
 
 
+# Instruction-set flags whose kernels change float results (SIMD width, fused multiply-add, matrix units).
+SIMD_FLAGS = ("sse4_2", "avx", "fma", "avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile",
+              "asimd", "sve")
+# Variables that select kernels or thread counts at start-up (MKL_CBWR: MKL's conditional numerical
+# reproducibility; ATEN_CPU_CAPABILITY: ATen's SIMD dispatch; ONEDNN_MAX_CPU_ISA: oneDNN's).
+KERNEL_VARIABLES = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "CUBLAS_WORKSPACE_CONFIG")
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD_FLAGS this CPU has (from /proc/cpuinfo; empty where it is not readable)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return []
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith(("flags", "Features")):
+            present = set(line.split(":", 1)[1].split())
+            return [flag for flag in SIMD_FLAGS if flag in present]
+    return []
+
+
+def environment() -> dict:
+    """What a trained artefact's bits depend on besides its inputs: the processor and its SIMD flags,
+    torch's kernel dispatch (CPU capability, BLAS and oneDNN builds), threads, determinism switches
+    and the variables that steer them. Recorded beside every artefact the pipeline trains, so that a
+    rebuilt artefact that differs can be traced to the machine (docs/regression-gate.md)."""
+    import torch
+
+    config = torch.__config__.show().splitlines()
+    record = {
+        "machine": machine_description(),
+        "cpu_flags": cpu_flags(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": next((line.strip(" -") for line in config if "Math Kernel Library" in line or "OpenBLAS" in line),
+                     "unknown"),
+        "onednn": next((line.strip(" -") for line in config if "MKL-DNN" in line or "oneDNN" in line), "none"),
+        "mkldnn_enabled": torch.backends.mkldnn.enabled,
+        "threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "variables": {name: os.environ[name] for name in KERNEL_VARIABLES if name in os.environ},
+    }
+    if torch.cuda.is_available():
+        record["cuda"] = {"version": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    return record
+
+
 def run_description(config: dict) -> dict:
     """What the index page of a run says about its profile (the `paper_tables` rule's params)."""
     runtime = config["runtime"]

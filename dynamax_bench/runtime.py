@@ -6,8 +6,9 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
 
 
 def job_runtime(config: dict) -> dict:
@@ -49,3 +50,25 @@ def set_up(runtime: dict, log_file: str | Path | None = None, *, torch: bool = T
         logging.getLogger("dynamax_bench").error("job failed", exc_info=(kind, value, traceback))
 
     sys.excepthook = log_uncaught
+
+
+@contextmanager
+def deterministic(threads: int | None = None) -> Iterator[None]:
+    """Torch's deterministic algorithms, and a fixed thread count where given, for a training run;
+    both restored after it. On CPU an op without a deterministic implementation stops the run
+    rather than vary it; on CUDA such an op warns (cuBLAS is made deterministic by its workspace
+    setting, which must be set before it starts). What this cannot fix, kernels that round
+    differently on another processor, docs/regression-gate.md measures."""
+    import torch
+
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous[0])
+        torch.use_deterministic_algorithms(previous[1])

@@ -1,9 +1,10 @@
 """The package's import graph: no cycles, and every arrow points down the DAG's stages.
 
-Layers, bottom to top: the leaves every stage reads (profile, files, spec, runtime, provenance),
-backbones, the distillation corpus, the engine, the exit classifiers and their training stages,
-generation (tasks, strategies, the generate rule), costs, reporting, then the adapters on top
-(lm-eval, profile checks, data builders, the job plan). A module may import its own layer or the ones below it.
+Layers, bottom to top: the leaves every stage reads (profile, files, spec, runtime, provenance,
+artefacts), backbones, the distillation corpus, the engine, the exit classifiers and their training
+stages, generation (tasks, strategies, the generate rule), costs, calibration, reporting, then the
+adapters on top (lm-eval, profile checks, data builders, the job plan). A module may import its own
+layer or the ones below it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dynamax_bench.config import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "dynamax_bench"
 LAYERS = [
-    {"config", "errors", "files", "spec", "runtime", "provenance"},
+    {"config", "errors", "files", "spec", "runtime", "provenance", "artefacts"},
     {"backbones"},
     {"corpus"},
     {"engine"},

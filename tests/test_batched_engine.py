@@ -32,7 +32,9 @@ from dynamax_bench.engine import (
     verify_each,
 )
 from dynamax_bench.classifiers.untrained import untrained_rule
+from dynamax_bench.engine.batched import BatchedGenerator as Engine
 from dynamax_bench.engine.correctness import first_difference, trace
+from dynamax_bench.engine.hostreads import HostReads
 from dynamax_bench.engine.prefill import Prefiller
 from dynamax_bench.engine.prefix import MIN_SHARED_PREFIX, plan_batches, shared_prefix_lengths
 from dynamax_bench.engine.rowstate import cat_rows, clone_rows, select_rows, write_rows
@@ -154,6 +156,50 @@ def test_batched_rows_equal_batch_one(methods: dict[str, Methods], backbone_name
     assert differing <= near_ties  # every difference sits on a counted near tie
     if method.startswith("ee-"):
         assert split, f"{backbone_name} {method}: the calibrated rule never split a step's rows between exits"
+
+
+def test_the_host_read_counter_sees_what_would_wait_for_a_gpu() -> None:
+    x = torch.arange(6.0)
+    with HostReads() as reads:
+        x.tolist(), int(x[1]), bool((x > 2).any()), x[x > 2], x.nonzero()
+        x.sum() + 1, x[torch.tensor([0, 2])], (x > 2).nonzero_static(size=3)  # these stay on the device
+    assert reads.calls == {"tolist": 1, "__int__": 1, "__bool__": 1, "__getitem__": 1, "nonzero": 1}
+
+
+@pytest.mark.parametrize(("backbone_name", "method"), [(b, m) for b, names in METHODS.items() for m in names
+                                                       if m != "prune3"])
+def test_a_decode_step_reads_the_device_once_plus_once_per_exit(methods: dict[str, Methods], backbone_name: str,
+                                                                method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every call that would make the host wait for a GPU (engine/hostreads.py), counted while each
+    decode step and the read of its tokens run, library code included, is one of the engine's own
+    reads (`host_reads`), and a step makes at most one plus one per exit point (the GPU benchmark
+    checks the same with torch.cuda.set_sync_debug_mode)."""
+    m = methods[backbone_name]
+    penalty = 1.3 if METHODS[backbone_name].index(method) % 2 else 1.0  # the strategies the test above built
+    strategy = m.strategy(method, penalty)
+    engine = batched_engine(m.backbone, penalty, 8, True)
+    per_step: list[int] = []  # waits of each decode step and of the read of its tokens
+    step, read = Engine._step, Engine._read
+
+    def step_counted(self, *args):
+        with HostReads() as reads:
+            result = step(self, *args)
+        per_step.append(reads.count)
+        return result
+
+    def read_counted(self, batch, hidden, decoded, *args):
+        with HostReads() as reads:
+            result = read(self, batch, hidden, decoded, *args)
+        if decoded is not None:  # the first tokens' read belongs to the prompt's forward
+            per_step[-1] += reads.count
+        return result
+
+    monkeypatch.setattr(Engine, "_step", step_counted)
+    monkeypatch.setattr(Engine, "_read", read_counted)
+    engine.generate(PROMPTS, strategy)
+    assert len(per_step) == engine.steps > 0
+    assert sum(per_step) + 1 == engine.host_reads  # every wait is one of the engine's reads (+1: the first tokens')
+    assert max(per_step) <= (1 if strategy.rule is None else 1 + len(EXITS)), per_step
 
 
 @pytest.mark.parametrize("backbone_name", ["tiny_mistral", "tiny_mamba2"])

@@ -18,7 +18,7 @@ from dynamax_bench.data.build import truthfulqa as build_truthfulqa
 from dynamax_bench.files import read_jsonl
 from dynamax_bench.generation.tasks import TASKS, get_task, load_samples
 from dynamax_bench.generation.tasks.base import EMBEDDED_SPLITS, Task
-from dynamax_bench.generation.tasks.squad import normalize_answer
+from dynamax_bench.generation.answers import normalize_answer
 from dynamax_bench.profile_checks import validate_profile
 from dynamax_bench.spec import task_spec
 
@@ -127,7 +127,7 @@ def test_the_schema_offers_the_embedded_splits_the_tasks_know() -> None:
 
 
 @pytest.mark.parametrize(("task", "source", "message"), [
-    ("triviaqa", {"kind": "embedded", "split": "test"}, r"at 'tasks.triviaqa.source.split': 'test' is not one of"),
+    ("triviaqa", {"kind": "embedded", "split": "test"}, r'tasks.triviaqa.source.split: "test" is not one of validation, calibration, train'),
     ("coqa", {"kind": "embedded", "split": "train"},
      r"tasks.coqa.source: task coqa has no embedded 'train' split; use one of \['validation', 'calibration'\]"),
     ("triviaqa", {"kind": "embedded", "split": "train"},

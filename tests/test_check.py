@@ -1,6 +1,8 @@
 """The regression check on a small synthetic run scored by the real `score` rule: it passes on its own
-reference, gates tokens on the reference's platform, derives tolerances from n, takes partial
-references, refuses to shrink a reference, and exits 2 (not 1) when it cannot run."""
+reference, gates tokens on the reference's platform while the cells' artefacts are the reference's,
+holds every number exact whose inputs are unchanged (and names the rule that judged each field),
+derives tolerances from n, takes partial references, refuses to shrink a reference, and exits 2
+(not 1) when it cannot run."""
 
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ from dynamax_bench.files import read_json, write_json
 from dynamax_bench.generation.generate import write_generations
 from dynamax_bench.generation.tasks import load_samples
 from dynamax_bench.reporting.statistics import IntervalSettings
-from dynamax_bench.reporting.check import compare, load_reference, main, read_cells, run_check
-from dynamax_bench.reporting.reference import HASH_FIELD, ReferenceError
+from dynamax_bench.reporting import score
+from dynamax_bench.reporting.check import compare, counts, load_reference, main, read_cells, run_check
+from dynamax_bench.reporting.reference import EXITS_FIELD, HASH_FIELD, ReferenceError
 from dynamax_bench.reporting.score import score_cell
-from dynamax_bench.reporting.tolerances import bootstrap, interval, length_window, wilson
+from dynamax_bench.reporting.tolerances import bootstrap, interval, length_window, ratio, wilson
 from dynamax_bench.spec import DecodeSpec, TaskSpec, parse_method
 
 L = 8
@@ -52,8 +55,14 @@ METHODS = {
 }
 
 
-def write_run(root: Path, methods: dict = METHODS, device: str = "cpu") -> Path:
-    """results/<profile>/ of a one-backbone, one-task run, each cell made by the real score_cell."""
+BACKBONE = {"name": "b", "sha256": "00000000000000aa"}
+CLASSIFIER = {"name": "b/calm", "sha256": "00000000000000cc"}
+
+
+def write_run(root: Path, methods: dict = METHODS, device: str = "cpu", backbone_digest: str = BACKBONE["sha256"],
+              classifier_digest: str = CLASSIFIER["sha256"]) -> Path:
+    """results/<profile>/ of a one-backbone, one-task run, each cell made by the real score_cell from
+    generations that record the artefacts they were decoded with (the ee cell: a trained classifier)."""
     backbone = root / "backbone"
     write_json(backbone / "dynamax_backbone.json", {"name": "b", "label": "test", "family": "transformer", "num_layers": L})
     write_json(root / "flops" / "b.json", TABLE)
@@ -62,7 +71,11 @@ def write_run(root: Path, methods: dict = METHODS, device: str = "cpu") -> Path:
         spec = DecodeSpec(backbone="b", family="transformer", task="triviaqa", method=parse_method(method),
                           exits={"count": 4}, repetition_penalty=1.0, max_new_tokens=4, batch_size=1,
                           prefix_cache=False, dtype="float32", device=device, seed=0)
-        header = {"decode_spec": spec.to_dict(), "task_spec": TASK.to_dict(), "exit_positions": TABLE["exit_positions"]}
+        artefacts = {"backbone": {**BACKBONE, "sha256": backbone_digest}}
+        if method.startswith("ee-"):
+            artefacts["classifier"] = {**CLASSIFIER, "sha256": classifier_digest}
+        header = {"decode_spec": spec.to_dict(), "task_spec": TASK.to_dict(), "exit_positions": TABLE["exit_positions"],
+                  "artefacts": artefacts}
         records = [{"id": s.id, "prompt": s.prompt, "prompt_tokens": 10, "output": out, "token_ids": ids, "layers_executed": exits,
                     "stop_reason": "stop_string"} for s, (out, ids, exits) in zip(samples, outputs)]
         write_generations(root / "generations" / "b" / "triviaqa" / f"{method}.jsonl", header, records)
@@ -101,27 +114,30 @@ def test_bootstrap_is_seeded_and_a_tie_takes_the_wilson_interval_on_the_metric_s
     assert bootstrap(values) == bootstrap(values)
     low, high = bootstrap(values)
     assert low < sum(values) / 6 < high
-    tie = interval(20.0, [20.0] * 6, (0.0, 100.0))
-    expected = wilson(0.2, 6)
+    tie = interval(50.0, [50.0] * 6, (0.0, 100.0))
+    expected = wilson(0.5, 6)
     assert (tie["low"], tie["high"]) == pytest.approx((100 * expected[0], 100 * expected[1]))
     assert "every sample equal" in tie["rule"]
-    assert interval(8.0, [(8.0, 1.0)] * 6, statistic=lambda rows: rows[:, 0].sum() / rows[:, 1].sum())["high"] == 8.0
+    assert interval(8.0, [(8.0, 1.0)] * 6, statistic=ratio)["high"] == 8.0
     assert length_window(60)["low"] == pytest.approx(54) and length_window(60)["high"] == pytest.approx(66)
 
 
 def test_regenerated_reference_passes_and_says_where_each_tolerance_comes_from(run: Path, reference: Path, capsys) -> None:
     data = json.loads(reference.read_text())
     assert data["generated"]["reason"] == "test" and data["platform"]["device"] == "cpu"
-    assert set(data["derivation"]) >= {"tokens", "same_tokens", "proportion", "average", "length", "latency"}
+    assert set(data["derivation"]) >= {"tokens", "artefacts", "same_inputs", "proportion", "average", "length",
+                                       "latency"}
     full = data["cells"]["b/triviaqa/full"]
-    assert len(full[HASH_FIELD]) == 16
+    assert len(full[HASH_FIELD]) == len(full[EXITS_FIELD]) == 16
+    assert full["artefacts.backbone"] == BACKBONE["sha256"] and len(full["artefacts.task"]) == 16
+    assert data["cells"]["b/triviaqa/ee-maxsoftmax-copy-t0.9"]["artefacts.classifier"] == CLASSIFIER["sha256"]
     assert full["metrics.em"]["rule"] == "Wilson 95% at n=6"
     assert full["metrics.em"]["low"] <= full["metrics.em"]["value"] <= full["metrics.em"]["high"]
     assert "MLPerf" in full["n_tokens"]["rule"]
     assert main([str(run), str(reference)]) == 0
     out = capsys.readouterr().out
-    assert " 0 outside" in out and "same tokens: exact" in out
-    assert re.search(r"latency +\(all\) +- +- +not gated: the reference holds no latency values", out)
+    assert " 0 outside" in out and "same inputs" in out and "0 artefacts rebuilt" in out
+    assert re.search(r"latency +\(all\) +- +- +not gated +the reference holds no latency values", out)
 
 
 def test_same_tokens_with_another_score_is_a_scoring_regression(run: Path, reference: Path, tmp_path: Path) -> None:
@@ -145,11 +161,12 @@ def test_other_tokens_fail_on_the_reference_platform_and_quality_is_judged_elsew
     rows = compare(read_cells(write_run(tmp_path / "cpu", changed)), load_reference(reference))
     assert ("b/triviaqa/full", HASH_FIELD) in failed(rows)
     em = next(r for r in rows if (r.cell, r.path) == ("b/triviaqa/full", "metrics.em"))
-    assert em.status == "pass" and em.tolerance.endswith("Wilson 95% at n=6")  # 1 of 6 is within the noise of n=6
+    assert em.status == "pass" and em.rule == "interval"  # 1 of 6 is within the noise of n=6
+    assert "Wilson 95% at n=6 (tokens differ)" in em.tolerance
 
     rows = compare(read_cells(write_run(tmp_path / "gpu", changed, device="cuda")), load_reference(reference))
     token_rows = [r for r in rows if r.path == HASH_FIELD]
-    assert token_rows and all(r.status == "unchecked" and "not gated" in r.tolerance for r in token_rows)
+    assert token_rows and all(r.status == "unchecked" and r.rule == "not gated" for r in token_rows)
     assert not failed(rows)
 
 
@@ -171,7 +188,7 @@ def test_partial_reference_leaves_the_rest_unchecked(run: Path, reference: Path,
     assert any(r.cell == "b/triviaqa/prune2" and r.status == "unchecked" for r in rows)
     assert main([str(run), str(reference)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"b/triviaqa/prune2 +\(cell\) +- +- +not in the reference +unchecked", out)
+    assert re.search(r"b/triviaqa/prune2 +\(cell\) +- +- +presence +not in the reference +unchecked", out)
     assert "unchecked fields (not in the reference): " in out and "metrics.f1" in out
 
 
@@ -254,7 +271,8 @@ def test_paper_reported_subset_compares_with_a_paper_run(run: Path, tmp_path: Pa
     write_json(tmp_path / "paper.json", reference)
     rows = compare(read_cells(run), load_reference(tmp_path / "paper.json"))
     em = next(r for r in rows if r.path == "metrics.em")
-    assert em.status == "pass" and em.tolerance == "±0.05"  # run EM 4/6
+    assert em.status == "pass" and em.rule == "pattern"  # run EM 4/6
+    assert em.tolerance == "metrics.*: ±0.05 (tokens not in the reference)"
     assert {r.cell for r in rows if r.status == "unchecked" and r.path == "(cell)"} == {
         "b/triviaqa/prune2", "b/triviaqa/ee-maxsoftmax-copy-t0.9"}
 
@@ -264,3 +282,129 @@ def test_wilson_bounds_are_exact_at_zero_and_one() -> None:
     assert wilson(0.0, 12)[0] == 0.0 and wilson(1.0, 12)[1] == 1.0
     low, high = wilson(0.5, 12)
     assert 0.0 < low < 0.5 < high < 1.0
+
+
+def test_scipy_intervals_equal_the_hand_written_ones_they_replace() -> None:
+    """scipy.stats.bootstrap draws the same resamples as the former hand-written bootstrap (seed 0,
+    2000 x n indices at once) and binomtest's Wilson interval is the score formula: the tolerances
+    of existing references are unchanged (values computed with the former code)."""
+    values = [10.0, 30.0, 0.0, 55.0, 12.5, 40.0, 3.0, 4.0, 5.0, 66.0, 7.0]
+    assert bootstrap(values) == pytest.approx((9.090909090909092, 34.73295454545451), abs=1e-12)
+    rows = [(3.0, 1.0), (5.0, 2.0), (7.0, 3.0), (1.0, 1.0), (9.0, 4.0)]
+    assert bootstrap(rows, ratio) == pytest.approx((1.875, 2.5555555555555554), abs=1e-12)
+    z = 1.959963984540054
+    for k, n in [(1, 24), (7, 12), (3, 6)]:
+        p = k / n
+        centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+        assert wilson(p, n) == pytest.approx((centre - half, centre + half), abs=1e-12)
+
+
+def test_a_tied_average_at_a_fractional_count_takes_the_hull_of_its_neighbouring_counts() -> None:
+    """binomtest takes whole counts: 0.2 of 6 samples lies between 1 and 2, and the interval covers both."""
+    assert wilson(0.2, 6) == (wilson(1 / 6, 6)[0], wilson(2 / 6, 6)[1])
+    tie = interval(20.0, [20.0] * 6, (0.0, 100.0))
+    assert tie["low"] < 20.0 < tie["high"] and tie["low"] == pytest.approx(100 * wilson(1 / 6, 6)[0])
+
+
+def rows_of(rows, cell: str) -> dict:
+    return {r.path: r for r in rows if r.cell == cell}
+
+
+def test_every_field_names_the_rule_that_judged_it(run: Path, reference: Path) -> None:
+    rows = compare(read_cells(run), load_reference(reference))
+    assert {r.rule for r in rows} <= {"hash", "same inputs", "interval", "pattern", "not gated", "artefact", "presence"}
+    ee = rows_of(rows, "b/triviaqa/ee-maxsoftmax-copy-t0.9")
+    assert ee[HASH_FIELD].rule == ee[EXITS_FIELD].rule == "hash"
+    assert {ee[p].rule for p in ("metrics.em", "consistency.token_prefix_agreement", "layers.mean_executed",
+                                 "flops.savings", "n_tokens")} == {"same inputs"}
+    artefacts = {(r.cell, r.status) for r in rows if r.rule == "artefact"}
+    assert artefacts == {("(b backbone)", "pass"), ("(b/calm classifiers)", "pass"), ("(triviaqa task data)", "pass")}
+    assert counts(rows)["failed"] == 0 and counts(rows)["tolerance"] == 0
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_changed_metric_definition_with_unchanged_inputs_fails_on_every_platform(
+    run: Path, reference: Path, tmp_path: Path, device: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 37's fault: consistency's prefix agreement divided by the method's own length instead of
+    the full model's. The tokens are the reference's, so the number must be too, also where the
+    token hash itself is not gated (another device)."""
+    ee = "ee-maxsoftmax-copy-t0.9"
+    tokens, full = METHODS[ee][2][1], FULL[2][1]
+    assert len(tokens) != len(full)  # a pair of unequal lengths: the denominator matters
+
+    def wrong_denominator(tokens: list[int], reference: list[int]) -> float:
+        same = next((i for i, (a, b) in enumerate(zip(tokens, reference)) if a != b), min(len(tokens), len(reference)))
+        return same / len(tokens) if tokens else float(not reference)
+
+    monkeypatch.setattr(score, "prefix_agreement", wrong_denominator)
+    rerun = write_run(tmp_path / device, device=device)
+    rows = compare(read_cells(rerun), load_reference(reference))
+    assert failed(rows) == {(f"b/triviaqa/{ee}", "consistency.token_prefix_agreement")}
+    row = rows_of(rows, f"b/triviaqa/{ee}")["consistency.token_prefix_agreement"]
+    assert row.rule == "same inputs" and row.value != row.reference
+    interval_of = load_reference(reference)["cells"][f"b/triviaqa/{ee}"]["consistency.token_prefix_agreement"]
+    assert interval_of["low"] <= row.value <= interval_of["high"]  # an interval-width gate would have passed it
+
+
+def test_a_rebuilt_backbone_is_named_once_and_its_cells_pass_on_statistical_tolerances(
+    run: Path, reference: Path, tmp_path: Path, capsys,
+) -> None:
+    """Another processor trained other weights: one answer of `full` moved (tokens differ), the
+    others did not. The hashes of the moved cell are not gated, its numbers whose inputs moved are
+    judged by their intervals, and every number whose inputs did not move stays exact."""
+    changed = {**METHODS, "full": [*FULL[:5], (" 366", [15], [L])]}
+    moved = write_run(tmp_path / "moved", changed, backbone_digest="00000000000000bb")
+    rows = compare(read_cells(moved), load_reference(reference))
+    assert not failed(rows)
+    full = rows_of(rows, "b/triviaqa/full")
+    assert full[HASH_FIELD].status == "unchecked" and full[HASH_FIELD].tolerance == "b backbone rebuilt"
+    assert full["metrics.em"].rule == "interval" and "b backbone rebuilt" in full["metrics.em"].tolerance
+    prune = rows_of(rows, "b/triviaqa/prune2")  # its own tokens are the reference's, the full model's are not
+    assert prune[HASH_FIELD].status == "pass" and prune["metrics.em"].rule == "same inputs"
+    assert prune["consistency.output_match"].rule == "interval"
+    rebuilt = [r for r in rows if r.status == "rebuilt"]
+    assert [(r.cell, r.path) for r in rebuilt] == [("(b backbone)", "artefacts.backbone")]
+    assert "of its 3 cells, 1 decoded otherwise" in rebuilt[0].tolerance
+    assert main([str(moved), str(reference)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("b backbone rebuilt: weights differ from the reference's") == 1
+    assert "1 artefacts rebuilt" in out
+
+
+def test_a_rebuilt_classifier_moves_the_exits_and_leaves_the_scores_of_its_tokens_exact(
+    run: Path, reference: Path, tmp_path: Path,
+) -> None:
+    """Issue 38's cells: the same tokens from classifiers distilled elsewhere, which exit at other layers."""
+    ee = "ee-maxsoftmax-copy-t0.9"
+    exits = [(" Paris", [1, 2], [L, 5]), *METHODS[ee][1:]]  # same tokens, one exit a layer later
+    rows = compare(read_cells(write_run(tmp_path / "other", {**METHODS, ee: exits}, classifier_digest="00000000000000dd")),
+                   load_reference(reference))
+    assert not failed(rows)
+    cell = rows_of(rows, f"b/triviaqa/{ee}")
+    assert cell[HASH_FIELD].status == "pass" and cell[EXITS_FIELD].status == "unchecked"
+    assert cell["metrics.f1"].rule == cell["consistency.output_match"].rule == "same inputs"
+    assert cell["layers.mean_executed"].rule == cell["flops.savings"].rule == "interval"
+    assert "exits differ; b/calm classifiers rebuilt" in cell["layers.mean_executed"].tolerance
+
+
+def test_exits_that_move_with_unchanged_artefacts_fail(run: Path, reference: Path, tmp_path: Path) -> None:
+    ee = "ee-maxsoftmax-copy-t0.9"
+    exits = [(" Paris", [1, 2], [L, 5]), *METHODS[ee][1:]]
+    rows = compare(read_cells(write_run(tmp_path / "same", {**METHODS, ee: exits})), load_reference(reference))
+    assert (f"b/triviaqa/{ee}", EXITS_FIELD) in failed(rows)
+
+
+def test_a_reference_without_artefact_digests_gates_hashes_exactly_and_says_so(run: Path, reference: Path,
+                                                                              tmp_path: Path, capsys) -> None:
+    """References written before the digests were recorded (reference/default.json): strict, as before."""
+    data = json.loads(reference.read_text())
+    data["cells"] = {cell: {p: v for p, v in fields.items() if not p.startswith("artefacts.") and p != EXITS_FIELD}
+                     for cell, fields in data["cells"].items()}
+    reference.write_text(json.dumps(data))
+    changed = {**METHODS, "full": [*FULL[:5], (" 366", [15], [L])]}
+    rows = compare(read_cells(write_run(tmp_path / "moved", changed, backbone_digest="00000000000000bb")),
+                   load_reference(reference))
+    assert ("b/triviaqa/full", HASH_FIELD) in failed(rows)
+    assert main([str(run), str(reference)]) == 0
+    assert "the reference records no artefact digests" in capsys.readouterr().out

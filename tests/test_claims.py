@@ -50,6 +50,14 @@ def test_mamba_claim_holds_fails_and_is_equivalent_by_the_margin() -> None:
     assert small.verdict == "holds"  # with no margin stated, the same 0.002 would decide the claim
 
 
+def test_savings_comparisons_show_the_oracle_ceiling() -> None:
+    oracle = make_cell("oracle", share(N, N), savings(0.45))
+    [outcome] = decide([full(), oracle, *kinds(0.30, 0.10, 0.20)])
+    assert outcome.ceiling == pytest.approx(0.45)
+    [without] = decide([full(), *kinds(0.30, 0.10, 0.20)])
+    assert without.ceiling is None  # no oracle cell: no ceiling, rather than a made-up one
+
+
 def test_no_certified_kind_is_not_exercised_not_a_verdict() -> None:
     """No kind certified at the target: every side runs as full and saves exactly 0."""
     cells = [full(), *[make_cell(f"ee-{k}-copy-c0.99", share(N, N), certified=False) for k in ("mamba", "calm", "ffn")]]

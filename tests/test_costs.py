@@ -58,8 +58,11 @@ def records(*samples: tuple[int, list[int]]) -> list[dict]:
 
 def test_full_saves_nothing_and_counts_prompt_and_every_step_at_its_length() -> None:
     out = cell_flops(records((10, [L, L, L]), (20, [L])), parse_method("full"), TABLE)
-    assert out["per_sample"] == [{"executed": full_sample(10, 3), "full": full_sample(10, 3)},
-                                 {"executed": full_sample(20, 1), "full": full_sample(20, 1)}]
+    decode = full_sample(10, 3) - (L * prefill(10) + HEAD)  # the two decode steps of the first sample
+    assert out["per_sample"] == [{"executed": full_sample(10, 3), "full": full_sample(10, 3),
+                                  "decode_executed": decode, "decode_full": decode},
+                                 {"executed": full_sample(20, 1), "full": full_sample(20, 1),
+                                  "decode_executed": 0, "decode_full": 0}]
     assert out["savings"] == 0.0 and out["decode_savings"] == 0.0
     assert out["prompt"] == {"executed": L * (prefill(10) + prefill(20)) + 2 * HEAD,
                              "full": L * (prefill(10) + prefill(20)) + 2 * HEAD, "tokens": 30}

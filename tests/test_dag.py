@@ -13,13 +13,15 @@ import pytest
 import yte
 
 from dynamax_bench.config import REPO_ROOT, distilled_backbones, load_config
+from dynamax_bench.plan import Plan
 from dynamax_bench.spec import baseline_methods, ee_methods, parse_method
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile")]
 SLURM_PROFILE = REPO_ROOT / "profiles" / "slurm"
 SLURM_ENV = {"DYNAMAX_SLURM_ACCOUNT": "dynamax_acct", "DYNAMAX_SLURM_PARTITION": "dynamax_part",
              "DYNAMAX_SLURM_GPU_MODEL": "h100"}
-GPU_RULES = {"generate", "generate_sweep", "latency", "latency_sweep", "extract_oracle", "select_top_k", "distill"}  # run a model on every CUDA profile
+GPU_RULES = {"generate", "generate_sweep", "latency", "latency_sweep", "extract_oracle", "select_top_k", "distill",
+             "exit_weight_ablation"}  # run a model on every CUDA profile
 CPU_RULES = {"prepare_backbone", "prepare_corpus", "flops", "score", "score_sweep", "paper_tables"}  # paper profile
 
 
@@ -70,12 +72,14 @@ def test_lint_is_clean(tmp_path: Path) -> None:
 @pytest.mark.parametrize("profile", ["default", "smoke", "paper"])
 def test_dry_run_plans_every_rule(tmp_path: Path, profile: str, request: pytest.FixtureRequest) -> None:
     """No network needed: the paper profile's hub backbones and datasets are only planned."""
-    # `all` is the default target itself; `check` and `exit_weight_ablation` run on demand, not for
-    # paper_tables/; `unknown_target` only matches a path the profile does not have;
+    # `all` is the default target itself; `check` runs on demand, not for paper_tables/; `unknown_target`
+    # only matches a path the profile does not have; the calibration rules only where thresholds are calibrated;
     # `train_backbone` only where a backbone is trained by the pipeline (not the paper's hub models);
     # `generate` and `score` only for a cell the profile does not list where its baselines are grouped
     config = load_config(REPO_ROOT / "config" / f"{profile}.yaml")
-    expected = workflow_rules(tmp_path / "rules", profile) - {"all", "check", "exit_weight_ablation", "unknown_target"}
+    expected = workflow_rules(tmp_path / "rules", profile) - {"all", "check", "unknown_target"}
+    if not Plan(config).calibrations():
+        expected -= {r for r in expected if r == "calibrate" or r.startswith(("generate_calibrated_", "score_calibrated_"))}
     if not distilled_backbones(config):
         expected -= {"train_backbone"}
     if config["generation"]["baseline_jobs"] == "per_task":

@@ -93,6 +93,10 @@ def test_training_lowers_the_validation_loss(tmp_path: Path, oracle_dir: Path, s
     assert info["validation"]["loss"] < info["validation_initial_loss"] and info["training"]["selected_epoch"] >= 1
     assert info["training"]["top_k"] == read_json(selection)["chosen"] == info["top_k_selection"]["chosen"]
     assert info["dtype"] == "float32"
+    assert info["oracle"] == {"name": "tiny_mistral", "sha256": OracleStore(oracle_dir).digest}  # what the gate names
+    environment = info["environment"]  # trained deterministically at the job's threads, and says where
+    assert environment["deterministic_algorithms"] and not torch.are_deterministic_algorithms_enabled()
+    assert environment["threads"] == torch.get_num_threads() and environment["torch"] == torch.__version__
     exits = info["test"]["exits"]
     assert sorted(exits) == ["4", "5", "6", "7"]
     for metrics in exits.values():

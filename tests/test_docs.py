@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.history import INDEX, index_text, latest_summary, marker_problems, seconds_of, summaries
+from benchmarks.history import (
+    INDEX,
+    index_text,
+    latest_summary,
+    marker_problems,
+    readme_with_results,
+    seconds_of,
+    summaries,
+)
 from dynamax_bench.config import REPO_ROOT
 from dynamax_bench.files import write_json
 
@@ -22,6 +30,11 @@ def test_every_quoted_time_is_the_latest_measured_one() -> None:
 
 def test_the_index_lists_every_summary() -> None:
     assert INDEX.read_text(encoding="utf-8") == index_text(summaries()), "run `python benchmarks/history.py`"
+
+
+def test_readme_shows_the_latest_default_run() -> None:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert text == readme_with_results(text), "README's results block is stale: run `python benchmarks/history.py`"
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ from dynamax_bench.costs.latency import measure_latency
 from dynamax_bench.files import read_json
 from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.generation.tasks import load_samples
-from dynamax_bench.reporting.tables.main_results import batched_speedups, main_results, speedups
+from dynamax_bench.reporting.speedups import speedups
+from dynamax_bench.reporting.statistics import IntervalSettings
+from dynamax_bench.reporting.tables.main_results import batched_speedups, main_results
 from dynamax_bench.spec import latency_spec, task_spec
 from tests.cells import make_cell, share
 
@@ -104,12 +106,17 @@ def test_the_clock_sees_token_ids_only_and_the_first_token_run_includes_the_clas
 
 
 def test_speedup_compares_decode_steps_of_the_same_run() -> None:
-    def entry(method: str, decode: float | None) -> dict:
-        return {"backbone": "b", "method": method, "seconds_per_token": {"median": 1.0},
-                "seconds_per_decode_token": None if decode is None else {"median": decode}}
+    """full's decode time over the method's, summed over the prompts both timed, with an interval."""
+    def entry(method: str, by_prompt: list[float | None] | None) -> dict:
+        return {"backbone": "b", "method": method, "decode_seconds_by_prompt": by_prompt}
 
-    got = speedups([entry("full", 0.10), entry("ee-calm-copy-t0.9", 0.05), entry("ee-ffn-copy-t0.9", None)])
-    assert got == {("b", "full"): 1.0, ("b", "ee-calm-copy-t0.9"): pytest.approx(2.0)}
+    got = speedups([entry("full", [0.10, 0.20, 0.30, 0.40]), entry("ee-calm-copy-t0.9", [0.05, 0.10, None, 0.20]),
+                    entry("ee-ffn-copy-t0.9", None)], IntervalSettings(resamples=200))
+    assert set(got) == {("b", "full"), ("b", "ee-calm-copy-t0.9")}
+    assert got[("b", "full")]["value"] == pytest.approx(1.0)
+    calm = got[("b", "ee-calm-copy-t0.9")]
+    assert calm["value"] == pytest.approx(0.70 / 0.35) and calm["n"] == 3  # the prompt calm did not time is left out
+    assert calm["lo"] <= calm["value"] <= calm["hi"]
 
 
 @pytest.mark.parametrize("method", ["full", "ee-maxsoftmax-copy-t0.5"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dynamax_bench.artefacts import combined_digest, safetensors_digest
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import layer_stack
 from dynamax_bench.classifiers.oracle import OracleStore, document_pass, exit_ranks, extract_oracle
@@ -69,6 +70,11 @@ def test_sharded_store_reads_back_every_document_as_the_pass_produced_it(tmp_pat
         positives += int((store.ranks(5, d) < 3).sum())
         assert (store.labels(5, d, 5) >= store.labels(5, d, 1)).all()  # top-k relaxes
     assert meta["positive_rate"]["top3"]["5"] == positives / meta["num_tokens"]
+    # every file's digest is recorded as it is written, so the store is not hashed again for each classifier
+    files = sorted(p.name for p in (tmp_path / "oracle").glob("*.safetensors"))
+    assert sorted(meta["digests"]) == files
+    assert all(meta["digests"][name] == safetensors_digest(tmp_path / "oracle" / name) for name in files)
+    assert store.digest == combined_digest({name: safetensors_digest(tmp_path / "oracle" / name) for name in files})
 
 
 def test_store_in_bfloat16_and_a_missing_store_is_named(tmp_path, tiny_mistral: Backbone) -> None:

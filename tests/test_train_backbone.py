@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dynamax_bench.artefacts import weights_digest
 from dynamax_bench.backbones.prepare import Backbone, load_backbone
 from dynamax_bench.config import ConfigError
 from dynamax_bench.profile_checks import validate_profile
@@ -33,7 +34,18 @@ def _train(config: dict, teacher: Backbone, corpus: Path, root: Path, **kwargs) 
 
 
 def test_smoke_recipe_lowers_heldout_loss(smoke_config: dict, tiny_mistral: Backbone, corpus: Path, tmp_path: Path) -> None:
-    record = _train(smoke_config, tiny_mistral, corpus, tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        record = _train(smoke_config, tiny_mistral, corpus, tmp_path)
+        assert torch.get_num_threads() == 2 and not torch.are_deterministic_algorithms_enabled()  # restored
+    finally:
+        torch.set_num_threads(threads)
+    # trained at the profile's own thread count, deterministically, and says where
+    environment = record["environment"]
+    assert environment["threads"] == smoke_config["backbones"]["tiny_mamba2"]["source"]["training"]["threads"] == 1
+    assert environment["deterministic_algorithms"] and environment["torch"] == torch.__version__
+    assert {"cpu_flags", "cpu_capability", "blas", "machine"} <= set(environment)
     heldout = record["heldout"]
     assert heldout["student_loss"] < heldout["random_init_loss"] - 1.0, heldout
     assert record["steps_done"] == 16 and record["stopped_by"] == "steps"
@@ -65,7 +77,9 @@ def test_interrupted_run_resumes_where_it_stopped(
     assert steps_seen == list(range(5, 17)), "resumes after the checkpoint of step 4"
     assert resumed["steps_done"] == whole["steps_done"] == 16
     assert [e["step"] for e in resumed["curve"]] == [e["step"] for e in whole["curve"]]
-    assert resumed["heldout"]["student_loss"] == pytest.approx(whole["heldout"]["student_loss"], abs=1e-3)
+    assert resumed["heldout"]["student_loss"] == whole["heldout"]["student_loss"]
+    # bit for bit on one machine: same batches, same schedule, deterministic kernels at a fixed thread count
+    assert weights_digest(tmp_path / "split" / "backbone") == weights_digest(tmp_path / "whole" / "backbone")
 
 
 def test_changed_recipe_does_not_resume_a_stale_checkpoint(

@@ -4,6 +4,12 @@ No pretrained Mamba weights can be downloaded offline, so the default profile tr
 Mamba-2 stand-in: KL to the teacher's next-token distribution (its top-k logits, renormalised)
 plus the next-token loss, on the distillation corpus. Training checkpoints to a folder outside
 the rule's output, so an interrupted run resumes where it stopped and reaches the same weights.
+
+Training runs at the profile's fixed thread count (`training.threads`) with torch's deterministic
+algorithms, and records the environment it ran in (`provenance.environment`: processor, SIMD
+flags, kernel dispatch, BLAS) beside the weights: on one machine it is bit-reproducible, across
+processors it is not (their kernels round differently; docs/regression-gate.md measures this), and
+the regression gate names the rebuilt backbone instead of failing its cells' tokens.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from transformers import AutoModelForCausalLM, Mamba2Config, PreTrainedModel, ge
 from dynamax_bench.backbones.prepare import load_backbone
 from dynamax_bench.files import atomic_dir, atomic_path, read_jsonl, write_json
 from dynamax_bench.backbones.meta import META_FILE
+from dynamax_bench.provenance import environment
+from dynamax_bench.runtime import deterministic
 
 log = logging.getLogger(__name__)
 TRAINING_FILE = "training.json"
@@ -36,7 +44,8 @@ TARGETS_FILE = "teacher_targets.safetensors"
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """`source.training` of a distilled backbone; `max_minutes` caps the wall time of the whole run."""
+    """`source.training` of a distilled backbone; `max_minutes` caps the wall time of the whole run,
+    `threads` is the torch thread count training runs at (a reduction's order, so its bits, depend on it)."""
 
     seq_len: int
     batch_size: int
@@ -50,6 +59,7 @@ class TrainingSettings:
     eval_every: int
     checkpoint_every: int
     max_minutes: float
+    threads: int
 
     @classmethod
     def from_spec(cls, spec: dict) -> TrainingSettings:
@@ -196,108 +206,109 @@ def train_distilled_backbone(
     """
     source, corpus_path, work_dir = spec["source"], Path(corpus_path), Path(work_dir)
     settings = TrainingSettings.from_spec(source["training"])
-    teacher = load_backbone(teacher_dir)
-    tokenizer = teacher.tokenizer
-    key = run_key(source, seed, corpus_path, teacher.meta)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    with deterministic(settings.threads):
+        teacher = load_backbone(teacher_dir)
+        tokenizer = teacher.tokenizer
+        key = run_key(source, seed, corpus_path, teacher.meta)
+        work_dir.mkdir(parents=True, exist_ok=True)
 
-    targets = _load_targets(work_dir, key)
-    if targets is None:
-        texts = [record["text"] for record in read_jsonl(corpus_path)]
-        train, heldout = token_blocks(texts, tokenizer, settings.seq_len, settings.heldout_fraction)
-        targets = Targets(train, heldout, *teacher_topk(teacher.model, train, settings.top_k, settings.batch_size))
-        _save_targets(work_dir, key, targets)
-    teacher_heldout = heldout_loss(teacher.model, targets.heldout, settings.batch_size)
-    del teacher
+        targets = _load_targets(work_dir, key)
+        if targets is None:
+            texts = [record["text"] for record in read_jsonl(corpus_path)]
+            train, heldout = token_blocks(texts, tokenizer, settings.seq_len, settings.heldout_fraction)
+            targets = Targets(train, heldout, *teacher_topk(teacher.model, train, settings.top_k, settings.batch_size))
+            _save_targets(work_dir, key, targets)
+        teacher_heldout = heldout_loss(teacher.model, targets.heldout, settings.batch_size)
+        del teacher
 
-    torch.manual_seed(source.get("seed", seed))
-    config = student_config(source["architecture"], source["config"], tokenizer)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, settings.warmup_steps, settings.steps)
-    order = batch_order(len(targets.train), settings.batch_size, settings.steps, seed)
+        torch.manual_seed(source.get("seed", seed))
+        config = student_config(source["architecture"], source["config"], tokenizer)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay)
+        scheduler = get_cosine_schedule_with_warmup(optimizer, settings.warmup_steps, settings.steps)
+        order = batch_order(len(targets.train), settings.batch_size, settings.steps, seed)
 
-    state = _load_checkpoint(work_dir, key)
-    if state is None:
-        random_heldout = heldout_loss(model, targets.heldout, settings.batch_size)
-        step, elapsed, curve = 0, 0.0, [{"step": 0, "heldout_loss": random_heldout}]
-    else:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, elapsed, curve, random_heldout = state["step"], state["elapsed"], state["curve"], state["random_heldout"]
-        log.info("resuming %s from step %d of %d (%s)", name, step, settings.steps, work_dir / CHECKPOINT_FILE)
+        state = _load_checkpoint(work_dir, key)
+        if state is None:
+            random_heldout = heldout_loss(model, targets.heldout, settings.batch_size)
+            step, elapsed, curve = 0, 0.0, [{"step": 0, "heldout_loss": random_heldout}]
+        else:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            step, elapsed, curve, random_heldout = state["step"], state["elapsed"], state["curve"], state["random_heldout"]
+            log.info("resuming %s from step %d of %d (%s)", name, step, settings.steps, work_dir / CHECKPOINT_FILE)
 
-    def checkpoint() -> None:
-        payload = {
-            "key": key, "step": step, "elapsed": elapsed, "curve": curve, "random_heldout": random_heldout,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        def checkpoint() -> None:
+            payload = {
+                "key": key, "step": step, "elapsed": elapsed, "curve": curve, "random_heldout": random_heldout,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            }
+            with atomic_path(work_dir / CHECKPOINT_FILE) as tmp:
+                torch.save(payload, tmp)
+
+        stopped_by = "steps"
+        progress = tqdm(total=settings.steps, initial=step, desc=f"train_backbone {name}", unit="step")
+        while step < settings.steps:
+            if elapsed > settings.max_minutes * 60:
+                stopped_by = "time budget"
+                log.warning("%s: time budget of %.1f min spent at step %d of %d; the weights now depend on the "
+                            "machine's speed (raise training.max_minutes or lower training.steps)",
+                            name, settings.max_minutes, step, settings.steps)
+                break
+            started = time.perf_counter()
+            model.train()
+            index = order[step]
+            tokens = targets.train[index]
+            loss, kl, ce = distillation_loss(
+                model(tokens).logits, tokens, targets.topk_logp[index], targets.topk_ids[index], settings.kd_weight
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            elapsed += time.perf_counter() - started
+            entry: dict[str, Any] = {"step": step, "loss": loss.item(), "kl": kl.item(), "ce": ce.item()}
+            if step % settings.eval_every == 0 or step == settings.steps:
+                entry["heldout_loss"] = heldout_loss(model, targets.heldout, settings.batch_size)
+            curve.append(entry)
+            progress.update(1)
+            progress.set_postfix(loss=f"{entry['loss']:.3f}")
+            if step % settings.checkpoint_every == 0:
+                checkpoint()
+            if on_step is not None:
+                on_step(step, entry["loss"])
+        progress.close()
+
+        final_heldout = heldout_loss(model, targets.heldout, settings.batch_size)
+        record = {
+            "backbone": name,
+            "teacher": str(teacher_dir),
+            "settings": asdict(settings),
+            "steps_done": step,
+            "stopped_by": stopped_by,
+            "train_seconds": elapsed,
+            "environment": environment(),  # threads included
+            "train_tokens": targets.train.numel(),
+            "heldout_tokens": targets.heldout.numel(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "heldout": {
+                "student_loss": final_heldout,
+                "student_perplexity": math.exp(final_heldout),
+                "teacher_loss": teacher_heldout,
+                "teacher_perplexity": math.exp(teacher_heldout),
+                "random_init_loss": random_heldout,
+                "random_init_perplexity": math.exp(random_heldout),
+            },
+            "curve": curve,
         }
-        with atomic_path(work_dir / CHECKPOINT_FILE) as tmp:
-            torch.save(payload, tmp)
-
-    stopped_by = "steps"
-    progress = tqdm(total=settings.steps, initial=step, desc=f"train_backbone {name}", unit="step")
-    while step < settings.steps:
-        if elapsed > settings.max_minutes * 60:
-            stopped_by = "time budget"
-            log.warning("%s: time budget of %.1f min spent at step %d of %d; the weights now depend on the "
-                        "machine's speed (raise training.max_minutes or lower training.steps)",
-                        name, settings.max_minutes, step, settings.steps)
-            break
-        started = time.perf_counter()
-        model.train()
-        index = order[step]
-        tokens = targets.train[index]
-        loss, kl, ce = distillation_loss(
-            model(tokens).logits, tokens, targets.topk_logp[index], targets.topk_ids[index], settings.kd_weight
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        elapsed += time.perf_counter() - started
-        entry: dict[str, Any] = {"step": step, "loss": loss.item(), "kl": kl.item(), "ce": ce.item()}
-        if step % settings.eval_every == 0 or step == settings.steps:
-            entry["heldout_loss"] = heldout_loss(model, targets.heldout, settings.batch_size)
-        curve.append(entry)
-        progress.update(1)
-        progress.set_postfix(loss=f"{entry['loss']:.3f}")
-        if step % settings.checkpoint_every == 0:
-            checkpoint()
-        if on_step is not None:
-            on_step(step, entry["loss"])
-    progress.close()
-
-    final_heldout = heldout_loss(model, targets.heldout, settings.batch_size)
-    record = {
-        "backbone": name,
-        "teacher": str(teacher_dir),
-        "settings": asdict(settings),
-        "steps_done": step,
-        "stopped_by": stopped_by,
-        "train_seconds": elapsed,
-        "torch_threads": torch.get_num_threads(),
-        "train_tokens": targets.train.numel(),
-        "heldout_tokens": targets.heldout.numel(),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "heldout": {
-            "student_loss": final_heldout,
-            "student_perplexity": math.exp(final_heldout),
-            "teacher_loss": teacher_heldout,
-            "teacher_perplexity": math.exp(teacher_heldout),
-            "random_init_loss": random_heldout,
-            "random_init_perplexity": math.exp(random_heldout),
-        },
-        "curve": curve,
-    }
-    _write_backbone(name, spec, model, tokenizer, record, Path(out_dir))
-    for stale in (CHECKPOINT_FILE, TARGETS_FILE):
-        (work_dir / stale).unlink(missing_ok=True)
-    log.info("%s: held-out perplexity %.1f (teacher %.1f, random init %.0f) after %d steps in %.0f s",
-             name, math.exp(final_heldout), math.exp(teacher_heldout), math.exp(random_heldout), step, elapsed)
+        _write_backbone(name, spec, model, tokenizer, record, Path(out_dir))
+        for stale in (CHECKPOINT_FILE, TARGETS_FILE):
+            (work_dir / stale).unlink(missing_ok=True)
+        log.info("%s: held-out perplexity %.1f (teacher %.1f, random init %.0f) after %d steps in %.0f s",
+                 name, math.exp(final_heldout), math.exp(teacher_heldout), math.exp(random_heldout), step, elapsed)
     return record
 
 

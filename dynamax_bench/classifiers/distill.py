@@ -19,6 +19,7 @@ import logging
 import time
 from pathlib import Path
 
+from dynamax_bench.artefacts import artefact
 from dynamax_bench.classifiers.checkpoints import save_classifiers
 from dynamax_bench.classifiers.oracle import OracleStore
 from dynamax_bench.classifiers.registry import exit_method
@@ -136,6 +137,9 @@ def distill(oracle_dir: str | Path, selection_path: str | Path, kind: str, out_p
         "validation_initial_loss": trained.initial_validation_loss,
         "validation": evaluation(trained, validation, 0, num_layers, thresholds, seed),
         "test": evaluation(trained, test, 0, num_layers, thresholds, seed),
+        # what the weights were made from and on: the regression gate names a rebuilt store
+        "oracle": artefact(store.meta["backbone"], store.digest),
+        "environment": trained.environment,
     }
     # one copy per exit: classifiers that share parameters are saved (and loaded) as separate ones
     save_classifiers(out_path, [copy.deepcopy(trained.classifiers[e]) for e in store.exits], store.exits, info,

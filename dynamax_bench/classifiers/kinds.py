@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from dynamax_bench.engine.caches import recurrent_cache
 from dynamax_bench.engine.rowstate import RowState
+from dynamax_bench.engine.static import RecurrentStates
 
 
 class ExitClassifier(nn.Module):
@@ -131,13 +131,12 @@ class MambaClassifier(ExitClassifier):
 
     def forward(self, hidden: Tensor, state: RowState | None = None) -> Tensor:
         """With a state: continue its 'conv' (B, conv_dim, kernel) and 'ssm' (B, heads, head_dim,
-        state_size) entries, held by a one-layer transformers cache for the mixer's own chunked
-        scan (several positions) or recurrent step (one)."""
+        state_size) entries, which the mixer's own chunked scan (several positions) or recurrent step
+        (one) reads and steps in place through a `RecurrentStates` over them (no copy)."""
         features = self.norm(self.standardise(hidden))
         if state is None:
             return self.mixer(features)
-        cache = recurrent_cache(state.get("conv"), state.get("ssm"))
+        cache = RecurrentStates([state.get("conv")], [state.get("ssm")])
         logits = self.mixer(features, cache=cache)
-        layer = cache.layers[0]
-        state["conv"], state["ssm"] = layer.conv_states[0], layer.recurrent_states[0]
+        state["conv"], state["ssm"] = cache.conv[0], cache.ssm[0]
         return logits

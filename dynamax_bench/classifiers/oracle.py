@@ -13,7 +13,9 @@ ever holds more than about one shard. Store layout (a folder):
   index.safetensors      offsets (D+1,) int64: tokens of document i are offsets[i]:offsets[i+1];
                          shard_documents (S+1,) int64: shard s holds documents
                          shard_documents[s]:shard_documents[s+1]
-  oracle.json            exit layers, widths, per-document id and topic, label rates for several k
+  oracle.json            exit layers, widths, per-document id and topic, label rates for several k,
+                         and the digest of every file above (computed once, as each is written: a
+                         paper-scale store is too large to hash again for every classifier)
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
+from dynamax_bench.artefacts import combined_digest, safetensors_digest
 from dynamax_bench.backbones.prepare import load_backbone
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine.stacks import LayerStack, layer_stack
 from dynamax_bench.files import atomic_dir, read_json, read_jsonl, write_json
+from dynamax_bench.provenance import environment
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ class ShardWriter:
         self.rank: dict[int, list[Tensor]] = {e: [] for e in exits}
         self.buffered = 0
         self.shard_documents = [0]  # first document of every shard, then the end
+        self.digests: dict[str, str] = {}  # file name -> digest, as each shard is written
         self.documents = 0
 
     def add(self, hiddens: dict[int, Tensor], ranks: dict[int, Tensor]) -> None:
@@ -102,7 +107,9 @@ class ShardWriter:
         for e in self.exits:  # each exit's parts are freed as soon as they are joined: ~1 shard, not 2
             tensors[f"hidden.{e}"], self.hidden[e] = torch.cat(self.hidden[e]), []
             tensors[f"rank.{e}"], self.rank[e] = torch.cat(self.rank[e]), []
-        save_file(tensors, str(self.folder / shard_name(len(self.shard_documents) - 1)))
+        path = self.folder / shard_name(len(self.shard_documents) - 1)
+        save_file(tensors, str(path))
+        self.digests[path.name] = safetensors_digest(path)  # read back while its pages are still cached
         self.buffered = 0
         self.shard_documents.append(self.documents)
 
@@ -153,6 +160,8 @@ def extract_oracle(
                    "shard_documents": torch.tensor(writer.shard_documents, dtype=torch.int64)},
                   str(tmp / INDEX_FILE))
         meta = {
+            "digests": {**writer.digests, INDEX_FILE: safetensors_digest(tmp / INDEX_FILE)},
+            "environment": environment(),  # the bits of the hidden states depend on the machine's kernels
             "backbone": backbone.meta["name"],
             "backbone_label": backbone.meta["label"],
             "num_layers": backbone.num_layers,
@@ -189,6 +198,14 @@ class OracleStore:
         self.shard_of = [s for s in range(len(self.shard_documents) - 1)
                          for _ in range(self.shard_documents[s], self.shard_documents[s + 1])]
         self._shard: tuple[int, Any] | None = None  # the one open shard (its mapped pages count as resident)
+
+    @property
+    def digest(self) -> str:
+        """The store's content digest, from the file digests written beside it (a store written before
+        they were recorded is hashed now)."""
+        digests = self.meta.get("digests") or {
+            path.name: safetensors_digest(path) for path in sorted(self.path.glob("*.safetensors"))}
+        return combined_digest(digests)
 
     @property
     def num_documents(self) -> int:

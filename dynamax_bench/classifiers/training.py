@@ -28,6 +28,8 @@ from tqdm import tqdm
 from dynamax_bench.classifiers.kinds import ExitClassifier
 from dynamax_bench.classifiers.oracle import OracleStore
 from dynamax_bench.classifiers.registry import build_classifier
+from dynamax_bench.provenance import environment
+from dynamax_bench.runtime import deterministic
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class TrainedSet:
     selected_epoch: int = 0
     initial_validation_loss: float = float("nan")
     last_parameters: dict[str, Tensor] = field(default_factory=dict)  # after the last epoch, before restoring
+    environment: dict = field(default_factory=dict)  # where it was trained (provenance.environment)
 
 
 @dataclass
@@ -232,7 +235,19 @@ def train_variants(
     settings: dict, seed: int,
 ) -> list[TrainedSet]:
     """Train every variant of `kind` in one pass per epoch over the training documents; keep each
-    variant's epoch of lowest validation loss."""
+    variant's epoch of lowest validation loss. Torch's deterministic algorithms are on for the run
+    (at the job's thread count), so one machine always trains the same weights."""
+    with deterministic():
+        sets = _train_variants(store, kind, options, variants, splits, settings, seed)
+        for trained in sets:
+            trained.environment = environment()
+    return sets
+
+
+def _train_variants(
+    store: OracleStore, kind: str, options: dict, variants: list[Variant], splits: dict[str, list[int]],
+    settings: dict, seed: int,
+) -> list[TrainedSet]:
     train_docs, validation_docs = splits["train"], splits["validation"]
     if not train_docs or not validation_docs:
         raise ValueError(f"{store.path}: need training and validation documents; the corpus has {store.num_documents}")

@@ -23,7 +23,9 @@ _EXPORTS = {
     "Mamba2Stack": "stacks",
     "NearTie": "neartie",
     "PromptPass": "generator",
+    "RecurrentStates": "static",
     "RowState": "rowstate",
+    "StaticKV": "static",
     "Strategy": "generator",
     "TransformerStack": "stacks",
     "layer_stack": "stacks",
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from dynamax_bench.engine.neartie import NearTie
     from dynamax_bench.engine.rowstate import RowState
     from dynamax_bench.engine.rules import ClassifierRule, ConstantRule, ExitPoint, ExitRule
+    from dynamax_bench.engine.static import RecurrentStates, StaticKV
     from dynamax_bench.engine.stacks import LayerStack, Mamba2Stack, TransformerStack, layer_stack
 
 

@@ -1,10 +1,10 @@
-"""Row operations on transformers caches: stack rows built apart, keep rows, drop leading padding.
+"""Row operations on transformers caches: stack the rows of prompt passes built apart.
 
 K/V layers (`DynamicLayer`, `DynamicSlidingWindowLayer`) hold (B, kv_heads, T, head_dim); the
 batch is left-padded, so stacking right-aligns every row's positions. Linear-attention layers
 (Mamba-2) hold a conv state (B, conv_dim, kernel) and an SSM state (B, heads, head_dim, state)
-of fixed size, which stack without padding. Selection goes through the library's own
-`reorder_cache`; the rest sets the fields a forward would have written.
+of fixed size, which stack without padding. The fields set are those a forward would have written.
+The batched engine copies the stacked cache into its static decode cache (engine/static.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from transformers.cache_utils import Cache, DynamicCache, LinearAttentionCacheLayerMixin, LinearAttentionLayer
+from transformers.cache_utils import Cache, DynamicCache, LinearAttentionCacheLayerMixin
 
 
 def put_recurrent(layer: LinearAttentionCacheLayerMixin, conv: Tensor, ssm: Tensor) -> None:
@@ -23,15 +23,6 @@ def put_recurrent(layer: LinearAttentionCacheLayerMixin, conv: Tensor, ssm: Tens
     layer.is_conv_states_initialized[0] = layer.is_recurrent_states_initialized[0] = True
     layer.has_previous_state[0] = True
     layer.device, layer.dtype = conv.device, conv.dtype
-
-
-def recurrent_cache(conv: Tensor | None, ssm: Tensor | None) -> Cache:
-    """A one-layer cache holding these states (a fresh one when None): a Mamba-2 mixer with
-    layer_idx 0 continues from it and steps the tensors in place."""
-    layer = LinearAttentionLayer()
-    if conv is not None and ssm is not None:
-        put_recurrent(layer, conv, ssm)
-    return Cache(layers=[layer])
 
 
 def stack_rows(caches: list[Cache], config) -> Cache:
@@ -63,18 +54,3 @@ def stack_rows(caches: list[Cache], config) -> Cache:
 def _pad_left(kv: Tensor, width: int) -> Tensor:
     """(1, heads, T, dim) -> (1, heads, width, dim), zeros before."""
     return F.pad(kv, (0, 0, width - kv.shape[2], 0))
-
-
-def keep_rows(cache: Cache, rows: Tensor) -> None:
-    """Keep only `rows` (long (n,)) of every layer, in that order."""
-    cache.reorder_cache(rows)
-
-
-def drop_leading(cache: Cache, count: int) -> None:
-    """Remove the first `count` positions of every K/V layer (columns that are padding in every row)."""
-    for layer in cache.layers:
-        if isinstance(layer, LinearAttentionCacheLayerMixin) or not layer.is_initialized:
-            continue
-        layer.keys, layer.values = layer.keys[:, :, count:], layer.values[:, :, count:]
-        if hasattr(layer, "cumulative_length"):
-            layer.cumulative_length -= count

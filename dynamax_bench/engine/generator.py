@@ -27,9 +27,9 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 from transformers.cache_utils import Cache
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-from dynamax_bench.engine.neartie import NearTie
+from dynamax_bench.engine.neartie import NearTie, ieee_float32
 from dynamax_bench.engine.rowstate import RowState
-from dynamax_bench.engine.rules import ExitPoint, ExitRule, decide
+from dynamax_bench.engine.rules import ExitHead, ExitPoint, ExitRule, decide
 from dynamax_bench.engine.stacks import LayerStack, layer_stack
 from dynamax_bench.engine.stopping import StopStrings
 
@@ -123,12 +123,14 @@ class EngineBase:
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        ieee_float32(model.device, model.dtype)
         self.stack: LayerStack = layer_stack(model)
         bad = [e for e in exit_layers if not 1 <= e < self.stack.num_layers]
         if bad:
             raise ValueError(f"exit layers {bad} out of range for {self.stack.num_layers} layers")
         self.points = {
-            layer: ExitPoint(index=i, layer=layer, head=self.stack.head) for i, layer in enumerate(sorted(exit_layers))
+            layer: ExitPoint(index=i, layer=layer, head=ExitHead(self.stack.head))
+            for i, layer in enumerate(sorted(exit_layers))
         }
         self.max_new_tokens = max_new_tokens
         self.stop_strings = tuple(stop_strings)

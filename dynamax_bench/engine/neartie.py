@@ -43,6 +43,16 @@ CONFIDENCE_BOUND = 7e-4  # |confidence - threshold| / max(|confidence|, |thresho
 # confidence can be 1e-5, a near-uniform head, and its error scales with it)
 
 
+def ieee_float32(model_device: torch.device, dtype: torch.dtype) -> None:
+    """The float32 bounds hold for IEEE float32 arithmetic. On CUDA, PyTorch lets cuDNN convolutions
+    (transformers' Mamba-2 fallback path) run in TF32 by default, and matmuls where a caller allows it,
+    which would move results by about 1e-3 relative: both are turned off for a float32 engine. (The
+    fused mamba-ssm kernels choose their own precision inside Triton; the GPU benchmark checks them.)"""
+    if model_device.type == "cuda" and dtype == torch.float32:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
 @dataclass(frozen=True)
 class Bounds:
     logit_margin: float

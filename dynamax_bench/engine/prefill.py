@@ -40,6 +40,8 @@ class Prefilled:
     mask: Tensor  # (B, T) long: 1 on the cache's real positions, 0 on padding
     positions: Tensor  # (B,) long: each row's next position (its prompt length)
     state: RowState  # the rule's state, B rows
+    starts: list[int]  # per row, the cache's first real column (host copy of what `mask` says)
+    holes: list[bool]  # per row, whether padding lies between its first real column and its last
 
 
 class Prefiller:
@@ -76,19 +78,22 @@ class Prefiller:
         cache = stack_rows([c if c is not None else self.stack.new_cache() for c, _ in starts], self.stack.config)
         suffixes = [list(p[n:]) for p, n in zip(prompts, prefix_lengths)]
         width, longest = max(prefix_lengths), max(len(s) for s in suffixes)
-        ids, mask, positions = [], [], []
+        ids, mask, positions, first, holes = [], [], [], [], []
         for suffix, n in zip(suffixes, prefix_lengths):
             pad = longest - len(suffix)
             ids.append([suffix[0]] * pad + suffix)  # any valid id: padded positions are masked
             mask.append([0] * (width - n) + [1] * n + [0] * pad + [1] * len(suffix))
             positions.append([0] * pad + list(range(n, n + len(suffix))))
+            first.append(width - n if n else width + pad)
+            holes.append(bool(n and pad))
         ids_t = torch.tensor(ids, device=device)
         mask_t = torch.tensor(mask, device=device)
         states = [state for _, state in starts]
         hidden = self._forward(ids_t, cache, mask_t, torch.tensor(positions, device=device), states,
                                [len(s) for s in suffixes])
         lengths = torch.tensor([len(p) for p in prompts], device=device)
-        return Prefilled(cache=cache, hidden=hidden[:, -1:], mask=mask_t, positions=lengths, state=cat_rows(states))
+        return Prefilled(cache=cache, hidden=hidden[:, -1:], mask=mask_t, positions=lengths, state=cat_rows(states),
+                         starts=first, holes=holes)
 
     def _rows_apart(self, prompts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]) -> Prefilled:
         """Mamba-2: each row's suffix alone, from a copy of its prefix's states; the states stack."""
@@ -105,7 +110,8 @@ class Prefiller:
         lengths = torch.tensor([len(p) for p in prompts], device=device)
         mask = torch.ones(len(prompts), 1, dtype=torch.long, device=device)  # recurrent layers read no mask
         return Prefilled(cache=stack_rows(caches, self.stack.config), hidden=torch.cat(hiddens), mask=mask,
-                         positions=lengths, state=cat_rows(states))
+                         positions=lengths, state=cat_rows(states), starts=[0] * len(prompts),
+                         holes=[False] * len(prompts))
 
     def _forward(
         self, ids: Tensor, cache: Cache, mask: Tensor, positions: Tensor | None, states: list[RowState],

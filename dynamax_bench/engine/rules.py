@@ -25,13 +25,34 @@ from torch.nn import Module
 from dynamax_bench.engine.rowstate import RowState
 
 
+class ExitHead:
+    """The final norm + LM head as a rule reads it at an exit, hidden (B, 1, d) -> float32 logits (B, vocab).
+
+    It remembers its last call, so the batched engine reads the token of a row that leaves at this
+    exit from the logits the rule computed there (max-softmax) instead of running the head again."""
+
+    def __init__(self, head: Callable[[Tensor], Tensor]) -> None:
+        self.head = head
+        self.last: tuple[Tensor, Tensor] | None = None
+
+    def __call__(self, hidden: Tensor) -> Tensor:
+        logits = self.head(hidden)
+        self.last = (hidden, logits)
+        return logits
+
+    def take(self, hidden: Tensor) -> Tensor | None:
+        """The logits of the last call if it read this very tensor, else None; forgets them either way."""
+        last, self.last = self.last, None
+        return last[1] if last is not None and last[0] is hidden else None
+
+
 @dataclass
 class ExitPoint:
     """Where a decision is taken: exit number `index` (0-based) after `layer` layers executed."""
 
     index: int
     layer: int
-    head: Callable[[Tensor], Tensor] = field(repr=False)  # hidden (B, 1, d) -> float32 logits (B, vocab)
+    head: Callable[[Tensor], Tensor] = field(repr=False)  # an ExitHead in the engines
 
 
 class ExitRule:

@@ -3,9 +3,10 @@
 Each stack calls the library's own modules (embedding, decoder layers or Mamba-2 blocks,
 final norm, LM head) and cache objects in the same order as the model's `forward`, so the
 full path reproduces `model.generate` bit for bit. What a stack adds are the state policies,
-which decide what the caches of skipped layers receive after an early exit: `fill_layer` for a
-layer every row of the batch skips, `run_masked` for a layer some rows skip (every row runs it,
-then the policy puts back what the skipping rows' cache entries must hold).
+which decide what the caches of skipped layers receive after an early exit: `fill_layer` on the
+reference path's transformers cache, `fill_exited` on the batched engine's static cache
+(engine/static.py), where a layer runs on the rows that have not exited (`run_rows`) and the
+rows that left get their entries after the step, from the policy.
 
 Shapes: hidden states are (B, seq, hidden); logits are float32 (B, vocab).
 """
@@ -27,6 +28,7 @@ from transformers.masking_utils import (
 )
 
 from dynamax_bench.engine.policies import POLICIES
+from dynamax_bench.engine.static import RecurrentStates, StaticKV
 
 TRANSFORMER_TYPES = ("llama", "mistral")
 MAMBA2_TYPES = ("mamba2",)
@@ -86,12 +88,38 @@ class LayerStack(ABC):
         hidden (B, 1, d) holds each row's exited state."""
 
     @abstractmethod
-    def run_masked(
-        self, policy: str, index: int, hidden: Tensor, exited: Tensor, cache: Cache, inputs: dict[str, Any]
-    ) -> Tensor:
-        """Run layer `index` on every row, where the rows with `exited` (B,) set hold their exited
-        state and skip the layer: their cache entries end as the policy says. Returns the layer's
-        output (the exited rows' part is meaningless)."""
+    def static_cache(self, cache: Cache, layers: int, capacity: int, mask: Tensor, starts: list[int],
+                     holes: list[bool]) -> StaticKV | RecurrentStates:
+        """The batched engine's decode cache, a copy of a prompt pass's `cache` (its first `layers` layers;
+        transformers: left-padded rows, `mask` (B, T) 0 on padding, room for `capacity` positions per row)."""
+
+    @abstractmethod
+    def decode_inputs(self, hidden: Tensor, cache: StaticKV | RecurrentStates, positions: Tensor) -> dict[str, Any]:
+        """What every layer of a decode step on the static cache needs; positions (B,): each row's new position."""
+
+    @staticmethod
+    def rows_inputs(inputs: dict[str, Any], rows: Tensor) -> dict[str, Any]:
+        """`decode_inputs` of some rows (long (n,)), for the layers only they run."""
+        return {key: _select(value, rows) for key, value in inputs.items()}
+
+    def run_rows(self, index: int, hidden: Tensor, cache: StaticKV | RecurrentStates, inputs: dict[str, Any],
+                 rows: Tensor | None) -> Tensor:
+        """Layer `index` on the static cache for `rows` only (None: every row); hidden and inputs are those rows'."""
+        cache.select(rows)
+        out = self.layer(index, hidden, cache, inputs)
+        cache.release()
+        return out
+
+    @abstractmethod
+    def skips_work(self, policy: str) -> bool:
+        """Whether rows that exited leave the later layers' computation under this policy (False: the
+        policy runs those layers on them anyway, and the engine runs every row, keeping their exit state)."""
+
+    @abstractmethod
+    def fill_exited(self, policy: str, cache: StaticKV | RecurrentStates, groups: list[tuple[int, Tensor]],
+                    hidden: Tensor, inputs: dict[str, Any]) -> None:
+        """After a decode step on the static cache: give the rows that exited (groups of (layers executed,
+        rows)) their entries in the layers they skipped; hidden (B, 1, d) holds every row's exited state."""
 
     def fill_skipped(self, policy: str, executed: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> None:
         """Give layers executed..L-1 their cache entries for this position after an exit."""
@@ -162,20 +190,38 @@ class TransformerStack(LayerStack):
             self.check_policy(policy)
         cache.update(keys, values, index)
 
-    def run_masked(
-        self, policy: str, index: int, hidden: Tensor, exited: Tensor, cache: Cache, inputs: dict[str, Any]
-    ) -> Tensor:
-        out = self.layer(index, hidden, cache, inputs)
-        # partial: the layer computed the exited rows' K/V from their exited state, as `partial_kv` does.
-        if policy == "copy":
-            keys, values = self.last_kv(cache, index)
-            copied_keys, copied_values = self.last_kv(cache, index - 1)
-            rows = exited.view(-1, 1, 1, 1)
-            keys.copy_(torch.where(rows, copied_keys, keys))
-            values.copy_(torch.where(rows, copied_values, values))
-        else:
-            self.check_policy(policy)
-        return out
+    def static_cache(self, cache: Cache, layers: int, capacity: int, mask: Tensor, starts: list[int],
+                     holes: list[bool]) -> StaticKV:
+        return StaticKV.from_cache(cache, mask, layers, capacity, starts, holes)
+
+    def decode_inputs(self, hidden: Tensor, cache: StaticKV, positions: Tensor) -> dict[str, Any]:
+        position_ids = positions[:, None]
+        return {
+            "attention_mask": cache.attention_mask(),
+            "position_ids": position_ids,
+            "position_embeddings": self.inner.rotary_emb(hidden, position_ids=position_ids),
+        }
+
+    def skips_work(self, policy: str) -> bool:
+        self.check_policy(policy)
+        return True  # copy reads the last executed layer's K/V; partial projects K/V only
+
+    def fill_exited(self, policy: str, cache: StaticKV, groups: list[tuple[int, Tensor]], hidden: Tensor,
+                    inputs: dict[str, Any]) -> None:
+        if not groups:
+            return
+        layers = cache.keys.shape[0]
+        if policy == "copy":  # every skipped layer gets the last executed layer's K/V at this position
+            for executed, rows in groups:
+                cache.write_slot(slice(executed, layers), rows, *cache.slot_kv(executed - 1, rows))
+            return
+        self.check_policy(policy)
+        cos, sin = inputs["position_embeddings"]
+        for index in range(min(executed for executed, _ in groups), layers):
+            rows = torch.cat([r for executed, r in groups if executed <= index])
+            keys, values = self.partial_kv(index, hidden.index_select(0, rows), cos.index_select(0, rows),
+                                           sin.index_select(0, rows))
+            cache.write_slot(slice(index, index + 1), rows, keys[:, :, 0], values[:, :, 0])
 
     @staticmethod
     def last_kv(cache: Cache, index: int) -> tuple[Tensor, Tensor]:
@@ -238,26 +284,35 @@ class Mamba2Stack(LayerStack):
         elif policy != "skip":  # skip: conv and SSM states of skipped layers stay as they were
             self.check_policy(policy)
 
-    def run_masked(
-        self, policy: str, index: int, hidden: Tensor, exited: Tensor, cache: Cache, inputs: dict[str, Any]
-    ) -> Tensor:
-        # partial: the block's mixer stepped the exited rows' states on their exited state, as
-        # `partial_step` does (the block's output for them is discarded).
-        if policy == "partial":
-            return self.layer(index, hidden, cache, inputs)
+    def static_cache(self, cache: Cache, layers: int, capacity: int, mask: Tensor, starts: list[int],
+                     holes: list[bool]) -> RecurrentStates:
+        return RecurrentStates.from_cache(cache, layers).clone()
+
+    def decode_inputs(self, hidden: Tensor, cache: RecurrentStates, positions: Tensor) -> dict[str, Any]:
+        return {}  # no positions; a one-token step reads no mask
+
+    def skips_work(self, policy: str) -> bool:
         self.check_policy(policy)
-        layer = cache.layers[index]
-        conv, ssm = layer.conv_states[0].clone(), layer.recurrent_states[0].clone()
-        out = self.layer(index, hidden, cache, inputs)
-        layer.conv_states[0].copy_(torch.where(exited.view(-1, 1, 1), conv, layer.conv_states[0]))
-        layer.recurrent_states[0].copy_(torch.where(exited.view(-1, 1, 1, 1), ssm, layer.recurrent_states[0]))
-        return out
+        return policy == "skip"  # partial steps the skipped layers' mixers on the exited state: all the block's work
+
+    def fill_exited(self, policy: str, cache: RecurrentStates, groups: list[tuple[int, Tensor]], hidden: Tensor,
+                    inputs: dict[str, Any]) -> None:
+        self.check_policy(policy)  # skip: the skipped layers' states stay as they were
 
     def partial_step(self, index: int, hidden: Tensor, cache: Cache) -> Tensor:
         """Run layer `index`'s mixer on `hidden` to advance its conv and SSM states. The engine
         discards the output; it is returned for the FLOPs count of this work."""
         block = self.layers[index]
         return block.mixer(block.norm(hidden.to(block.norm.weight.dtype)), cache=cache)
+
+
+def _select(value: Any, rows: Tensor) -> Any:
+    """Rows of a per-row input: a tensor (B, ...), a tuple of them, or None."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(_select(v, rows) for v in value)
+    return value.index_select(0, rows)
 
 
 def layer_stack(model: PreTrainedModel) -> LayerStack:

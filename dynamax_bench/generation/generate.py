@@ -2,8 +2,10 @@
 policy, decoded together) -> one JSONL of generations per method.
 
 The file's first line is its header: the decode spec and task spec it was made with, the exit
-positions they resolved to and, for a batched run, its agreement with batch 1 (engine/correctness.py); every further line is one sample (id, prompt, prompt_tokens, output,
-token_ids, layers_executed, stop_reason).
+positions they resolved to, the digests of the weights it was decoded with (`artefacts`: backbone,
+and the classifiers with the oracle store they were distilled from) and, for a batched run, its
+agreement with batch 1 (engine/correctness.py); every further line is one sample (id, prompt,
+prompt_tokens, output, token_ids, layers_executed, stop_reason).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dynamax_bench.files import read_jsonl, write_jsonl
+from dynamax_bench.artefacts import artefact, safetensors_digest, weights_digest
+from dynamax_bench.files import read_json, read_jsonl, write_jsonl
 from dynamax_bench.generation.tasks import load_samples
 from dynamax_bench.spec import DecodeSpec, TaskSpec
 
@@ -40,6 +43,21 @@ def trace_record(prompt: str, generation: Generation) -> dict[str, Any]:
     if hasattr(generation, "drafted"):  # engine/speculative.py's SpeculativeGeneration
         record["speculation"] = {"drafted": generation.drafted, "accepted": generation.accepted}
     return record
+
+
+def classifier_artefacts(spec: DecodeSpec, classifiers: str | Path | None) -> dict[str, dict[str, str]]:
+    """The trained classifiers a spec decodes with and the oracle store they were distilled from
+    (its digest, recorded by the distill rule in the checkpoint's JSON); none for other methods."""
+    from dynamax_bench.classifiers.checkpoints import checkpoint_paths
+    from dynamax_bench.classifiers.registry import exit_method
+
+    kind = spec.method.exit_kind
+    if kind is None or not exit_method(kind).trained or classifiers is None:
+        return {}
+    weights, meta = checkpoint_paths(classifiers, exit_method(kind).checkpoint)
+    found = {"classifier": artefact(f"{spec.backbone}/{kind}", safetensors_digest(weights))}
+    oracle = read_json(meta).get("oracle")
+    return {**found, "oracle": oracle} if oracle else found
 
 
 def write_generations(path: str | Path, header: dict[str, Any], records: list[dict]) -> None:
@@ -96,9 +114,11 @@ def generate_cells(
     log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens, batch %d", decoded_specs[0].backbone,
              task.name, ", ".join(spec.method.name for spec in decoded_specs), len(samples), decoders[0].exit_positions,
              decoded_specs[0].max_new_tokens, decoded_specs[0].batch_size)
+    backbone = artefact(decoded_specs[0].backbone, weights_digest(backbone_dir))
     decoded = decode_each(decoders, [s.prompt for s in samples], task.stop_strings)
     for spec, decoder, out_path, (generations, agreement) in zip(decoded_specs, decoders, out_paths, decoded):
         header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_positions": decoder.exit_positions,
+                  "artefacts": {"backbone": backbone, **classifier_artefacts(spec, classifiers)},
                   "agreement": None if agreement is None else agreement.as_dict()}
         write_generations(out_path, header,
                           [{"id": s.id, **trace_record(s.prompt, g)} for s, g in zip(samples, generations)])

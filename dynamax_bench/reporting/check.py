@@ -1,10 +1,19 @@
-"""Regression check: compare a run's cells with `reference/<profile>.json` within their tolerances.
+"""Regression check: compare a run's cells with `reference/<profile>.json`, each field by the rule its
+inputs allow, and name that rule in the report.
 
 Every field the reference holds is checked; a run cell or field the reference does not hold is
 listed as unchecked, never failed (a reference may be partial, e.g. reference/paper_reported.json).
-The generated tokens are gated by their hash on the reference's platform; where a cell's tokens
-equal the reference's, every number of it must too; otherwise numbers must stay within the
-intervals derived from the sample count (dynamax_bench/reporting/tolerances.py).
+The rules, strictest first (docs/regression-gate.md):
+
+- hash: the generated tokens and exit layers must hash as the reference's, on the reference's
+  platform, while the artefacts the cell is made from (backbone and classifier weights, task
+  samples: dynamax_bench/artefacts.py) are the reference's;
+- same inputs: a number whose inputs (its cell's tokens, exits, task samples, the full model's tokens)
+  equal the reference's must equal it, on every platform and whatever was rebuilt upstream;
+- interval: otherwise a number must stay within the interval derived from the sample count
+  (dynamax_bench/reporting/tolerances.py); plain numbers of older references take the profile's
+  pattern rules. A rebuilt artefact is named once, with the number of cells it reaches: only its
+  cells' hashes go ungated, and only the numbers whose inputs moved leave the exact rule.
 
     python -m dynamax_bench.reporting.check results/ci reference/ci.json            # check
     python -m dynamax_bench.reporting.check results/ci reference/ci.json --regenerate --reason "..."
@@ -20,14 +29,18 @@ import fnmatch
 import logging
 import math
 import sys
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynamax_bench.files import atomic_path, read_json, write_json
 from dynamax_bench.reporting.reference import (
+    ARTEFACTS,
+    EXITS_FIELD,
     HASH_FIELD,
     ReferenceError,
     build_reference,
+    exits_hash,
     load_reference,
     numeric_fields,
     platform_of,
@@ -36,15 +49,39 @@ from dynamax_bench.reporting.reference import (
     token_hash,
 )
 
-SAME_TOKENS_TOL = 1e-9
+SAME_INPUTS_TOL = 1e-9
+GATED_HASHES = (HASH_FIELD, EXITS_FIELD)
+# Artefacts a cell's generations are made from: one that differs lets its cells' hashes differ. The
+# oracle store is upstream of the classifier weights: it explains a rebuilt classifier, never more.
+DIRECT_ROLES = ("backbone", "classifier", "task")
+WHAT_DIFFERS = {"backbone": "weights", "classifier": "weights", "oracle": "hidden states and labels",
+                "task": "samples"}
+# What each field is computed from (first matching pattern): it is held exact while these equal the reference's.
+FIELD_INPUTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("metrics.*", ("tokens", "task")),
+    ("consistency.*", ("tokens", "full tokens")),
+    ("degeneration.*", ("tokens",)),
+    ("n_tokens", ("tokens",)),
+    ("n_samples", ("tokens",)),
+    ("layers.*", ("tokens", "exits")),
+    ("flops.*", ("tokens", "exits", "task")),
+    ("*", ("tokens", "full tokens", "exits", "task")),
+)
+
+# The rule that judged a field (the report's `rule` column).
+HASH, SAME_INPUTS, INTERVAL, PATTERN, NOT_GATED, ARTEFACT, PRESENCE = (
+    "hash", "same inputs", "interval", "pattern", "not gated", "artefact", "presence")
+EXACT_RULES = (HASH, SAME_INPUTS)
 
 
 @dataclass(frozen=True)
 class RunCell:
-    """What a check reads of one cell: its numbers, its token hash, and the platform that made it."""
+    """What a check reads of one cell: its numbers and generation hashes, the platform that made it,
+    and the artefacts it was made from (role -> {name, sha256})."""
 
     fields: dict[str, float | str]
     platform: dict[str, str] = field(default_factory=dict)
+    artefacts: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,16 +90,31 @@ class Comparison:
     path: str
     value: float | str | None
     reference: float | str | None
-    tolerance: str
-    status: str  # pass | FAIL | unchecked
+    rule: str  # which rule judged the field (HASH, SAME_INPUTS, INTERVAL, ...)
+    tolerance: str  # what the rule allowed, and why this rule
+    status: str  # pass | FAIL | unchecked | rebuilt
 
     @property
     def passed(self) -> bool:
         return self.status != "FAIL"
 
 
+@dataclass(frozen=True)
+class CellInputs:
+    """Which inputs of a cell's numbers equal the reference's (None: the reference records none to
+    compare with), and which artefacts the cell was made from differ from the reference's."""
+
+    equal: dict[str, bool | None]
+    rebuilt: tuple[str, ...] = ()  # e.g. ("mamba2 backbone",): direct artefacts whose digest differs
+
+    def moved(self, names: tuple[str, ...]) -> list[str]:
+        """Why `names` do not all hold exactly: each input that differs or that the reference lacks."""
+        return [f"{name} differ" if self.equal[name] is False else f"{name} not in the reference"
+                for name in names if not self.equal[name]]
+
+
 def read_cells(results_dir: str | Path) -> dict[str, RunCell]:
-    """Every cell of a run, with the hash of its generations file where there is one."""
+    """Every cell of a run, with the hashes of its generations file where there is one."""
     results_dir = Path(results_dir)
     cells = {}
     for key, path in run_cells(results_dir).items():
@@ -72,8 +124,10 @@ def read_cells(results_dir: str | Path) -> dict[str, RunCell]:
         if generations.exists():
             from dynamax_bench.generation.generate import read_generations
 
-            fields[HASH_FIELD] = token_hash(read_generations(generations)[1])
-        cells[key] = RunCell(fields, platform_of(cell) if "spec" in cell and "provenance" in cell else {})
+            records = read_generations(generations)[1]
+            fields[HASH_FIELD], fields[EXITS_FIELD] = token_hash(records), exits_hash(records)
+        cells[key] = RunCell(fields, platform_of(cell) if "spec" in cell and "provenance" in cell else {},
+                             cell.get(ARTEFACTS) or {})
     return cells
 
 
@@ -106,48 +160,118 @@ def _platform_text(platform: dict) -> str:
     return "/".join(str(platform.get(k, "?")) for k in ("device", "dtype", "torch"))
 
 
-def compare_field(cell: str, path: str, expected, value, rules: list[dict], same_tokens: bool) -> Comparison:
-    """One reference field against the run's value."""
+def inputs_of(path: str) -> tuple[str, ...]:
+    return next(inputs for pattern, inputs in FIELD_INPUTS if fnmatch.fnmatchcase(path, pattern))
+
+
+def artefact_label(role: str, record: dict[str, str]) -> str:
+    return {"backbone": f"{record['name']} backbone", "classifier": f"{record['name']} classifiers",
+            "oracle": f"{record['name']} oracle store", "task": f"{record['name']} task data"}[role]
+
+
+def rebuilt_artefacts(expected: dict, run: RunCell, roles: tuple[str, ...] = DIRECT_ROLES) -> list[tuple[str, dict]]:
+    """(role, run record) of the artefacts whose digest the reference cell holds and the run's differs from."""
+    return [(role, run.artefacts[role]) for role in roles
+            if f"{ARTEFACTS}.{role}" in expected and role in run.artefacts
+            and run.artefacts[role]["sha256"] != expected[f"{ARTEFACTS}.{role}"]]
+
+
+def cell_inputs(cell: str, cells: dict[str, RunCell], reference: dict) -> CellInputs:
+    """Compare a cell's inputs with the reference's. An input the reference does not record counts as
+    equal where the others allow it (strict: a check is loosened only on evidence that an input moved)."""
+    expected, run = reference["cells"][cell], cells[cell]
+
+    def same_hash(key: str, path: str) -> bool | None:
+        wanted = reference["cells"].get(key, {}).get(path)
+        return None if wanted is None else key in cells and cells[key].fields.get(path) == wanted
+
+    rebuilt = tuple(artefact_label(role, record) for role, record in rebuilt_artefacts(expected, run))
+    tokens = same_hash(cell, HASH_FIELD)
+    # a reference without exit hashes: the exits are the reference's where the tokens and artefacts are
+    exits = same_hash(cell, EXITS_FIELD) if EXITS_FIELD in expected else tokens and not rebuilt
+    task = not rebuilt_artefacts(expected, run, ("task",))
+    full = cell.rsplit("/", 1)[0] + "/full"
+    return CellInputs({"tokens": tokens, "full tokens": same_hash(full, HASH_FIELD), "exits": exits, "task": task},
+                      rebuilt)
+
+
+def compare_field(cell: str, path: str, expected, value, rules: list[dict], inputs: CellInputs | None) -> Comparison:
+    """One reference number against the run's value; `inputs` None for fields with no such inputs (latency)."""
     reference = expected["value"] if isinstance(expected, dict) else expected
     if value is None:
-        return Comparison(cell, path, None, reference, "-", "FAIL")
-    if same_tokens:
-        ok = math.isclose(value, reference, rel_tol=SAME_TOKENS_TOL, abs_tol=SAME_TOKENS_TOL)
-        return Comparison(cell, path, value, reference, "same tokens: exact", status(ok))
+        return Comparison(cell, path, None, reference, PRESENCE, "in the reference, not in the run's cell", "FAIL")
+    needed = inputs_of(path)
+    if inputs is not None and not inputs.moved(needed):
+        ok = math.isclose(value, reference, rel_tol=SAME_INPUTS_TOL, abs_tol=SAME_INPUTS_TOL)
+        return Comparison(cell, path, value, reference, SAME_INPUTS,
+                          f"±{SAME_INPUTS_TOL:g} ({', '.join(needed)} as the reference's)", status(ok))
+    why = "" if inputs is None else f" ({'; '.join(inputs.moved(needed) + [f'{a} rebuilt' for a in inputs.rebuilt])})"
     if isinstance(expected, dict):
         ok = expected["low"] <= value <= expected["high"]
-        return Comparison(cell, path, value, reference,
-                          f"[{expected['low']:.4g}, {expected['high']:.4g}] {expected['rule']}", status(ok))
+        return Comparison(cell, path, value, reference, INTERVAL,
+                          f"[{expected['low']:.4g}, {expected['high']:.4g}] {expected['rule']}{why}", status(ok))
     rule = tolerance_for(path, rules)
-    return Comparison(cell, path, value, reference, describe(rule), status(within(value, reference, rule)))
+    return Comparison(cell, path, value, reference, PATTERN, f"{rule['pattern']}: {describe(rule)}{why}",
+                      status(within(value, reference, rule)))
 
 
-def tokens_match(cells: dict[str, RunCell], reference: dict, cell: str) -> bool:
-    expected = reference["cells"].get(cell, {}).get(HASH_FIELD)
-    return expected is not None and cell in cells and cells[cell].fields.get(HASH_FIELD) == expected
+def compare_hash(cell: str, path: str, wanted: str, run: RunCell, reference: dict, check_tokens: bool,
+                 inputs: CellInputs) -> Comparison:
+    """A generation hash: exact on the reference's platform, unless an artefact the cell is made from was rebuilt."""
+    value = run.fields.get(path)
+    platform = reference.get("platform")
+    if not check_tokens:
+        return Comparison(cell, path, value, wanted, NOT_GATED, "--no-tokens", "unchecked")
+    if platform is None or run.platform != platform or platform.get("device") != "cpu":
+        return Comparison(cell, path, value, wanted, NOT_GATED,
+                          f"gated on the reference's platform ({_platform_text(platform or {})}), this run is "
+                          f"{_platform_text(run.platform)}", "unchecked")
+    if value != wanted and inputs.rebuilt:
+        return Comparison(cell, path, value, wanted, NOT_GATED, f"{', '.join(inputs.rebuilt)} rebuilt", "unchecked")
+    return Comparison(cell, path, value, wanted, HASH, f"exact on {_platform_text(platform)}", status(value == wanted))
 
 
 def compare_cell(cell: str, expected: dict, run: RunCell, reference: dict, check_tokens: bool,
-                 same_tokens: bool) -> list[Comparison]:
-    """same_tokens: this cell's tokens and its full model's (consistency reads both) are the reference's."""
+                 inputs: CellInputs) -> list[Comparison]:
+    """Every field of one reference cell but its artefact digests (compare_artefacts reports those once)."""
     rows = []
-    run_hash = run.fields.get(HASH_FIELD)
-    platform = reference.get("platform")
     for path, wanted in sorted(expected.items()):
-        if path == HASH_FIELD:
-            if not check_tokens:
-                rows.append(Comparison(cell, path, run_hash, wanted, "not gated (--no-tokens)", "unchecked"))
-            elif platform is None or run.platform != platform or platform.get("device") != "cpu":
-                rows.append(Comparison(cell, path, run_hash, wanted,
-                                       f"not gated: tokens are gated on the reference's platform "
-                                       f"({_platform_text(platform or {})}), this run is {_platform_text(run.platform)}",
-                                       "unchecked"))
-            else:
-                rows.append(Comparison(cell, path, run_hash, wanted, f"exact on {_platform_text(platform)}",
-                                       status(run_hash == wanted)))
+        if path.startswith(f"{ARTEFACTS}."):
             continue
-        rows.append(compare_field(cell, path, wanted, run.fields.get(path), reference["tolerances"], same_tokens))
+        if path in GATED_HASHES:
+            rows.append(compare_hash(cell, path, wanted, run, reference, check_tokens, inputs))
+        else:
+            rows.append(compare_field(cell, path, wanted, run.fields.get(path), reference["tolerances"], inputs))
     return rows
+
+
+def compare_artefacts(cells: dict[str, RunCell], reference: dict, rows: list[Comparison]) -> list[Comparison]:
+    """One row per artefact the reference records a digest of: `pass` where the run's is the same,
+    `rebuilt` where it differs, with the cells it reaches and how many of them the hash rule left."""
+    reached: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
+    for cell, expected in reference["cells"].items():
+        if cell not in cells:
+            continue
+        for role, record in cells[cell].artefacts.items():
+            wanted = expected.get(f"{ARTEFACTS}.{role}")
+            if wanted is not None:
+                reached[(role, record["name"], record["sha256"], wanted)].append(cell)
+    ungated = {row.cell for row in rows if row.rule == NOT_GATED and "rebuilt" in row.tolerance}
+    out = []
+    for (role, name, digest, wanted), keys in sorted(reached.items()):
+        label = artefact_label(role, {"name": name})
+        if digest == wanted:
+            out.append(Comparison(f"({label})", f"{ARTEFACTS}.{role}", digest, wanted, ARTEFACT,
+                                  f"{len(keys)} cells made from it", "pass"))
+            continue
+        moved = sum(key in ungated for key in keys)
+        note = (f"{WHAT_DIFFERS[role]} differ from the reference's; of its {len(keys)} cells, {moved} decoded "
+                "otherwise (hashes not gated; numbers whose inputs moved judged by statistical tolerances) and "
+                f"{len(keys) - moved} as the reference (held exact)"
+                if role in DIRECT_ROLES else
+                f"{WHAT_DIFFERS[role]} differ from the reference's (upstream of the classifiers of its {len(keys)} cells)")
+        out.append(Comparison(f"({label})", f"{ARTEFACTS}.{role}", digest, wanted, ARTEFACT, note, "rebuilt"))
+    return out
 
 
 def compare(cells: dict[str, RunCell], reference: dict, latency: dict | None = None,
@@ -156,21 +280,21 @@ def compare(cells: dict[str, RunCell], reference: dict, latency: dict | None = N
     rows: list[Comparison] = []
     for cell, expected in sorted(reference["cells"].items()):
         if cell not in cells:
-            rows.append(Comparison(cell, "(cell)", None, None, "in the reference, not in the run", "FAIL"))
+            rows.append(Comparison(cell, "(cell)", None, None, PRESENCE, "in the reference, not in the run", "FAIL"))
             continue
-        full = cell.rsplit("/", 1)[0] + "/full"
-        same_tokens = tokens_match(cells, reference, cell) and tokens_match(cells, reference, full)
-        rows.extend(compare_cell(cell, expected, cells[cell], reference, check_tokens, same_tokens))
+        rows.extend(compare_cell(cell, expected, cells[cell], reference, check_tokens,
+                                 cell_inputs(cell, cells, reference)))
+    rows.extend(compare_artefacts(cells, reference, rows))
     for cell in sorted(set(cells) - set(reference["cells"])):
-        rows.append(Comparison(cell, "(cell)", None, None, "not in the reference", "unchecked"))
+        rows.append(Comparison(cell, "(cell)", None, None, PRESENCE, "not in the reference", "unchecked"))
     expected_latency = reference.get("latency") or {}
     if not expected_latency:
-        rows.append(Comparison("latency", "(all)", None, None,
-                               "not gated: the reference holds no latency values", "unchecked"))
+        rows.append(Comparison("latency", "(all)", None, None, NOT_GATED,
+                               "the reference holds no latency values", "unchecked"))
     for key, fields in sorted(expected_latency.items()):
         measured = (latency or {}).get(key, {})
         for path, wanted in sorted(fields.items()):
-            rows.append(compare_field(f"latency/{key}", path, wanted, measured.get(path), reference["tolerances"], False))
+            rows.append(compare_field(f"latency/{key}", path, wanted, measured.get(path), reference["tolerances"], None))
     return rows
 
 
@@ -180,23 +304,54 @@ def unchecked_fields(cells: dict[str, RunCell], reference: dict) -> list[str]:
                    for path in cells[cell].fields if path not in expected})
 
 
-def format_table(rows: list[Comparison], unchecked: list[str] | None = None) -> str:
+def notes(cells: dict[str, RunCell], reference: dict) -> list[str]:
+    """What the check could not know, said once: artefacts the reference or the run does not record."""
+    checked = [cell for cell in reference["cells"] if cell in cells]
+    recorded = [cell for cell in checked if any(p.startswith(f"{ARTEFACTS}.") for p in reference["cells"][cell])]
+    out = []
+    if checked and not recorded:
+        out.append("the reference records no artefact digests (written before they were): every artefact is taken "
+                   "as the reference's, so hashes are gated exactly; regenerate it to record them")
+    unrecorded = [cell for cell in recorded if not cells[cell].artefacts]
+    if unrecorded:
+        out.append(f"{len(unrecorded)} cells of the run record no artefact digests (scored before they were): their "
+                   "artefacts are taken as the reference's; rerun their score jobs to record them")
+    return out
+
+
+def counts(rows: list[Comparison]) -> dict[str, int]:
+    """Fields by outcome: exact (hash or same inputs), within a tolerance (interval or pattern), failed,
+    unchecked, and artefacts rebuilt."""
+    return {
+        "exact": sum(r.status == "pass" and r.rule in EXACT_RULES for r in rows),
+        "tolerance": sum(r.status == "pass" and r.rule in (INTERVAL, PATTERN) for r in rows),
+        "failed": sum(r.status == "FAIL" for r in rows),
+        "unchecked": sum(r.status == "unchecked" for r in rows),
+        "rebuilt": sum(r.status == "rebuilt" for r in rows),
+    }
+
+
+def format_table(rows: list[Comparison], unchecked: list[str] | None = None, said: list[str] | None = None) -> str:
     def shown(x: float | str | None, result: str) -> str:
         if x is None:
             return "missing" if result == "FAIL" else "-"
         return x if isinstance(x, str) else f"{x:.6g}"
 
-    header = ("cell", "field", "value", "reference", "tolerance", "result")
-    body = [(r.cell, r.path, shown(r.value, r.status), shown(r.reference, r.status), r.tolerance, r.status)
+    header = ("cell", "field", "value", "reference", "rule", "tolerance", "result")
+    body = [(r.cell, r.path, shown(r.value, r.status), shown(r.reference, r.status), r.rule, r.tolerance, r.status)
             for r in rows]
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in [header, *body]]
-    checked = [r for r in rows if r.status != "unchecked"]
-    failed = sum(r.status == "FAIL" for r in rows)
     if unchecked:
         lines.append(f"unchecked fields (not in the reference): {', '.join(unchecked)}")
-    lines.append(f"check: {len(checked) - failed} of {len(checked)} fields within tolerance, {failed} outside, "
-                 f"{len(rows) - len(checked)} unchecked")
+    for row in rows:
+        if row.status == "rebuilt":
+            lines.append(f"{row.cell.strip('()')} rebuilt: {row.tolerance}")
+    lines.extend(said or [])
+    n = counts(rows)
+    checked = n["exact"] + n["tolerance"] + n["failed"]
+    lines.append(f"check: {checked - n['failed']} of {checked} fields pass ({n['exact']} exact, {n['tolerance']} within "
+                 f"a tolerance), {n['failed']} outside, {n['unchecked']} unchecked; {n['rebuilt']} artefacts rebuilt")
     return "\n".join(lines)
 
 
@@ -205,7 +360,7 @@ def run_check(results_dir: str | Path, reference_path: str | Path, check_tokens:
     reference = load_reference(reference_path)
     cells = read_cells(results_dir)
     rows = compare(cells, reference, read_latency(results_dir), check_tokens)
-    return rows, format_table(rows, unchecked_fields(cells, reference))
+    return rows, format_table(rows, unchecked_fields(cells, reference), notes(cells, reference))
 
 
 def check_run(results_dir: str | Path, reference_path: str | Path, report_path: str | Path) -> bool:
@@ -229,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-latency", action="store_true",
                         help="with --regenerate: also record the run's latency medians (machine-specific)")
     parser.add_argument("--no-tokens", action="store_true",
-                        help="do not gate the token hashes (another CPU's kernels may round differently); "
-                             "quality is still gated by the derived intervals")
+                        help="do not gate the token and exit hashes (another CPU's kernels may round differently); "
+                             "numbers are still held exact where their tokens are the reference's")
     parser.add_argument("--report", help="also write the comparison table to this file")
     args = parser.parse_args(argv)
     if args.regenerate and not args.reason:

@@ -324,6 +324,7 @@ class Outcome:
     groups: int | None
     verdict: str
     reason: str
+    ceiling: float | None = None  # the oracle's decode savings on this backbone and task, where D is savings
 
     @property
     def decided(self) -> bool:
@@ -412,9 +413,21 @@ def holm(prepared: list[Prepared], alpha: float) -> dict[int, float]:
     return levels
 
 
+def oracle_ceilings(cells: list[dict]) -> dict[tuple[str, str], float]:
+    """(backbone, task) -> the oracle's decode savings (every token at the first exit that agrees with
+    full): what no exit rule at consistency 1 can beat, shown beside each savings comparison."""
+    out = {}
+    for cell in cells:
+        estimate = cell.get("intervals", {}).get("estimates", {}).get(SAVINGS)
+        if method_of(cell).kind == "oracle" and estimate:
+            out[(cell["backbone"], cell["task"])] = estimate["value"]
+    return out
+
+
 def scorecard(cells: list[dict], evidence: Evidence, extra: list[Comparison] = ()) -> list[Outcome]:
     """Every comparison of every claim, decided together (one Holm family)."""
     competent = competence(cells, evidence)
+    ceilings = oracle_ceilings(cells)
     comparisons = (mamba_comparisons(cells) + pruning_comparisons(cells, evidence.margins["decode_savings"])
                    + copy_comparisons(cells) + repetition_comparisons(cells) + prompt_state_comparisons(cells)
                    + list(extra))
@@ -435,7 +448,8 @@ def scorecard(cells: list[dict], evidence: Evidence, extra: list[Comparison] = (
         outcomes.append(Outcome(
             claim.key, comp.backbone, comp.task, comp.where, comp.a_label, p.a, comp.b_label, p.b, diff, lo, hi,
             margin, p.p if p.draws is not None else None, 1.0 - levels[i] if i in levels else None, p.n, p.groups,
-            p.verdict, p.reason))
+            p.verdict, p.reason,
+            ceilings.get((comp.backbone, comp.task)) if claim.margin == "decode_savings" else None))
     return outcomes
 
 

@@ -4,8 +4,11 @@ A field's expected value is one of
 - a number: checked by the first matching pattern rule of `tolerances` (absolute, relative, exact);
 - an interval {value, low, high, rule}: derived from the run's per-sample values
   (dynamax_bench/reporting/tolerances.py says how, and `rule` names the derivation);
-- a string: the hash of the generated token ids (`generations.token_sha256`), exact on the
-  platform the reference was made on (`platform`: device, dtype, torch).
+- a string: the hash of the generated token ids (`generations.token_sha256`) or of the per-token
+  exit layers (`generations.exit_sha256`), exact on the platform the reference was made on
+  (`platform`: device, dtype, torch) while the cell's artefacts are the reference's; or the digest
+  of an artefact the cell was made from (`artefacts.<role>`: backbone, classifier, oracle, task),
+  which says whether the run's artefact is the reference's (dynamax_bench/artefacts.py).
 A reference may hold any subset of a run's cells and fields: what it does not hold is unchecked.
 """
 
@@ -29,6 +32,8 @@ from dynamax_bench.reporting import tolerances
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "reference.schema.yaml"
 HASH_FIELD = "generations.token_sha256"
+EXITS_FIELD = "generations.exit_sha256"
+ARTEFACTS = "artefacts"  # a cell's `artefacts` record, and the prefix of its digests in a reference cell
 DEFAULT_TOLERANCES = [
     {"pattern": "metrics.*", "kind": "absolute", "tol": 0.02},
     {"pattern": "consistency.*", "kind": "absolute", "tol": 0.02},
@@ -38,10 +43,18 @@ DEFAULT_TOLERANCES = [
 ]
 # Where each kind of tolerance comes from, written into every regenerated reference.
 DERIVATION = {
-    "tokens": f"{HASH_FIELD}: sha256 of every sample's id and generated token ids; exact on the reference's "
-              "platform (device, dtype, torch version), where greedy decoding is deterministic; unchecked elsewhere",
-    "same_tokens": "where a cell's tokens equal the reference's, every number of the cell must equal it (±1e-9): "
-                   "scores, layers and FLOPs are functions of the tokens, so any difference is a scoring regression",
+    "tokens": f"{HASH_FIELD}: sha256 of every sample's id and generated token ids, and {EXITS_FIELD}: of every "
+              "sample's id and per-token exit layers; exact on the reference's platform (device, dtype, torch "
+              "version), where greedy decoding is deterministic, unless an artefact the cell is made from was "
+              "rebuilt; not gated elsewhere",
+    "artefacts": f"{ARTEFACTS}.<role>: digest of the backbone weights, classifier weights, the oracle store they "
+                 "were distilled from and the task's samples the cell was made from; one that differs from the "
+                 "reference's (a backbone trained on another processor) is named once, and its cells' hashes "
+                 "are not gated",
+    "same_inputs": "a number whose inputs equal the reference's must equal it (±1e-9): task metrics read the "
+                   "tokens and the task's samples, consistency the tokens and the full model's, degeneration "
+                   "the tokens, layers the tokens and exits, FLOPs the tokens, exits and prompts; any "
+                   "difference is a scoring or accounting regression",
     "proportion": "per-sample values all 0 or 1 (EM, *_acc, output_match, loop_rate): the Wilson score 95% interval "
                   "of the reference proportion at its n",
     "average": "other averages (F1, BLEU and ROUGE on 0-100, prefix agreement, mean exit layer, savings): the 95% "
@@ -116,6 +129,17 @@ def token_hash(records: list[dict]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def exits_hash(records: list[dict]) -> str:
+    """sha256 (first 16 hex digits) of every sample's id and per-token executed layers, in order."""
+    canonical = json.dumps([[r["id"], r["layers_executed"]] for r in records], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def artefact_digests(cell: dict) -> dict[str, str]:
+    """`artefacts.<role>` -> digest of each artefact a cell records (none for a cell scored before they were)."""
+    return {f"{ARTEFACTS}.{role}": record["sha256"] for role, record in (cell.get(ARTEFACTS) or {}).items()}
+
+
 def platform_of(cell: dict) -> dict[str, str]:
     """Where a cell's tokens were made: what greedy decoding's bits depend on."""
     return {"device": cell["spec"]["device"], "dtype": cell["spec"]["dtype"],
@@ -143,7 +167,8 @@ def derived_fields(results_dir: Path, key: str, cell: dict) -> dict[str, Any]:
     def field(value: float, values: list, bounds: tuple[float, float] | None = None, statistic=None) -> dict:
         return {"value": value, **tolerances.interval(value, values, bounds, statistic)}
 
-    fields: dict[str, Any] = {HASH_FIELD: token_hash(records), "n_samples": cell["n_samples"],
+    fields: dict[str, Any] = {HASH_FIELD: token_hash(records), EXITS_FIELD: exits_hash(records),
+                              **artefact_digests(cell), "n_samples": cell["n_samples"],
                               "n_tokens": {"value": cell["n_tokens"], **tolerances.length_window(cell["n_tokens"])},
                               "flops.per_token_full": cell["flops"]["per_token_full"]}
     for name, value in cell["metrics"].items():
@@ -156,7 +181,7 @@ def derived_fields(results_dir: Path, key: str, cell: dict) -> dict[str, Any]:
         statistic=tolerances.ratio)
     fields["flops.savings"] = field(  # each sample's executed and full FLOPs, prompt included
         cell["flops"]["savings"], list(zip(samples["flops.executed"], samples["flops.full"])),
-        statistic=lambda rows: 1.0 - tolerances.ratio(rows))
+        statistic=tolerances.saving)
     return fields
 
 

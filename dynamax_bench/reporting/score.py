@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynamax_bench.artefacts import artefact, samples_digest
 from dynamax_bench.costs.ledger import cell_flops
 from dynamax_bench.costs.speculation import speculation_summary
 from dynamax_bench.files import read_json, write_json
@@ -190,6 +191,9 @@ def score_cell(
         # a batched run's agreement with batch 1 (rows and tokens the batch changed, the near ties
         # that explain them; its generations are the batch-1 ones), None on the reference path
         "agreement": header.get("agreement"),
+        # what the cell is made from (the generations' weights and the task's samples): the regression
+        # gate holds a cell to the reference's exact tokens only where these are the reference's
+        "artefacts": {**header.get("artefacts", {}), "task": artefact(task_spec.name, samples_digest(samples))},
         "n_samples": len(records),
         "n_tokens": len(exits),
         "provenance": provenance(profile, {"decode_spec": spec.to_dict(), "task_spec": task_spec.to_dict(),

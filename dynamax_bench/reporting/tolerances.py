@@ -5,9 +5,10 @@ noise when its tokens legitimately differ (another device, another BLAS). The in
 stay in is the 95% interval of that estimate:
 
 - a proportion (every per-sample value is 0 or 1: EM, TruthfulQA's *_acc, identical-output rate,
-  loop rate): the Wilson score interval at n (never zero-width, also at 0 or 1);
+  loop rate): the Wilson score interval at n (scipy.stats.binomtest; never zero-width, also at 0 or 1);
 - a bounded average (F1, BLEU and ROUGE on their 0-100 scale, prefix agreement, mean exit layer,
-  savings): a seeded percentile bootstrap over the samples; where every sample has the same value
+  savings): a seeded percentile bootstrap over the samples (scipy.stats.bootstrap, per-token means
+  resampling each sample's numerator and denominator together); where every sample has the same value
   the bootstrap has no width, and the Wilson interval of the value rescaled to [0, 1] stands in (a
   variable bounded in [lo, hi] has at most the variance of a Bernoulli with the same mean);
 - output length: tokens per sample within 90-110% of the reference (MLPerf Inference's rule for its
@@ -16,51 +17,64 @@ stay in is the 95% interval of that estimate:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import stats
 
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
+CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 LENGTH_WINDOW = 0.10
+# statistic(numerators, denominators, axis) of per-sample (numerator, denominator) rows
+RatioStatistic = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
 
-def wilson(p: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion p observed on n samples."""
+def wilson(p: float, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion p observed on n samples (scipy.stats.binomtest).
+
+    p * n is a count where p is a proportion of 0/1 samples; elsewhere (a tied bounded average
+    rescaled to [0, 1]) it need not be, and the interval is the hull of those of the counts on
+    either side of it: never narrower than the formula's at p, wider by at most one count's step.
+    """
     if n <= 0:
         raise ValueError("a Wilson interval needs at least one sample")
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    # At p = 0 (or 1) the bound is exactly 0 (or 1); computed, it lands a rounding error inside.
-    low = 0.0 if p <= 0.0 else max(0.0, centre - half)
-    high = 1.0 if p >= 1.0 else min(1.0, centre + half)
-    return low, high
+    count = p * n
+    nearest = round(count)
+    counts = {nearest} if abs(count - nearest) <= 1e-9 * n else {int(np.floor(count)), int(np.ceil(count))}
+    bounds = [stats.binomtest(k, n).proportion_ci(confidence_level=CONFIDENCE, method="wilson") for k in sorted(counts)]
+    return float(bounds[0].low), float(bounds[-1].high)
 
 
-def bootstrap(
-    samples: Sequence[float] | Sequence[tuple[float, float]],
-    statistic: Callable[[np.ndarray], float] | None = None,
-) -> tuple[float, float]:
-    """95% percentile bootstrap interval of a statistic over samples (seeded: same data, same interval).
+def bootstrap(samples: Sequence[float] | Sequence[tuple[float, float]],
+              statistic: RatioStatistic | None = None) -> tuple[float, float]:
+    """95% percentile bootstrap interval (scipy.stats.bootstrap, seeded: same data, same interval).
 
-    statistic: of the resampled rows (default: the mean of a 1-D sample); a ratio such as the mean
-    exit layer per token passes (numerator, denominator) rows and its own statistic.
+    samples: per-sample values, whose mean is the statistic; or per-sample (numerator, denominator)
+    rows resampled together, with a `statistic` of both, e.g. `ratio` for a per-token mean.
     """
     data = np.asarray(samples, dtype=float)
-    stat = statistic or (lambda rows: float(rows.mean()))
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    picks = rng.integers(0, len(data), size=(BOOTSTRAP_RESAMPLES, len(data)))
-    values = np.array([stat(data[idx]) for idx in picks])
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+    if len(data) < 2:  # one sample resamples to itself
+        value = float(data.mean()) if statistic is None else float(statistic(data[:, 0], data[:, 1], -1))
+        return value, value
+    if statistic is None:
+        arrays, paired, function = (data,), False, np.mean
+    else:
+        arrays, paired, function = (data[:, 0], data[:, 1]), True, statistic
+    result = stats.bootstrap(arrays, function, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE,
+                             method="percentile", paired=paired, vectorized=True,
+                             rng=np.random.default_rng(BOOTSTRAP_SEED))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def ratio(rows: np.ndarray) -> float:
+def ratio(numerators: np.ndarray, denominators: np.ndarray, axis: int = -1) -> np.ndarray:
     """Sum of numerators over sum of denominators: a per-token mean from per-sample (sum, count) rows."""
-    return float(rows[:, 0].sum() / rows[:, 1].sum())
+    return np.sum(numerators, axis=axis) / np.sum(denominators, axis=axis)
+
+
+def saving(numerators: np.ndarray, denominators: np.ndarray, axis: int = -1) -> np.ndarray:
+    """1 - executed / full FLOPs from per-sample (executed, full) rows."""
+    return 1.0 - ratio(numerators, denominators, axis)
 
 
 def is_proportion(values: Sequence[float]) -> bool:
@@ -71,7 +85,7 @@ def interval(
     value: float,
     values: Sequence[float] | Sequence[tuple[float, float]],
     bounds: tuple[float, float] | None = None,
-    statistic: Callable[[np.ndarray], float] | None = None,
+    statistic: RatioStatistic | None = None,
 ) -> dict:
     """The derived tolerance of one field: {low, high, rule, n}.
 

@@ -34,7 +34,8 @@ rule train_backbone:
         "resources/benchmarks/train_backbone/{backbone}.tsv"
     wildcard_constraints:
         backbone="|".join(PLAN.distilled_backbones) or "(?!)",
-    threads: THREADS
+    # training runs at its own fixed thread count (source.training.threads: the weights' bits depend on it)
+    threads: lambda w: config["backbones"][w.backbone]["source"]["training"]["threads"]
     priority: CRITICAL_PATH
     resources:
         gpu=GPU,
