@@ -204,8 +204,9 @@ def test_payoff_grid_reads_the_oracles_top1_agreement(run: dict) -> None:
 def test_block_seconds_time_the_engines_own_calls(tiny_mamba2) -> None:
     costs = block_seconds(layer_stack(tiny_mamba2.model), context=12, positions=[1, 3], repeats=2)
     assert set(costs.over) == {1, 3} and costs.num_layers == tiny_mamba2.num_layers
-    assert costs.over[3] > costs.over[1] > 0  # a Mamba-2 layer verifies by recurrent steps
-    assert costs.lower == costs.over[1] and costs.step > 0 and costs.head > 0
+    # wall times on a shared machine: their order is not asserted (no timed tests), only what each block is
+    assert all(value >= 0 for value in costs.over.values()) and costs.step >= 0 and costs.head > 0
+    assert costs.lower == costs.over[1] and set(costs.head_over) == {1, 3}
 
 
 def test_dag_plans_one_batch1_job_per_spec_cell(tmp_path: Path, smoke_config: dict) -> None:

@@ -81,8 +81,10 @@ class LengthModel:
         if (self.form == "extend") != isinstance(length, tuple):
             raise ValueError(f"length model of form {self.form!r}: a length (t, m) goes with the extend form only")
         extent = sum(length) if isinstance(length, tuple) else length
-        if (length[0] < 0 or length[1] < 1) if isinstance(length, tuple) else length < 1:
-            raise ValueError(f"length model: length must be >= 1 (extend: t >= 0 cached, m >= 1 new), got {length}")
+        if isinstance(length, tuple) and (length[0] < 0 or length[1] < 1):
+            raise ValueError(f"length model: an extend length (t, m) needs t >= 0 cached and m >= 1 new, got {length}")
+        if not isinstance(length, tuple) and length < 1:
+            raise ValueError(f"length model: length must be >= 1, got {length}")
         if self.valid_below is not None and extent >= self.valid_below:
             raise ValueError(
                 f"length {extent} is past {self.valid_below}, where this block's cost changes form (a sliding "
