@@ -35,6 +35,7 @@ from dynamax_bench.spec import (
     ee_name,
     latency_spec,
     parse_method,
+    speculative_methods,
     task_spec,
 )
 
@@ -148,13 +149,19 @@ class Plan:
         """The early-exit grid of a backbone: every exit kind x its policies x every threshold."""
         return ee_methods(self.config, backbone)
 
+    def speculative_methods(self, backbone: str) -> list[str]:
+        """A backbone's self-speculative rows (`methods.speculative.<backbone>`): one generate, score and
+        latency job each; they decode at batch 1 (`spec.decode_spec`), so no grouped baseline job holds them."""
+        return speculative_methods(self.config, backbone)
+
     def methods(self, backbone: str, task: str) -> list[str]:
-        """Every method with a cell on (backbone, task), in table order: the baselines, then the
-        ee grid where the task runs it (`tasks.<task>.early_exit`)."""
+        """Every method with a cell on (backbone, task), in table order: the baselines, the
+        self-speculative rows, then the ee grid where the task runs it (`tasks.<task>.early_exit`)."""
+        lossless = self.baselines(backbone) + self.speculative_methods(backbone)
         if not self.config["tasks"][task]["early_exit"]:
-            return self.baselines(backbone)
+            return lossless
         calibrated = [m for policy in self.calibrated_policies(backbone) for m in self.calibrated_methods(backbone, policy)]
-        return self.baselines(backbone) + self.ee_methods(backbone) + calibrated
+        return lossless + self.ee_methods(backbone) + calibrated
 
     @cached_property
     def grouped_baselines(self) -> dict[str, list[str]]:
@@ -304,10 +311,11 @@ class Plan:
         return {key: self.config["latency"][key] for key in LATENCY_SETTINGS}
 
     def latency_methods(self, backbone: str) -> list[str]:
-        """`full` and the ee methods (under the backbone's first policy unless latency.policies is all)."""
+        """`full`, the self-speculative rows and the ee methods (under the backbone's first policy unless
+        latency.policies is all)."""
         first_policy = self.config["backbones"][backbone]["policies"][0]
         every_policy = self.config["latency"]["policies"] == "all"
-        return ["full"] + [m for m in self.ee_methods(backbone) if every_policy or parse_method(m).policy == first_policy]
+        return ["full", *self.speculative_methods(backbone)] + [m for m in self.ee_methods(backbone) if every_policy or parse_method(m).policy == first_policy]
 
     def latency_specs(self, backbone: str, methods: list[str]) -> list[dict[str, Any]]:
         """One latency spec per method, in output order (`spec.latency_spec`)."""

@@ -87,6 +87,19 @@ def check_depth(name: str, spec: dict, num_layers: int) -> None:
                           f"use levels below {num_layers}")
 
 
+def check_speculative(config: dict) -> None:
+    """`methods.speculative` names backbones of the profile, each draft layer below its depth where known."""
+    for name, entries in config["methods"].get("speculative", {}).items():
+        if name not in config["backbones"]:
+            raise ConfigError(f"methods.speculative.{name}: no such backbone; the profile's backbones: "
+                              f"{', '.join(backbone_names(config))}")
+        depth = known_depth(name, config["backbones"][name])
+        no_upper = [entry["exit"] for entry in entries if depth is not None and entry["exit"] >= depth]
+        if no_upper:
+            raise ConfigError(f"methods.speculative.{name}: exit {no_upper} leaves no layer to verify the draft on a "
+                              f"backbone of {depth} layers; use exits from 1 to {depth - 1}")
+
+
 def check_profile(config: dict) -> None:
     """Policies fit the family; exits and pruning fit the depth;
     corpus generators and teachers exist; classifier kinds are registered; fused Mamba-2 kernels
@@ -110,6 +123,7 @@ def check_profile(config: dict) -> None:
         depth = known_depth(name, spec)
         if depth is not None:
             check_depth(name, spec, depth)
+    check_speculative(config)
     for name, spec in config["backbones"].items():
         if spec["source"]["kind"] != "distilled":
             continue

@@ -7,11 +7,13 @@ the engine -> written whole into the generation file and the cell -> tables, cla
 costs read its fields; nothing downstream parses a method name again.
 
 A method name is parsed here and only here: `full`, `prune<N>` (the last N layers dropped),
-`oracle`, `ee-<kind>-<policy>-t<threshold>` (a threshold typed in), and the calibrated early-exit
+`oracle`, `ee-<kind>-<policy>-t<threshold>` (a threshold typed in), the calibrated early-exit
 rows, whose threshold the `calibrate` stage chooses on the calibration split:
 `ee-<kind>-<policy>-c<target>` (consistency with `full` >= target, Learn-Then-Test) and
-`ee-<kind>-<policy>-p<N>` (decode savings at least those of `prune<N>`). `METHOD_PATTERN` is the one
-regular expression of those names; the Snakefile's `{method}` wildcard uses it too.
+`ee-<kind>-<policy>-p<N>` (decode savings at least those of `prune<N>`), and `spec-e<E>-k<K>`
+(self-speculative decoding: K tokens drafted by exiting after layer E, verified by the layers above
+it). `METHOD_PATTERN` is the one regular expression of those names; the Snakefile's `{method}`
+wildcard uses it too.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from decimal import Decimal
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-METHOD_PATTERN = r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-(?:[tc]\d+(?:\.\d+)?|p\d+)"
+METHOD_PATTERN = r"full|oracle|prune\d+|ee-[a-z0-9_]+-[a-z]+-(?:[tc]\d+(?:\.\d+)?|p\d+)|spec-e\d+-k\d+"
 _METHOD = re.compile(rf"^(?:{METHOD_PATTERN})$")
 FORMS = ("'full', 'prune<N>' (e.g. prune4), 'oracle', 'ee-<kind>-<policy>-t<threshold>' (e.g. ee-mamba-copy-t0.9), "
-         "'ee-<kind>-<policy>-c<consistency target>' (e.g. ee-mamba-copy-c0.95) or 'ee-<kind>-<policy>-p<N>' "
-         "(the decode savings of prune<N>, e.g. ee-mamba-copy-p6)")
+         "'ee-<kind>-<policy>-c<consistency target>' (e.g. ee-mamba-copy-c0.95), 'ee-<kind>-<policy>-p<N>' "
+         "(the decode savings of prune<N>, e.g. ee-mamba-copy-p6) or 'spec-e<E>-k<K>' (e.g. spec-e20-k3)")
 # What a calibrated ee row's threshold is chosen for (the letter of its name).
 TARGETS = {"c": "consistency", "p": "prune"}
 
@@ -35,7 +37,7 @@ class MethodSpec:
     """One row of the study: its name and what the name says."""
 
     name: str
-    kind: str  # full | prune | oracle | ee
+    kind: str  # full | prune | oracle | ee | spec
     prune: int = 0  # layers dropped (prune)
     exit_kind: str | None = None  # exit method of the registry (ee)
     policy: str | None = None  # state policy of the skipped layers (ee)
@@ -47,6 +49,8 @@ class MethodSpec:
     # set once the calibration is read: False when no threshold of the grid meets the target (a
     # consistency target then runs as `full`: no exit, no classifier)
     certified: bool | None = None
+    draft_layer: int | None = None  # spec: the draft reads the head after this many layers (E)
+    draft_tokens: int | None = None  # spec: tokens drafted per verification pass (K)
 
     @property
     def calibrated(self) -> bool:
@@ -56,6 +60,11 @@ class MethodSpec:
     def runs_as_full(self) -> bool:
         """A calibrated consistency target no threshold could certify: it decodes as `full`."""
         return self.kind == "ee" and self.threshold is None and self.certified is False
+
+    @property
+    def lossless(self) -> bool:
+        """Its output is the full model's by construction (cells must agree with `full` on every sample)."""
+        return self.kind in ("full", "oracle", "spec") or (self.kind == "prune" and self.prune == 0)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MethodSpec:
@@ -85,6 +94,10 @@ def calibrated_name(exit_kind: str, policy: str, target: str, value: float) -> s
     return f"ee-{exit_kind}-{policy}-{letter}{number}"
 
 
+def spec_name(draft_layer: int, draft_tokens: int) -> str:
+    return f"spec-e{draft_layer}-k{draft_tokens}"
+
+
 def parse_method(name: str) -> MethodSpec:
     """The one parse of a method name; an unknown name raises with the accepted forms."""
     if not _METHOD.match(name):
@@ -93,6 +106,13 @@ def parse_method(name: str) -> MethodSpec:
         return MethodSpec(name=name, kind=name)
     if name.startswith("prune"):
         return MethodSpec(name=name, kind="prune", prune=int(name[len("prune"):]))
+    if name.startswith("spec-"):
+        layer, tokens = (int(part[1:]) for part in name[len("spec-"):].split("-"))
+        if layer < 1 or tokens < 1:
+            raise ValueError(f"method {name!r}: spec-e<E>-k<K> drafts K >= 1 tokens after E >= 1 layers")
+        if name != spec_name(layer, tokens):
+            raise ValueError(f"method {name!r}: write it {spec_name(layer, tokens)!r} (no leading zeros)")
+        return MethodSpec(name=name, kind="spec", draft_layer=layer, draft_tokens=tokens)
     exit_kind, policy, setting = name[len("ee-"):].rsplit("-", 2)
     value = float(setting[1:])
     if setting[0] == "p":
@@ -204,19 +224,22 @@ def max_new_tokens(config: dict, task: str) -> int:
 
 
 def decode_spec(config: dict, backbone: str, task: str, method: str) -> DecodeSpec:
-    """The spec of one cell, from the profile."""
+    """The spec of one cell, from the profile. A `spec-*` method decodes at batch 1 without the prefix
+    cache whatever the profile batches (rows accept drafts of different lengths; engine/speculative.py)."""
     generation, runtime = config["generation"], config["runtime"]
     entry = config["backbones"][backbone]
+    parsed = parse_method(method)
+    batch_one = parsed.kind == "spec"
     return DecodeSpec(
         backbone=backbone,
         family=entry["family"],
         task=task,
-        method=parse_method(method),
+        method=parsed,
         exits=entry.get("exits") or {"count": 4},
         repetition_penalty=float(generation.get("repetition_penalty", 1.0)),
         max_new_tokens=max_new_tokens(config, task),
-        batch_size=int(generation.get("batch_size", 1)),
-        prefix_cache=bool(generation.get("prefix_cache", False)),
+        batch_size=1 if batch_one else int(generation.get("batch_size", 1)),
+        prefix_cache=False if batch_one else bool(generation.get("prefix_cache", False)),
         dtype=runtime["dtype"],
         device=runtime["device"],
         seed=config["seed"],
@@ -238,6 +261,12 @@ def baseline_methods(backbone: dict, oracle: bool = True) -> list[str]:
     if oracle:
         names.append("oracle")
     return names
+
+
+def speculative_methods(config: dict, backbone: str) -> list[str]:
+    """A backbone's self-speculative rows: one per entry {exit: E, draft: K} of `methods.speculative.<backbone>`."""
+    entries = config["methods"].get("speculative", {}).get(backbone, [])
+    return [spec_name(entry["exit"], entry["draft"]) for entry in entries]
 
 
 def ee_methods(config: dict, backbone: str) -> list[str]:

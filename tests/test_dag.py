@@ -75,14 +75,16 @@ def test_dry_run_plans_every_rule(tmp_path: Path, profile: str, request: pytest.
     # `all` is the default target itself; `check` runs on demand, not for paper_tables/; `unknown_target`
     # only matches a path the profile does not have; the calibration rules only where thresholds are calibrated;
     # `train_backbone` only where a backbone is trained by the pipeline (not the paper's hub models);
-    # `generate` and `score` only for a cell the profile does not list where its baselines are grouped
+    # `generate` and `score` only for a cell the profile does not list where its baselines are grouped, and
+    # for each self-speculative row (`methods.speculative`: one job per cell, at batch 1)
     config = load_config(REPO_ROOT / "config" / f"{profile}.yaml")
     expected = workflow_rules(tmp_path / "rules", profile) - {"all", "check", "unknown_target"}
-    if not Plan(config).calibrations():
+    plan = Plan(config)
+    if not plan.calibrations():
         expected -= {r for r in expected if r == "calibrate" or r.startswith(("generate_calibrated_", "score_calibrated_"))}
     if not distilled_backbones(config):
         expected -= {"train_backbone"}
-    if config["generation"]["baseline_jobs"] == "per_task":
+    if config["generation"]["baseline_jobs"] == "per_task" and not any(map(plan.speculative_methods, plan.backbones)):
         expected -= {"generate", "score"}
     if profile == "paper":
         stdout = request.getfixturevalue("paper_on_slurm")

@@ -1,9 +1,9 @@
 """The ledger counts the calls the engine really makes.
 
 Forward hooks count module invocations during real generations on the smoke models (decoder
-layers by input length and position, the LM head, exit classifiers, the partial-forward fills),
-for every method kind; the ledger's `sample_work` for the same prompt length and exit trace must
-name the same blocks the same number of times. The decisions are scripted (a seeded stream of
+layers by input length and position, the LM head by positions read, exit classifiers, the
+partial-forward fills), for every method kind; the ledger's `sample_work` for the same prompt length
+and exit trace (a spec-* method: its rounds) must name the same blocks the same number of times. The decisions are scripted (a seeded stream of
 confidences, after the method's own work at the exit has run) so that the traces mix exits at
 every position with tokens that run every layer; everything else is the engine's own path.
 """
@@ -24,6 +24,7 @@ from dynamax_bench.config import exit_positions
 from dynamax_bench.costs.ledger import FULL, sample_work
 from dynamax_bench.engine import EarlyExitGenerator, ExitRule, Strategy
 from dynamax_bench.engine.policies import POLICIES
+from dynamax_bench.engine.speculative import SpeculativeGenerator, Speculation
 from dynamax_bench.engine.stacks import TransformerStack, layer_stack
 from dynamax_bench.generation.strategy import build_strategy
 from dynamax_bench.generation.tasks import get_task
@@ -44,20 +45,26 @@ class Calls:
             self._hook(layer, self._layer, with_kwargs=True)
             # a fill reaches into a skipped layer without calling it: K/V projections, or the mixer
             self._hook(layer.self_attn.k_proj if transformer else layer.mixer, lambda *_: self.seen.update(["inner"]))
-        self._hook(stack.model.lm_head, lambda *_: self.seen.update(["lm_head"]))
+        self._hook(stack.model.lm_head, self._head)
         for clf in getattr(rule, "classifiers", {}).values():
             self._hook(clf, self._classifier)
 
     def _hook(self, module, fn, with_kwargs: bool = False) -> None:
         self.handles.append(module.register_forward_pre_hook(fn, with_kwargs=with_kwargs))
 
+    def _head(self, module, args) -> None:
+        """Positions read: one per call, m where self-speculative verification reads m at once."""
+        self.seen["lm_head"] += args[0].numel() // args[0].shape[-1]
+
     def _layer(self, module, args, kwargs) -> None:
         hidden = args[0] if args else kwargs["hidden_states"]
         self.seen.update(["layer"])
-        if hidden.shape[1] > 1:
+        positions = kwargs.get("position_ids")  # Transformer: the step's positions
+        if hidden.shape[1] > 1 and positions is not None and int(positions[0, 0]) > 0:  # new positions after a cache
+            self.seen[("layer_verify", (int(positions[0, 0]), hidden.shape[1]))] += 1
+        elif hidden.shape[1] > 1:
             self.seen[("layer_prefill", hidden.shape[1])] += 1
-        else:
-            positions = kwargs.get("position_ids")  # Transformer: the step's context length
+        else:  # Transformer: the step's context length
             self.seen[("layer_decode", None if positions is None else int(positions[0, -1]))] += 1
 
     def _classifier(self, module, args) -> None:
@@ -100,7 +107,7 @@ def strategy_for(name: str, backbone: Backbone, exits: list[int], folder: Path) 
 def methods(family: str) -> list[str]:
     first, *_ = POLICIES[family]
     early = [f"ee-{kind}-{policy}-t0.7" for kind in ("calm", "mamba") for policy in POLICIES[family]]
-    return ["full", "prune4", "oracle", *early, f"ee-maxsoftmax-{first}-t0.7"]
+    return ["full", "prune4", "oracle", *early, f"ee-maxsoftmax-{first}-t0.7", "spec-e3-k3"]
 
 
 CASES = [(backbone, name) for backbone, family in (("tiny_mistral", "transformer"), ("tiny_mamba2", "mamba2"))
@@ -120,20 +127,26 @@ def test_ledger_counts_equal_the_engines_module_calls(request: pytest.FixtureReq
     strategy = strategy_for(name, backbone, exits, tmp_path)
     generator = EarlyExitGenerator(backbone.model, backbone.tokenizer, exit_layers=exits, max_new_tokens=NEW_TOKENS,
                                    eos_token_ids=[])
+    if method.kind == "spec":  # its natural drafts: tiny Mistral's mostly accepted, tiny Mamba-2's mostly rejected
+        generator = SpeculativeGenerator(backbone.model, backbone.tokenizer, max_new_tokens=NEW_TOKENS, eos_token_ids=[],
+                                         speculation=Speculation(method.draft_layer, method.draft_tokens))
     calls = Calls(stack, strategy.rule)
     try:
-        out = generator.generate(prompt, strategy)
+        out = generator.speculate(prompt) if method.kind == "spec" else generator.generate(prompt, strategy)
     finally:
         calls.remove()
     seen, trace = calls.seen, out.exit_layers
     assert len(trace) == NEW_TOKENS
     if method.kind == "ee":  # the scripted decisions mix early exits with tokens that ran every layer
         assert min(trace[1:]) < backbone.num_layers and backbone.num_layers in trace[1:], trace
+    rounds = {"drafted": out.drafted, "accepted": out.accepted} if method.kind == "spec" else None
+    if rounds:
+        assert sum(out.drafted) > 0, rounds
 
     # the oracle runs every layer and probes every exit; the ledger charges its trace as the ceiling,
     # so the engine's calls are checked against the full model's work for the same tokens
-    table = {"num_layers": backbone.num_layers, "exit_positions": exits}
-    work = sample_work(len(prompt), trace, FULL if method.kind == "oracle" else method, table)
+    table = {"num_layers": backbone.num_layers, "exit_positions": exits, "family": backbone.family}
+    work = sample_work(len(prompt), trace, FULL if method.kind == "oracle" else method, table, rounds)
     expected = work.prompt + work.decode
     totals = work.totals()
 
@@ -141,7 +154,7 @@ def test_ledger_counts_equal_the_engines_module_calls(request: pytest.FixtureReq
     ledger_layers = Counter()
     for (block, length), n in expected.items():
         if block.startswith("layer_"):
-            positional = block == "layer_prefill" or isinstance(stack, TransformerStack)
+            positional = block != "layer_decode" or isinstance(stack, TransformerStack)
             ledger_layers[(block, length if positional else None)] += n
     assert layers == ledger_layers
 

@@ -81,17 +81,19 @@ def test_baselines_are_grouped_only_under_per_task(profile: dict) -> None:
         assert plan.grouped_baselines == {}
 
 
-def test_latency_times_full_and_the_ee_methods_of_the_policies_it_names(profile: dict) -> None:
+def test_latency_times_full_the_spec_rows_and_the_ee_methods_of_the_policies_it_names(profile: dict) -> None:
     plan = Plan.from_config(profile)
     for backbone in plan.backbones:
         methods = plan.latency_methods(backbone)
-        assert methods[0] == "full"
-        policies = {parse_method(m).policy for m in methods[1:]}
+        lossless = ["full", *plan.speculative_methods(backbone)]
+        assert methods[:len(lossless)] == lossless
+        early = methods[len(lossless):]
+        policies = {parse_method(m).policy for m in early}
         first = profile["backbones"][backbone]["policies"][0]
         if profile["latency"]["policies"] == "all":
-            assert methods[1:] == plan.ee_methods(backbone)
+            assert early == plan.ee_methods(backbone)
         else:
-            assert policies <= {first} and len(methods) - 1 == len(plan.ee_methods(backbone)) // len(
+            assert policies <= {first} and len(early) == len(plan.ee_methods(backbone)) // len(
                 profile["backbones"][backbone]["policies"])
     assert len(plan.latency_targets()) == sum(len(plan.latency_methods(b)) for b in plan.backbones)
 
@@ -132,6 +134,29 @@ def test_smoke_plan_in_numbers() -> None:
     assert plan.corpus_backbones == {"tiny_mistral": "resources/backbones/tiny_mistral"}
     assert plan.distilled_backbones == ["tiny_mamba2"] and plan.prepared_backbones == ["tiny_mistral"]
     assert plan.teacher_dir("tiny_mamba2") == "resources/backbones/tiny_mistral"
+
+
+def test_speculative_rows_are_cells_of_every_task_and_latency_files_decoded_alone(smoke_config: dict) -> None:
+    """`methods.speculative` rows follow the baselines on every task (early exit or not), are timed after
+    `full`, read the backbone only, stay out of the grouped baseline jobs and decode at batch 1."""
+    config = copy.deepcopy(smoke_config)
+    config["methods"]["speculative"] = {"tiny_mistral": [{"exit": 4, "draft": 3}, {"exit": 2, "draft": 5}]}
+    config["tasks"]["coqa"]["early_exit"] = False
+    plan = Plan.from_config(config)
+    rows = ["spec-e4-k3", "spec-e2-k5"]
+    assert plan.speculative_methods("tiny_mistral") == rows and plan.speculative_methods("tiny_mamba2") == []
+    for task in config["tasks"]:
+        methods = plan.methods("tiny_mistral", task)
+        assert methods[len(plan.baselines("tiny_mistral")):][:2] == rows
+        assert not any(m.startswith("spec-") for m in plan.methods("tiny_mamba2", task))
+    assert plan.latency_methods("tiny_mistral")[:3] == ["full", *rows]
+    assert len(plan.cells()) == len(Plan.from_config({**config, "methods": {**config["methods"], "speculative": {}}})
+                                    .cells()) + 2 * len(config["tasks"])
+    assert plan.method_inputs("tiny_mistral", "spec-e4-k3") == {"backbone": "resources/backbones/tiny_mistral"}
+    assert not any(m in rows for grouped in plan.grouped_baselines.values() for m in grouped)
+    (decoded,) = plan.decode_specs("tiny_mistral", "triviaqa", ["spec-e4-k3"])
+    assert (decoded["batch_size"], decoded["prefix_cache"]) == (1, False)
+    assert config["generation"]["batch_size"] > 1  # the smoke profile batches the other rows
 
 
 def test_per_kind_sweeps_keep_the_exit_kind_as_a_wildcard(smoke_config: dict) -> None:

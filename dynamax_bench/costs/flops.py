@@ -153,6 +153,20 @@ def layer_decode_count(stack: LayerStack, context: int, filled: Any = None) -> d
     return count(_Traced(stack.model, decode), (torch.randn(1, 1, stack.config.hidden_size, dtype=stack.model.dtype),))
 
 
+def layer_verify_count(stack: LayerStack, context: int, new: int) -> dict[str, Any]:
+    """fvcore's count of layer 0 over `new` positions at once with `context` positions cached: a
+    Transformer layer's share of a self-speculative verification pass."""
+    filled = _filled_cache(stack, context)
+
+    def verify(hidden: Tensor) -> Tensor:
+        cache = copy.deepcopy(filled)
+        positions = torch.arange(context, context + new).unsqueeze(0)
+        inputs = stack.step_inputs(hidden, cache, torch.ones(1, context + new, dtype=torch.long), position_ids=positions)
+        return stack.layer(0, hidden, cache, inputs)
+
+    return count(_Traced(stack.model, verify), (torch.randn(1, new, stack.config.hidden_size, dtype=stack.model.dtype),))
+
+
 def _layer_form(stack: LayerStack) -> dict[str, Any]:
     """The length form of one layer's prefill: chunked for a Mamba-2 mixer, else polynomial."""
     if isinstance(stack, TransformerStack):
@@ -164,7 +178,9 @@ def backbone_blocks(stack: LayerStack, context_length: int) -> dict[str, dict]:
     """Layer prefill and decode, head, and partial-forward work, for layer 0 (all layers are alike).
 
     `layer_prefill` and `layer_decode` are counted at `context_length` (Table 1) and carry
-    `per_length`: the exact count at any prompt length, and at any number of cached positions.
+    `per_length`: the exact count at any prompt length, and at any number of cached positions. A
+    Transformer also gets `layer_verify`: a layer over m >= 2 new positions after t cached
+    (self-speculative verification), as a length model of (t, m); m = 1 is `layer_decode`.
     """
     d = stack.config.hidden_size
     model = stack.model
@@ -196,6 +212,11 @@ def backbone_blocks(stack: LayerStack, context_length: int) -> dict[str, dict]:
         "head_prefill": {**count(_Traced(model, lambda h: stack.head_all(h)), (torch.randn(1, context_length, d),)),
                          "tokens": context_length},
     }
+    if isinstance(stack, TransformerStack):  # a Mamba-2 layer verifies by recurrent steps: layer_decode each
+        verify_model = fit_length_model(lambda length: layer_verify_count(stack, *length)["flops"], "extend",
+                                        around=context_length, valid_below=window)
+        blocks["layer_verify"] = {**layer_verify_count(stack, context_length, 2), "new_positions": 2,
+                                  "per_length": verify_model.to_dict()}
     blocks["fill_partial"] = count(_Traced(model, partial), (one,))
     for policy in stack.policies:
         if policy != "partial":  # copy (Transformer) and skip (Mamba-2): no recomputation

@@ -15,6 +15,11 @@ sample of two tokens has one decode step, far below the run-to-run spread of a p
 The file holds the median and the spread (25th and 75th percentiles, min, max) over repeats x
 prompts. At least two warm-up prompts (the schema's minimum) run both paths first.
 
+A `spec-*` method (self-speculative decoding) is timed the same way, speculating; its file adds its
+acceptance on the timed prompts (`speculation`) and `block_seconds`: what one layer's decode step, its
+pass over m positions and the head cost on this machine (costs/speculation.py), from which the tables
+predict its speedup. It has no batched throughput (batch 1 only).
+
 Beside it, where `throughput_batch` is set, the decode throughput of the same method on the batched
 engine: the task's first `throughput_batch` prompts as one batch, one warm-up run, then `repeats`
 runs; decode tokens per second is (generated tokens - one per row) over (batch time - time to the
@@ -31,9 +36,10 @@ timing).
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from statistics import median
 
@@ -42,6 +48,9 @@ import torch
 from tqdm import tqdm
 
 from dynamax_bench.costs.ledger import cell_flops
+from dynamax_bench.costs.speculation import GRID_DRAFTS, BlockCosts, speculation_summary
+from dynamax_bench.engine.speculative import rounds_for
+from dynamax_bench.engine.stacks import LayerStack
 from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.provenance import machine_description
@@ -90,6 +99,65 @@ def spread(values: list[float]) -> dict[str, float] | None:
         return None
     q25, q75 = np.percentile(values, [25, 75])
     return {"median": median(values), "p25": float(q25), "p75": float(q75), "min": min(values), "max": max(values)}
+
+
+def _seconds_each(blocks: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median wall time of each block's call over `repeats` rounds, after one warm-up round; the blocks
+    take turns within every round, so a change of the machine's load reaches them all alike (CUDA
+    synchronised around each call)."""
+    times: dict[str, list[float]] = {name: [] for name in blocks}
+    for round_ in range(repeats + 1):
+        for name, fn in blocks.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: median(values) for name, values in times.items()}
+
+
+@torch.inference_mode()
+def block_seconds(stack: LayerStack, context: int, positions: Iterable[int] = range(1, GRID_DRAFTS[-1] + 2),
+                  repeats: int = 7) -> BlockCosts:
+    """The blocks' wall time at batch 1 on this machine, timed through the engine's own calls on the last
+    layer (all layers are alike) after `context` positions: its plain decode step, the verification's
+    pass over m positions (`rounds_for(stack, L - 1).verify`, which runs exactly that layer), its step
+    inside a draft (m = 1 of the same, with a Mamba-2 state snapshot), and the head at one position and
+    at m at once. Medians of `repeats` interleaved rounds (`_seconds_each`)."""
+    model, last = stack.model, stack.num_layers - 1
+    device, width = model.device, stack.config.hidden_size
+    prefilled = stack.new_cache()
+    mask = torch.ones(1, context, dtype=torch.long, device=device)
+    prompt = torch.randn(1, context, width, dtype=model.dtype, device=device)
+    stack.layer(last, prompt, prefilled, stack.step_inputs(prompt, prefilled, mask, layer_idx=last))
+    rounds = rounds_for(stack, last)
+    positions = sorted(set(positions) | {1})
+    states = {m: torch.randn(1, m, width, dtype=model.dtype, device=device) for m in positions}
+    step_mask = torch.ones(1, context + 1, dtype=torch.long, device=device)
+
+    def over(m: int) -> Callable[[], object]:
+        def run() -> None:  # from a copy of the prefilled cache: every call verifies after `context` positions
+            rounds.begin()
+            rounds.verify(states[m], copy.deepcopy(prefilled), context)
+        return run
+
+    def step() -> None:
+        cache = copy.deepcopy(prefilled)
+        stack.layer(last, states[1], cache, stack.step_inputs(states[1], cache, step_mask, layer_idx=last))
+
+    blocks: dict[str, Callable[[], object]] = {"step": step, "head": lambda: stack.head(states[1]),
+                                               "copy": lambda: copy.deepcopy(prefilled)}
+    blocks.update({f"over {m}": over(m) for m in positions})
+    blocks.update({f"head {m}": (lambda m=m: stack.head_all(states[m])) for m in positions})
+    found = _seconds_each(blocks, repeats, device)
+    copying = found["copy"]  # each layer call above starts from a copy of the cache: not the layer's time
+    over_seconds = {m: max(0.0, found[f"over {m}"] - copying) for m in positions}
+    return BlockCosts(unit="seconds", num_layers=stack.num_layers, step=max(0.0, found["step"] - copying),
+                      lower=over_seconds[1], over=over_seconds, head=found["head"],
+                      head_over={m: found[f"head {m}"] for m in positions})
 
 
 def decode_flops(records: list[dict], method: MethodSpec, table: dict) -> dict:
@@ -175,16 +243,15 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
     """One method's latency file (`measure_latency`), its backbone loaded and its prompts tokenised."""
     spec = decoder.spec
     method = spec.method.name
-    whole = decoder.generator(task.stop_strings, spec.max_new_tokens)
-    strategy = decoder.strategy
+    run = decoder.batch1(task.stop_strings, spec.max_new_tokens)  # a spec-* method speculates, the others generate
     clock = Clock(decoder.backbone.model.device)
     for i in range(settings["warmup"]):
-        whole.generate(prompts[i % len(prompts)], strategy)
+        run(prompts[i % len(prompts)])
     per_sample, per_token, first_token, per_decode_token, tokens, records = [], [], [], [], [], []
     by_prompt: list[list[float]] = [[] for _ in prompts]  # decode-step seconds of each prompt, over repeats
     for repeat in tqdm(range(settings["repeats"]), desc=f"latency {method}", unit="repeat"):
         for i, ids in enumerate(prompts):
-            seconds, (first,), out = clock.run(lambda mark, ids=ids: whole.generate(ids, strategy, on_first_token=mark))
+            seconds, (first,), out = clock.run(lambda mark, ids=ids: run(ids, on_first_token=mark))
             n = len(out.token_ids)
             per_sample.append(seconds)
             per_token.append(seconds / n)
@@ -195,6 +262,8 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
             tokens.append(n)
             if repeat == 0:  # greedy decoding: every repeat generates the same tokens
                 records.append({"prompt_tokens": len(ids), "layers_executed": out.exit_layers})
+                if decoder.speculation is not None:
+                    records[-1]["speculation"] = {"drafted": out.drafted, "accepted": out.accepted}
     device = decoder.backbone.model.device
     result = {
         "backbone": spec.backbone,
@@ -223,8 +292,13 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
         "torch_threads": torch.get_num_threads(),
         "machine": machine_description(),
     }
-    result["throughput"] = None
-    if batch_ids:
+    result["throughput"] = None  # a spec-* method decodes at batch 1 only (engine/speculative.py)
+    if decoder.speculation is not None:  # its acceptance on the timed prompts, and what its blocks cost here
+        result["speculation"] = speculation_summary(records)
+        context = round(float(np.median([len(ids) for ids in prompts]))) + spec.max_new_tokens // 2
+        result["block_seconds"] = {"context": context, **block_seconds(
+            decoder.speculative_generator(task.stop_strings, spec.max_new_tokens).stack, context).to_dict()}
+    if batch_ids and decoder.speculation is None:
         result["throughput"] = measure_throughput(decoder, batch_ids, task.stop_strings, spec.max_new_tokens,
                                                   settings["repeats"], clock)
         rate = result["throughput"]["decode_tokens_per_second"]

@@ -14,6 +14,13 @@ What one sample runs (`sample_work`), for a prompt of T tokens and n generated t
           cached: e_k layer steps at context t, the head, the exit method's decisions (at every
           exit position <= e_k; a stateful method at every exit position, as it also steps on the
           exited hidden state after e_k), and the state policy's fill of the L - e_k skipped layers.
+  spec    self-speculative decoding (spec-e<E>-k<K>) counts its rounds instead of an exit trace
+          (the generation record's `speculation`: per verification pass, d tokens drafted and a
+          accepted), from t positions cached: d + 1 decode steps of layers 1..E at contexts t..t+d
+          (each draft and the last draft's own step), d heads (the drafts), layers E+1..L over the
+          m = d + 1 positions (a Transformer layer's pass over m new positions after t, `layer_verify`,
+          a decode step where m = 1; a Mamba-2 layer's m recurrent steps, each a decode step), and m
+          heads; the next round starts from t + a + 1. Rejected drafts are counted: they ran.
 The full model runs L layers over the prompt and at every step, and one head per token. The
 oracle is the ceiling: its exit trace, without decisions or fills. Layer costs at a length come
 from the table's `per_length` models (exact fvcore counts, see costs/lengths.py).
@@ -58,13 +65,43 @@ def prompt_tokens(record: dict) -> int:
     return record["prompt_tokens"]
 
 
-def sample_work(num_prompt: int, layers_executed: list[int], method: MethodSpec, table: dict) -> SampleWork:
-    """The blocks `method` ran for one sample (see the module docstring)."""
+def speculation_of(record: dict) -> dict[str, list[int]]:
+    """A `spec-*` generation record's rounds ({"drafted": [...], "accepted": [...]})."""
+    if not record.get("speculation"):
+        raise ValueError(f"generation record {record.get('id', '?')!r} of a spec-* method has no 'speculation' "
+                         "rounds; rerun the generate rule for this cell")
+    return record["speculation"]
+
+
+def _speculative_decode(work: SampleWork, num_prompt: int, method: MethodSpec, table: dict,
+                        rounds: dict[str, list[int]]) -> None:
+    """The decode work of self-speculative rounds (module docstring, `spec`)."""
+    lower, num_layers = method.draft_layer, table["num_layers"]
+    upper = num_layers - lower
+    recurrent = table["family"] == "mamba2"
+    cached = num_prompt
+    for drafted, accepted in zip(rounds["drafted"], rounds["accepted"]):
+        positions = drafted + 1
+        for step in range(positions):
+            work.decode[("layer_decode", cached + step)] += lower + (upper if recurrent else 0)
+        if not recurrent:  # one position (no draft left in the budget) is a plain decode step
+            block = ("layer_verify", (cached, positions)) if positions > 1 else ("layer_decode", cached)
+            work.decode[block] += upper
+        work.decode[("head", None)] += drafted + positions
+        cached += accepted + 1
+
+
+def sample_work(num_prompt: int, layers_executed: list[int], method: MethodSpec, table: dict,
+                rounds: dict[str, list[int]] | None = None) -> SampleWork:
+    """The blocks `method` ran for one sample (see the module docstring); `rounds`: a spec-* method's."""
     num_layers, exits = table["num_layers"], table["exit_positions"]
     work = SampleWork()
     kept = num_layers - method.prune if method.kind == "prune" else num_layers
     work.prompt[("layer_prefill", num_prompt)] += kept
     work.prompt[("head", None)] += 1
+    if method.kind == "spec":
+        _speculative_decode(work, num_prompt, method, table, rounds)
+        return work
     stateful = method.kind == "ee" and exit_method(method.exit_kind).stateful
     if stateful and exit_method(method.exit_kind).prompt_state:
         work.prompt[("classifier_prefill", num_prompt)] += len(exits)
@@ -93,6 +130,11 @@ class Prices:
             raise ValueError("the FLOPs table has no per-length counts (it predates the complete cost ledger); "
                              "rerun the flops rule for this backbone")
         models = {name: LengthModel.from_dict(blocks[name]["per_length"]) for name in ("layer_prefill", "layer_decode")}
+        if method.kind == "spec" and table["family"] != "mamba2":
+            if "layer_verify" not in blocks:
+                raise ValueError("the FLOPs table has no `layer_verify` count (a layer over several new positions, "
+                                 "which self-speculative verification runs); rerun the flops rule for this backbone")
+            models["layer_verify"] = LengthModel.from_dict(blocks["layer_verify"]["per_length"])
         costs = {"head": blocks["head"]["flops"]}
         if method.kind == "ee":
             step = table["exit_methods"][method.exit_kind]
@@ -130,7 +172,7 @@ def cell_flops(records: list[dict], method: MethodSpec, table: dict) -> dict[str
     phases = {phase: {"executed": 0, "full": 0, "tokens": 0} for phase in ("prompt", "decode")}
     for record in records:
         num_prompt, exits = prompt_tokens(record), record["layers_executed"]
-        ran = sample_work(num_prompt, exits, method, table)
+        ran = sample_work(num_prompt, exits, method, table, speculation_of(record) if method.kind == "spec" else None)
         ref = sample_work(num_prompt, exits, FULL, table)
         sample = {"executed": 0, "full": 0}
         for phase in phases:

@@ -7,6 +7,9 @@ meets is slow at 7B shapes, but these counts are sums of known forms in the leng
 
   polynomial: a + b T + c T^2                                (decoder layers, plain classifiers)
   chunked:    a + b T + c n + d n^2,  n = ceil(T / chunk)      (Mamba-2 mixers, chunk-padded scan)
+  extend:     a + b m + c m t + d m^2, length (t, m), m >= 2  (a Transformer layer over m new positions
+                                                               after t cached: self-speculative verification;
+                                                               m = 1 is a decode step, whose mask is none)
 
 The coefficients solve the fvcore counts at as many lengths as there are terms (exact rational
 arithmetic); counts at further lengths check them. A model that reproduces every check count to
@@ -22,14 +25,26 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-FORMS = ("polynomial", "chunked")
+FORMS = ("polynomial", "chunked", "extend")
+Length = int | tuple[int, int]  # a length, or (cached positions, new positions) for the extend form
 
 
-def _terms(form: str, degree: int, chunk: int | None, length: int) -> list[int]:
+def _terms(form: str, degree: int, chunk: int | None, length: Length) -> list[int]:
     if form == "polynomial":
         return [length**power for power in range(degree + 1)]
+    if form == "extend":
+        cached, new = length
+        return [1, new, new * cached, new * new]
     n = math.ceil(length / chunk)
     return [1, length, n, n * n]
+
+
+def _key(length: Length) -> str:
+    return ",".join(map(str, length)) if isinstance(length, tuple) else str(length)
+
+
+def _length(key: str) -> Length:
+    return tuple(int(part) for part in key.split(",")) if "," in key else int(key)
 
 
 def _solve(rows: list[list[int]], values: list[int]) -> list[Fraction]:
@@ -57,17 +72,22 @@ class LengthModel:
     coefficients: tuple[Fraction, ...]
     degree: int = 2
     chunk: int | None = None
-    counts: tuple[tuple[int, int], ...] = ()
+    counts: tuple[tuple[Length, int], ...] = ()
     exact: bool = True
     max_relative_error: float = 0.0
-    valid_below: int | None = None  # e.g. a sliding window, past which the form changes
+    valid_below: int | None = None  # e.g. a sliding window, past which the form changes (extend: t + m)
 
-    def __call__(self, length: int) -> int:
-        if length < 1:
+    def __call__(self, length: Length) -> int:
+        if (self.form == "extend") != isinstance(length, tuple):
+            raise ValueError(f"length model of form {self.form!r}: a length (t, m) goes with the extend form only")
+        extent = sum(length) if isinstance(length, tuple) else length
+        if isinstance(length, tuple) and (length[0] < 0 or length[1] < 1):
+            raise ValueError(f"length model: an extend length (t, m) needs t >= 0 cached and m >= 1 new, got {length}")
+        if not isinstance(length, tuple) and length < 1:
             raise ValueError(f"length model: length must be >= 1, got {length}")
-        if self.valid_below is not None and length >= self.valid_below:
+        if self.valid_below is not None and extent >= self.valid_below:
             raise ValueError(
-                f"length {length} is past {self.valid_below}, where this block's cost changes form (a sliding "
+                f"length {extent} is past {self.valid_below}, where this block's cost changes form (a sliding "
                 "window); the flops rule has no count there: shorten the prompts or extend dynamax_bench/costs/lengths.py"
             )
         value = sum(c * t for c, t in zip(self.coefficients, _terms(self.form, self.degree, self.chunk, length)))
@@ -77,7 +97,7 @@ class LengthModel:
         return {
             "form": self.form, "degree": self.degree, "chunk": self.chunk,
             "coefficients": [str(c) for c in self.coefficients],
-            "counts": {str(length): flops for length, flops in self.counts},
+            "counts": {_key(length): flops for length, flops in self.counts},
             "exact": self.exact, "max_relative_error": self.max_relative_error, "valid_below": self.valid_below,
         }
 
@@ -86,14 +106,18 @@ class LengthModel:
         return cls(
             form=data["form"], degree=data["degree"], chunk=data["chunk"],
             coefficients=tuple(Fraction(c) for c in data["coefficients"]),
-            counts=tuple((int(length), flops) for length, flops in data["counts"].items()),
+            counts=tuple((_length(length), flops) for length, flops in data["counts"].items()),
             exact=data["exact"], max_relative_error=data["max_relative_error"], valid_below=data["valid_below"],
         )
 
 
-def default_lengths(form: str, degree: int, chunk: int | None, around: int) -> tuple[list[int], list[int]]:
+def default_lengths(form: str, degree: int, chunk: int | None, around: int) -> tuple[list[Length], list[Length]]:
     """Fit and check lengths: distinct, non-degenerate for the form, and one check at `around`
     (the table's reference length) so the model reproduces the count Table 1 shows."""
+    if form == "extend":  # (cached, new >= 2): one new position is a decode step (its own model, no mask)
+        fit = [(8, 2), (8, 3), (16, 2), (16, 4)]
+        checks = [(24, 2), (40, 5), (around, 2), (around, 9)]
+        return fit, checks
     if form == "chunked":
         half = max(1, chunk // 2)
         fit = [half, chunk, chunk + 1, 2 * chunk + half]
@@ -105,9 +129,9 @@ def default_lengths(form: str, degree: int, chunk: int | None, around: int) -> t
     return fit, checks
 
 
-def fit_length_model(count: Callable[[int], int], form: str, *, degree: int = 2, chunk: int | None = None,
+def fit_length_model(count: Callable[[Length], int], form: str, *, degree: int = 2, chunk: int | None = None,
                      around: int, valid_below: int | None = None,
-                     lengths: tuple[Sequence[int], Sequence[int]] | None = None) -> LengthModel:
+                     lengths: tuple[Sequence[Length], Sequence[Length]] | None = None) -> LengthModel:
     """Fit a block's length model from `count(length)` (an fvcore count) and check it."""
     if form not in FORMS or (form == "chunked" and not chunk):
         raise ValueError(f"length model form {form!r} (chunk {chunk}): use one of {FORMS}, chunked with a chunk size")

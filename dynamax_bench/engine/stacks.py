@@ -53,12 +53,15 @@ class LayerStack(ABC):
 
     @abstractmethod
     def step_inputs(
-        self, hidden: Tensor, cache: Cache, attention_mask: Tensor, position_ids: Tensor | None = None
+        self, hidden: Tensor, cache: Cache, attention_mask: Tensor, position_ids: Tensor | None = None,
+        layer_idx: int | None = None,
     ) -> dict[str, Any]:
         """What every layer of one forward step needs (masks, positions), built once per step.
 
         attention_mask: (B, cached + seq), 0 on padding. position_ids: (B, seq), each row's real
-        positions; by default the positions after the cache's length (no padding)."""
+        positions; by default the positions after the cache's length (no padding). layer_idx: the
+        layer whose cache sizes the step (default the first); a step over the upper layers only, whose
+        caches hold fewer positions than the lower ones (self-speculative verification), names its first."""
 
     @abstractmethod
     def layer(self, index: int, hidden: Tensor, cache: Cache, inputs: dict[str, Any]) -> Tensor: ...
@@ -148,10 +151,11 @@ class TransformerStack(LayerStack):
         return self.inner.embed_tokens(input_ids)
 
     def step_inputs(
-        self, hidden: Tensor, cache: Cache, attention_mask: Tensor, position_ids: Tensor | None = None
+        self, hidden: Tensor, cache: Cache, attention_mask: Tensor, position_ids: Tensor | None = None,
+        layer_idx: int | None = None,
     ) -> dict[str, Any]:
         if position_ids is None:
-            past = cache.get_seq_length()
+            past = cache.get_seq_length(layer_idx or 0)
             position_ids = torch.arange(past, past + hidden.shape[1], device=hidden.device).unsqueeze(0)
         mask = self._mask_fn(
             config=self.config,
@@ -159,6 +163,7 @@ class TransformerStack(LayerStack):
             attention_mask=attention_mask,
             cache=cache,
             position_ids=position_ids,
+            layer_idx=layer_idx,
         )
         return {
             "attention_mask": mask,
@@ -251,7 +256,8 @@ class Mamba2Stack(LayerStack):
         return self.inner.embeddings(input_ids)
 
     def step_inputs(
-        self, hidden: Tensor, cache: Cache, attention_mask: Tensor, position_ids: Tensor | None = None
+        self, hidden: Tensor, cache: Cache, attention_mask: Tensor, position_ids: Tensor | None = None,
+        layer_idx: int | None = None,
     ) -> dict[str, Any]:
         """Mamba-2 has no positions; a padded multi-token step is refused (padding would decay the
         SSM state of a row that continues from a cache), so the engine prefills rows apart."""

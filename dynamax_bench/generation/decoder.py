@@ -10,13 +10,20 @@ difference at no near tie is a bug of the batched engine and stops the run. `dec
 the decoders of one generate job (its thresholds) in one batched call, so they share start-up and
 each batch's prompt pass, and checks them row by row, so a row re-decoded under several of them
 runs its batch-1 prompt pass once (`engine.verify_each`).
+
+A `spec-*` method (self-speculative decoding, engine/speculative.py) decodes at batch 1 whatever
+the profile batches: its rows would accept drafts of different lengths, which the batched engine's
+caches cannot hold. Its verification reads several positions at once, so a decision at a near tie
+could differ from the full model's plain decode: those rows are re-decoded by the full model at
+batch 1 (`engine.verify` with `Strategy.full()`), and one that differs takes that output (its rounds
+then draft nothing), counted in the agreement record as for the batched engine.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +32,10 @@ from tqdm import tqdm
 from dynamax_bench.backbones.kernels import check_mamba2_kernels
 from dynamax_bench.backbones.prepare import Backbone, load_backbone
 from dynamax_bench.config import exit_positions
-from dynamax_bench.engine import Agreement, BatchedGenerator, EarlyExitGenerator, Generation, Strategy, verify_each
+from dynamax_bench.engine import Agreement, BatchedGenerator, EarlyExitGenerator, Generation, Strategy, verify, verify_each
 from dynamax_bench.engine.neartie import Bounds
-from dynamax_bench.generation.strategy import build_strategy
+from dynamax_bench.engine.speculative import SpeculativeGeneration, SpeculativeGenerator, Speculation, full_decode_rounds
+from dynamax_bench.generation.strategy import build_strategy, speculation_of
 from dynamax_bench.spec import DecodeSpec
 
 log = logging.getLogger(__name__)
@@ -35,12 +43,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Decoder:
-    """The backbone, the strategy of the spec's method, and the resolved exit positions."""
+    """The backbone, the strategy of the spec's method, and the resolved exit positions; a `spec-*`
+    method's speculation (its strategy is then the full model's, the output it reproduces)."""
 
     spec: DecodeSpec
     backbone: Backbone
     strategy: Strategy
     exit_positions: list[int]
+    speculation: Speculation | None = None
     _generators: dict[tuple, EarlyExitGenerator | BatchedGenerator] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -76,20 +86,22 @@ class Decoder:
                 f"{classifiers}: classifiers sit at layers {sorted(trained)} but the exits are {positions}; "
                 "retrain them for these exits (the distill rule reruns when a profile's exits change)"
             )
-        return cls(spec=spec, backbone=backbone, strategy=strategy, exit_positions=positions)
+        return cls(spec=spec, backbone=backbone, strategy=strategy, exit_positions=positions,
+                   speculation=speculation_of(spec.method))
 
     def _engine(self, cls: type[EarlyExitGenerator] | type[BatchedGenerator], stop_strings: Sequence[str],
                 max_new_tokens: int, **options) -> EarlyExitGenerator | BatchedGenerator:
         """One engine per (path, stop strings, length, options): the samples of a task share it."""
         key = (cls.__name__, tuple(stop_strings), max_new_tokens, tuple(sorted(options.items())))
         if key not in self._generators:
+            layers = {} if cls is SpeculativeGenerator else {"exit_layers": self.exit_positions}
             self._generators[key] = cls(
                 self.backbone.model,
                 self.backbone.tokenizer,
-                exit_layers=self.exit_positions,
                 max_new_tokens=max_new_tokens,
                 repetition_penalty=self.spec.repetition_penalty,
                 stop_strings=stop_strings,
+                **layers,
                 **options,
             )
         return self._generators[key]
@@ -97,6 +109,20 @@ class Decoder:
     def generator(self, stop_strings: Sequence[str], max_new_tokens: int) -> EarlyExitGenerator:
         """The reference path (batch 1, no prefix cache)."""
         return self._engine(EarlyExitGenerator, stop_strings, max_new_tokens)
+
+    def speculative_generator(self, stop_strings: Sequence[str], max_new_tokens: int) -> SpeculativeGenerator:
+        """A `spec-*` method's engine (its inherited `generate` is the full model's reference path)."""
+        if self.speculation is None:
+            raise ValueError(f"{self.spec.method.name} is not a spec-* method")
+        return self._engine(SpeculativeGenerator, stop_strings, max_new_tokens, speculation=self.speculation)
+
+    def batch1(self, stop_strings: Sequence[str], max_new_tokens: int) -> Callable[..., Generation]:
+        """Decode one prompt at batch 1 as this method does: `run(prompt, on_first_token=None)` (the
+        latency rule times it)."""
+        if self.speculation is not None:
+            return self.speculative_generator(stop_strings, max_new_tokens).speculate
+        engine, strategy = self.generator(stop_strings, max_new_tokens), self.strategy
+        return lambda prompt, on_first_token=None: engine.generate(prompt, strategy, on_first_token=on_first_token)
 
     def batched_generator(self, stop_strings: Sequence[str], max_new_tokens: int, batch_size: int | None = None,
                           share_prefixes: bool | None = None) -> BatchedGenerator:
@@ -107,7 +133,8 @@ class Decoder:
 
     @property
     def batched(self) -> bool:
-        return self.spec.batch_size > 1 or self.spec.prefix_cache
+        """Whether the batched engine decodes: never for a spec-* method, which decodes at batch 1."""
+        return self.speculation is None and (self.spec.batch_size > 1 or self.spec.prefix_cache)
 
     def decode(self, prompts: Sequence[str], stop_strings: Sequence[str], max_new_tokens: int | None = None,
                disable_tqdm: bool = False) -> tuple[list[Generation], Agreement | None]:
@@ -136,6 +163,10 @@ def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_string
                          f"prefix cache, repetition penalty and length; got {len(engine_settings)} settings")
     length = max_new_tokens or first.spec.max_new_tokens
     labels = [f"decode {d.spec.method.name}" for d in decoders]
+    if any(d.speculation is not None for d in decoders):
+        if len(decoders) > 1:
+            raise ValueError("a spec-* method decodes alone (batch 1): give decode_each one decoder for it")
+        return [_speculate(first, prompts, stop_strings, length, labels[0], disable_tqdm)]
     if not first.batched:
         return [([d.generator(stop_strings, length).generate(prompt, d.strategy)
                   for prompt in tqdm(prompts, disable=disable_tqdm, desc=label, unit="sample")], None)
@@ -153,6 +184,29 @@ def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_string
              sum(a.rows_redecoded for a in agreements), sum(a.tokens_redecoded for a in agreements))
     return [_checked(d, label, generations, agreement, engine.bounds)
             for d, label, generations, agreement in zip(decoders, labels, each, agreements)]
+
+
+def _speculate(decoder: Decoder, prompts: Sequence[str], stop_strings: Sequence[str], length: int, label: str,
+               disable_tqdm: bool) -> tuple[list[SpeculativeGeneration], Agreement]:
+    """A spec-* method's generations, each row with a near tie in a verification checked against the full
+    model's plain decode at batch 1 (module docstring)."""
+    engine = decoder.speculative_generator(stop_strings, length)
+    generations = [engine.speculate(prompt) for prompt in tqdm(prompts, disable=disable_tqdm, desc=label, unit="sample")]
+    agreement = verify(engine, prompts, Strategy.full(), generations)
+    agreement.bounds = engine.bounds
+    if agreement.unexplained:
+        raise RuntimeError(
+            f"{decoder.spec.backbone} {decoder.spec.method.name}: self-speculative decoding differs from the full model "
+            f"at no near tie in rows {[d.row for d in agreement.unexplained]} (first tokens "
+            f"{[d.token for d in agreement.unexplained]}): a bug of engine/speculative.py"
+        )
+    for row, reference in agreement.references.items():
+        generations[row] = full_decode_rounds(reference)
+    accepted, drafted = sum(sum(g.accepted) for g in generations), sum(sum(g.drafted) for g in generations)
+    log.info("%s: %d of %d drafts accepted; %d of %d rows met a near tie in a verification, %d differed from the full "
+             "model's plain decode and took its output", label, accepted, drafted, agreement.rows_with_near_ties,
+             agreement.rows, agreement.rows_differing)
+    return generations, agreement
 
 
 def _checked(decoder: Decoder, label: str, generations: list[Generation], agreement: Agreement,

@@ -30,8 +30,9 @@ HEADER_KEY = "decode_spec"
 
 def trace_record(prompt: str, generation: Generation) -> dict[str, Any]:
     """The per-sample fields later stages read: prompt, its length in tokens (the cost ledger
-    counts the whole prompt for every sample), output and the per-token trace."""
-    return {
+    counts the whole prompt for every sample), output and the per-token trace; a self-speculative
+    generation also its rounds (`speculation`: tokens drafted and accepted per verification pass)."""
+    record = {
         "prompt": prompt,
         "prompt_tokens": len(generation.prompt_ids),
         "output": generation.text,
@@ -39,6 +40,9 @@ def trace_record(prompt: str, generation: Generation) -> dict[str, Any]:
         "layers_executed": generation.exit_layers,
         "stop_reason": generation.stop_reason,
     }
+    if hasattr(generation, "drafted"):  # engine/speculative.py's SpeculativeGeneration
+        record["speculation"] = {"drafted": generation.drafted, "accepted": generation.accepted}
+    return record
 
 
 def classifier_artefacts(spec: DecodeSpec, classifiers: str | Path | None) -> dict[str, dict[str, str]]:

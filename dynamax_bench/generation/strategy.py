@@ -10,6 +10,7 @@ from dynamax_bench.classifiers.fresh_state import FreshStateRule
 from dynamax_bench.classifiers.registry import exit_method, is_trained, training_free_rule
 from dynamax_bench.engine import ClassifierRule, Strategy
 from dynamax_bench.engine.policies import POLICIES
+from dynamax_bench.engine.speculative import Speculation
 from dynamax_bench.spec import MethodSpec
 
 
@@ -22,15 +23,20 @@ def check_method_for(method: MethodSpec, family: str, num_layers: int | None = N
         )
     if method.kind == "prune" and num_layers is not None and not 0 <= method.prune < num_layers:
         raise ValueError(f"method {method.name!r}: cannot drop {method.prune} of {num_layers} layers")
+    if method.kind == "spec" and num_layers is not None and not 1 <= method.draft_layer < num_layers:
+        raise ValueError(f"method {method.name!r}: the draft exits after E layers, 1 <= E < {num_layers} on this "
+                         f"backbone (got E = {method.draft_layer})")
 
 
 def build_strategy(method: MethodSpec, backbone: Backbone, classifiers: str | Path | None = None,
                    loaded: dict | None = None) -> Strategy:
     """The engine strategy of a method; `ee-*` methods read their trained exit classifiers
     from `classifiers` (the distill rule's output for this backbone). `loaded` keeps the classifiers
-    read, by checkpoint and kind: the methods built with one dict share their classifier modules."""
+    read, by checkpoint and kind: the methods built with one dict share their classifier modules.
+    A `spec-*` method's strategy is the full model's, the output its speculation reproduces
+    (`speculation_of` gives how it drafts)."""
     check_method_for(method, backbone.family, backbone.num_layers)
-    if method.kind == "full":
+    if method.kind in ("full", "spec"):
         return Strategy.full()
     if method.kind == "prune":
         return Strategy.prune(backbone.num_layers, method.prune)
@@ -55,3 +61,6 @@ def build_strategy(method: MethodSpec, backbone: Backbone, classifiers: str | Pa
     return Strategy.early_exit(rule(loaded[key], method.threshold), method.policy)
 
 
+def speculation_of(method: MethodSpec) -> Speculation | None:
+    """How a `spec-*` method drafts (None for every other method)."""
+    return Speculation(method.draft_layer, method.draft_tokens) if method.kind == "spec" else None

@@ -78,6 +78,7 @@ def error(estimates: list[dict]) -> list[list[float]]:
 
 
 SAVINGS = "flops.decode_savings"
+SPEC_COLOR = "tab:purple"
 
 
 def _point(cell: dict, quantity: str) -> tuple[dict, dict] | None:
@@ -105,7 +106,9 @@ def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, compete
     column per task. Each exit kind is a curve through its calibrated cells (one per consistency target and
     pruning level, the first policy), its fixed thresholds as open markers; static pruning levels as black
     squares; the oracle (every token at the first exit that agrees with full: the ceiling at consistency 1)
-    as a dotted line; every point with its bootstrap interval on both axes. `competence`: (backbone, task)
+    as a dotted line; each self-speculative configuration as a purple diamond (lossless: consistency 1, its
+    decode savings negative, since it computes rejected drafts); every point with its bootstrap interval on
+    both axes. `competence`: (backbone, task)
     -> why the full model is not competent there, written on its panels."""
     names = []
     competence = competence or {}
@@ -142,6 +145,11 @@ def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, compete
                                     xytext=(2, 4), textcoords="offset points")
                     elif m.kind == "full":
                         ax.plot(0.0, point[1]["value"], marker="D", color="grey", linestyle="none")
+                    elif m.kind == "spec":
+                        ax.errorbar(point[0]["value"], point[1]["value"], xerr=error([point[0]]), yerr=error([point[1]]),
+                                    marker="D", markersize=5, color=SPEC_COLOR, capsize=2, linestyle="none")
+                        ax.annotate(cell["method"], (point[0]["value"], point[1]["value"]), fontsize=6,
+                                    xytext=(3, -8), textcoords="offset points")
                 for kind, points in sorted(curves.items()):
                     _curve(ax, points, colors[kind], kind)
                 title = f"{task}"
@@ -157,6 +165,9 @@ def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, compete
                     plt.Line2D([], [], color="grey", marker="D", linestyle="none", label="full"),
                     plt.Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="none",
                                label="fixed threshold")]
+        if any(method_of(c).kind == "spec" for c in mine):
+            handles.append(plt.Line2D([], [], color=SPEC_COLOR, marker="D", linestyle="none",
+                                      label="self-speculative (lossless)"))
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
         fig.suptitle(f"{backbone}: quality against decode savings; curves through the calibrated cells "
                      f"({confidence:.0%} bootstrap intervals on both axes, shaded: the quality interval)", fontsize=9)

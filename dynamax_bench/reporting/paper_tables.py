@@ -25,6 +25,7 @@ from dynamax_bench.reporting.tables import (
     pruning,
     scorecard,
     setup,
+    speculative,
 )
 from dynamax_bench.reporting.tables.render import PaperInputs, Table, write_table
 
@@ -37,6 +38,7 @@ TABLES: list[Callable[[PaperInputs], list[Table]]] = [
     scorecard.tables,  # Table 6 and its comparisons
     agreement.tables,  # Table 7
     calibration.tables,  # Tables 8, 9
+    speculative.tables,  # Tables 10, 10b, 10c (runs with spec-* cells)
 ]
 # title on the index page -> the function that draws it into a folder and returns its file names
 FIGURES: dict[str, Callable[[PaperInputs, Path], list[str]]] = {

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from dynamax_bench.artefacts import artefact, samples_digest
 from dynamax_bench.costs.ledger import cell_flops
+from dynamax_bench.costs.speculation import speculation_summary
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.backbones.meta import read_backbone_meta
 from dynamax_bench.provenance import provenance
 from dynamax_bench.reporting.statistics import (
     Estimate,
+    Groups,
     IntervalSettings,
+    Ratio,
     estimates,
     groups_of,
     lm_eval_stderr,
@@ -26,7 +31,7 @@ from dynamax_bench.reporting.statistics import (
 )
 from dynamax_bench.generation.generate import read_generations
 from dynamax_bench.generation.tasks import load_samples
-from dynamax_bench.spec import DecodeSpec, TaskSpec
+from dynamax_bench.spec import DecodeSpec, MethodSpec, TaskSpec
 
 # An output loops when one token n-gram occurs at least LOOP_MIN_COUNT times in it.
 LOOP_NGRAM = 4
@@ -96,6 +101,32 @@ def sample_lists(records: list[dict], full: list[dict], metrics: dict[str, list[
     }
 
 
+def check_lossless(method: MethodSpec, per_sample: dict[str, list], where: str) -> None:
+    """A method whose output is the full model's by construction (spec-*, the oracle, prune0) must match
+    `full` on every sample; a cell that says otherwise is a bug, never a result."""
+    differing = [i for i, match in zip(per_sample["ids"], per_sample["consistency.output_match"]) if match != 1.0]
+    if method.lossless and differing:
+        raise ValueError(f"{where}: {method.name} reproduces the full model's output by construction, but samples "
+                         f"{differing[:10]} ({len(differing)} of {len(differing) + sum(per_sample['consistency.output_match'])}) "
+                         "differ from full's: a bug of the engine; regenerate both cells and report it")
+
+
+def speculation_block(records: list[dict], groups: Groups, settings: IntervalSettings) -> dict:
+    """A spec-* cell's acceptance statistics (costs/speculation.py), its per-sample drafted and accepted
+    counts (in sample order), and intervals of its acceptance rates, resampled by the cell's sample groups."""
+    per_sample = {"drafted": [sum(r["speculation"]["drafted"]) for r in records],
+                  "accepted": [sum(r["speculation"]["accepted"]) for r in records],
+                  "tried": [sum(a + (a < d) for d, a in zip(r["speculation"]["drafted"], r["speculation"]["accepted"]))
+                            for r in records]}
+    ratios = {"acceptance_rate": Ratio(np.asarray(per_sample["accepted"], float), np.asarray(per_sample["drafted"], float)),
+              "per_draft_acceptance": Ratio(np.asarray(per_sample["accepted"], float),
+                                            np.asarray(per_sample["tried"], float))}
+    drafting = sum(1 for d in per_sample["drafted"] if d)  # a resample of only draft-free samples has no rate
+    found = estimates(ratios, groups, settings) if drafting >= 2 else {}
+    return {**speculation_summary(records), "per_sample": per_sample,
+            "intervals": {name: est.to_dict() for name, est in found.items()}}
+
+
 def intervals(per_sample: dict[str, list], settings: IntervalSettings) -> dict:
     """Every quantity's estimate (value, lo, hi, n), task metrics also with lm-eval's stderr."""
     found: dict[str, Estimate] = estimates(
@@ -132,6 +163,7 @@ def score_cell(
     costs = cell_flops(records, spec.method, read_json(flops))
     metrics = {name: [s[name] for s in scores] for name in task.metrics}
     per_sample = sample_lists(records, full, metrics, costs.pop("per_sample"), [s.unit for s in samples])
+    check_lossless(spec.method, per_sample, str(generations))
     summary = intervals(per_sample, evidence)
     value = {name: entry["value"] for name, entry in summary["estimates"].items()}
     exits = [layer for record in records for layer in record["layers_executed"]]
@@ -152,6 +184,8 @@ def score_cell(
             "histogram": {str(layer): exits.count(layer) for layer in sorted(set(exits))},
         },
         "flops": costs,
+        # a spec-* cell's rounds: drafted, accepted, verification passes, acceptance rates (None otherwise)
+        "speculation": speculation_block(records, groups_of(per_sample), evidence) if spec.method.kind == "spec" else None,
         "intervals": summary,
         "per_sample": per_sample,
         # a batched run's agreement with batch 1 (rows and tokens the batch changed, the near ties

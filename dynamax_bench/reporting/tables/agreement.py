@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dynamax_bench.reporting.tables.render import PaperInputs, Table, method_order
+from dynamax_bench.spec import method_of
 
 
 def agreement_table(cells: list[dict]) -> pd.DataFrame:
@@ -19,8 +20,9 @@ def agreement_table(cells: list[dict]) -> pd.DataFrame:
                "batch size": spec.get("batch_size"), "prefix cache": "yes" if spec.get("prefix_cache") else "no"}
         if found is None:
             row["path"] = "reference (batch 1)"
-        else:
-            row.update({"path": "batched", "rows": found["rows"], "rows with near ties": found["rows_with_near_ties"],
+        else:  # a spec-* cell: batch 1, its near-tie rows checked against the full model's plain decode
+            path = "self-speculative (batch 1)" if method_of(cell).kind == "spec" else "batched"
+            row.update({"path": path, "rows": found["rows"], "rows with near ties": found["rows_with_near_ties"],
                         "rows re-decoded": found["rows_redecoded"], "rows changed by the batch": found["rows_differing"],
                         "tokens changed by the batch": found["tokens_differing"], "unexplained": found["unexplained"]})
         rows.append(row)

@@ -110,10 +110,12 @@ def difference_columns(column: str, a: dict, b: dict, quantity: str, settings: I
 
 
 def method_order(cell: dict) -> tuple:
-    """full first, then pruning by depth, the oracle, then early-exit methods by name."""
+    """full first, then pruning by depth, the oracle, self-speculative decoding by E and K, then early-exit
+    methods by name."""
     method = method_of(cell)
-    rank = {"full": 0, "prune": 1, "oracle": 2, "ee": 3}[method.kind]
-    return (rank, method.prune, method.name if method.kind == "ee" else "")
+    rank = {"full": 0, "prune": 1, "oracle": 2, "spec": 3, "ee": 4}[method.kind]
+    return (rank, method.prune, method.draft_layer or 0, method.draft_tokens or 0,
+            method.name if method.kind == "ee" else "")
 
 
 def primary_metric(cell: dict) -> str:
