@@ -282,7 +282,7 @@ def differences(before: list[dict], after: list[dict]) -> dict:
     return {"rows_differing": len(rows), "explained_by_a_near_tie": explained, "rows": rows}
 
 
-def ee_methods(before: Path, pairs: int, batches: list[int], out: Path) -> None:
+def ee_methods(before: Path, pairs: int, batches: list[int], out: Path, note: str) -> None:
     """The `ee_methods` part: worker processes of the two versions, alternating, then the summary."""
     from dynamax_bench.costs.latency import decode_flops
     from dynamax_bench.engine.prefix import plan_batches
@@ -292,9 +292,11 @@ def ee_methods(before: Path, pairs: int, batches: list[int], out: Path) -> None:
     passes: dict[str, list[dict]] = {"before": [], "after": []}
     scratch = REPO_ROOT / "benchmarks" / "out" / "ee_methods"
     order = [v for k in range(pairs) for v in (("before", "after") if k % 2 == 0 else ("after", "before"))]
+    load_averages = []  # the 1-minute load average as each pass starts: how shared the machine was
     for k, version in enumerate(order):
         path = scratch / f"{k}-{version}.json"
         print(f"pass {k + 1} of {len(order)}: {version} ({roots[version]})", flush=True)
+        load_averages.append(float(Path("/proc/loadavg").read_text().split()[0]))
         env = {**os.environ, "PYTHONPATH": str(roots[version])}
         subprocess.run([sys.executable, str(HERE), "--worker", str(path), "--batches", *map(str, batches)],
                        env=env, check=True)
@@ -306,7 +308,8 @@ def ee_methods(before: Path, pairs: int, batches: list[int], out: Path) -> None:
     result: dict = {
         "backbone": bb.meta["name"], "machine": machine_description(), "cpu_count": os.cpu_count(),
         "torch_threads": 1, "exit_layers": exits, "prompts": len(prompts), "new_tokens": NEW_TOKENS,
-        "versions": {v: str(r) for v, r in roots.items()}, "pass_order": order,
+        "versions": {v: str(r) for v, r in roots.items()}, "pairs": pairs, "pass_order": order,
+        "load_average_per_pass": load_averages, "note": note,
         "thresholds": passes["after"][0]["thresholds"],
         "statistic": "median over passes (one timed run each, after a warm-up) of generated tokens per "
                      "wall-clock and per CPU second; passes of the two versions alternate, each its own process",
@@ -379,6 +382,7 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="ee_methods: the checkout of the engine before the change")
     parser.add_argument("--pairs", type=int, default=3, help="ee_methods: passes of each version")
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 32], help="ee_methods: batch sizes")
+    parser.add_argument("--note", default="", help="ee_methods: recorded in the JSON (e.g. what else ran)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # one ee_methods pass, written here
     parser.add_argument("--out", default="benchmarks/results/batched_throughput.json")
     args = parser.parse_args()
@@ -388,7 +392,7 @@ def main() -> None:
     if "ee_methods" in args.parts:
         if args.before is None:
             parser.error("ee_methods compares two versions: pass --before <checkout of the code before>")
-        ee_methods(args.before, args.pairs, args.batches, Path(args.out))
+        ee_methods(args.before, args.pairs, args.batches, Path(args.out), args.note)
         return
     bb = load("smollm2")
     exits = exit_positions({}, bb.num_layers)

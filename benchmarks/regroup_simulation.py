@@ -125,8 +125,10 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=64, help="cached tokens per row in the cost model")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/regroup_simulation.json"))
+    parser.add_argument("--note", default="", help="recorded in the JSON (e.g. what else ran on the machine)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    load_average = float(Path("/proc/loadavg").read_text().split()[0])  # how shared the machine was
     bb = load("smollm2")
     exits = exit_positions({}, bb.num_layers)
     model = cost_model(bb, args.context, args.repeats)
@@ -134,7 +136,7 @@ def main() -> None:
     calibration = [s.prompt for s in get_task("triviaqa").load({"kind": "embedded"}, limit=4, num_fewshot=0)]
     result: dict = {"backbone": bb.meta["name"], "machine": machine_description(), "torch_threads": 1,
                     "exit_layers": exits, "prompts": len(prompts), "new_tokens": NEW_TOKENS,
-                    "cost_model": model, "methods": {}}
+                    "load_average_at_start": load_average, "note": args.note, "cost_model": model, "methods": {}}
     engine = BatchedGenerator(bb.model, bb.tokenizer, exit_layers=exits, max_new_tokens=NEW_TOKENS, eos_token_ids=[],
                               batch_size=len(prompts))
     for name, strategy in ee_strategies(bb, exits, calibration).items():
