@@ -39,15 +39,14 @@ smoke: $(STAMP)
 TEST_WORKERS ?= auto
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# The fast loop: everything but the tests marked `slow`. Measured at a958242: pytest 26 min 12 s (320 tests)
-# on the 2-core AMD EPYC VM shared with five other developers' jobs (load average 14 to 16), warm venv; a
-# machine of its own runs it several times faster (not measured here).
+# The fast loop: everything but the tests marked `slow`. Its measured time is in README.md, from the
+# latest benchmarks/results/<date>-tests/summary.json.
 test: $(STAMP)
 	$(PYTEST) -m "not slow"
 
 # Every test, what CI runs (.ci/run, the README's test command): adds the real-model tests (SmolLM2)
 # and the whole DAGs (smoke through a cluster executor, the ci profile's regression gate with its
-# injected faults), pytest 25 min on 2 cores (warm venv; the two DAGs run side by side).
+# injected faults); measured time in README.md, as for `test`.
 test-all: $(STAMP)
 	$(PYTEST)
 
