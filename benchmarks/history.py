@@ -121,11 +121,14 @@ def results_block(root: Path = RESULTS) -> str:
     folder = f"benchmarks/results/{run['folder']}"
     table = (root / run["folder"] / "table6_claims.md").read_text(encoding="utf-8").strip()
     counts = run.get("comparisons", {})
+    decided = f"{counts['decided']} of {counts['comparisons']} comparisons decided; " if counts else ""
     lines = [table, "",
-             f"{counts.get('decided', '?')} of {counts.get('comparisons', '?')} comparisons decided; every comparison, its "
-             f"interval, p-value and Holm level: [`{folder}/table6_claims_comparisons.md`]({folder}/table6_claims_comparisons.md). "
-             f"Run of {run['date']} ({run['how']}).", "",
-             f"![Decode savings against consistency with the full model, SmolLM2]({folder}/figure1_tradeoff_smollm2.png)", ""]
+             f"{decided}every comparison, its interval, p-value and level: "
+             f"[`{folder}/table6_claims_comparisons.md`]({folder}/table6_claims_comparisons.md). "
+             f"Run of {run['date']} on {run['machine']}; how it was measured: [`{folder}/summary.json`]({folder}/summary.json).",
+             ""]
+    if (root / run["folder"] / "figure1_tradeoff_smollm2.png").exists():
+        lines += [f"![Decode savings against consistency with the full model, SmolLM2]({folder}/figure1_tradeoff_smollm2.png)", ""]
     return "\n".join(lines)
 
 

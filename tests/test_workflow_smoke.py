@@ -121,9 +121,13 @@ def test_every_heavy_stage_leaves_its_timing(smoke_run: Path) -> None:
     generations = sorted((smoke_run / "results" / "smoke" / "generations").rglob("*.jsonl"))
     # the smoke profile's generation.ee_jobs is per_policy: one sweep per backbone, task and policy;
     # its baseline_jobs is per_task: one job per backbone and task for its baselines; all time under generate/
-    sweeps = {(g.parent, parse_method(g.stem).policy) for g in generations if g.name.startswith("ee-")}
-    assert counts["generate"] == len({g.parent for g in generations}) + len(sweeps)
-    assert len(sweeps) > 0
+    # the calibrated rows of a backbone, task and policy are one more generate job
+    ee = [(g.parent, parse_method(g.stem)) for g in generations if g.name.startswith("ee-")]
+    sweeps = {(parent, m.policy) for parent, m in ee if not m.calibrated}
+    calibrated = {(parent, m.policy) for parent, m in ee if m.calibrated}
+    assert counts["generate"] == len({g.parent for g in generations}) + len(sweeps) + len(calibrated)
+    assert len(sweeps) > 0 and len(calibrated) > 0
+    assert counts["calibrate"] == len({parent for parent, _ in calibrated})
     assert counts["train_backbone"] == counts["prepare_corpus"] == 1
     assert counts["extract_oracle"] == 2 and counts["distill"] == 4
     # latency: one job for `full` and one sweep per backbone and policy (latency.policies: first)
