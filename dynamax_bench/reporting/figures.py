@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -154,7 +155,7 @@ def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, compete
                     _curve(ax, points, colors[kind], kind)
                 title = f"{task}"
                 if competence.get((backbone, task)):
-                    title += "\nnot competent: " + competence[(backbone, task)]
+                    title += "\n" + textwrap.fill("not competent: " + competence[(backbone, task)], 60)
                 ax.set_title(title, fontsize=8)
                 ax.set_xlabel("decode savings")
                 ax.set_ylabel(label)
