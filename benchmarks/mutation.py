@@ -54,7 +54,7 @@ MODULES: dict[str, Module] = {
     "score": Module("dynamax_bench/reporting/score.py", ("tests/test_score.py",)),
     "ledger": Module("dynamax_bench/costs/ledger.py", ("tests/test_costs.py",)),
     "lengths": Module("dynamax_bench/costs/lengths.py", ("tests/test_costs.py",)),
-    "squad": Module("dynamax_bench/generation/tasks/squad.py", ("tests/test_coqa.py", "tests/test_triviaqa.py")),
+    "answers": Module("dynamax_bench/generation/answers.py", ("tests/test_coqa.py", "tests/test_triviaqa.py")),
     "triviaqa": Module("dynamax_bench/generation/tasks/triviaqa.py", ("tests/test_triviaqa.py",)),
     "coqa": Module("dynamax_bench/generation/tasks/coqa.py", ("tests/test_coqa.py",)),
     "truthfulqa": Module("dynamax_bench/generation/tasks/truthfulqa.py", ("tests/test_truthfulqa.py",)),

@@ -194,10 +194,10 @@ def test_gate_catches_copy_writing_the_wrong_layers_kv(ci_run: Path, ci_config: 
 def test_gate_catches_a_normalisation_that_keeps_punctuation(ci_run: Path, ci_config: dict, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Same tokens, another score: caught exactly, however small against the sample-size interval."""
-    from dynamax_bench.generation.tasks import squad
+    from dynamax_bench.generation import answers
 
-    assert squad._PUNCTUATION == set(string.punctuation)  # the one answer normaliser (CoQA, TriviaQA)
-    monkeypatch.setattr(squad, "_PUNCTUATION", set())
+    assert answers._PUNCTUATION == set(string.punctuation)  # the one answer normaliser (CoQA, TriviaQA)
+    monkeypatch.setattr(answers, "_PUNCTUATION", set())
     cell = "smollm2/triviaqa/ee-maxsoftmax-copy-t0.9"  # a cell whose answers' F1 depends on punctuation
     failed = caught(rerun(ci_run, tmp_path, ci_config, [cell], generate=False))
     assert set(failed) == {cell} and "metrics.f1" in failed[cell], failed
