@@ -123,16 +123,20 @@ def numeric_fields(record: dict, prefix: str = "") -> dict[str, float]:
     return fields
 
 
-def token_hash(records: list[dict]) -> str:
-    """sha256 (first 16 hex digits) of every sample's id and generated token ids, in order."""
-    canonical = json.dumps([[r["id"], r["token_ids"]] for r in records], separators=(",", ":"))
+def records_hash(records: list[dict], key: str) -> str:
+    """sha256 (first 16 hex digits) of every sample's id and its `key` list, in order."""
+    canonical = json.dumps([[r["id"], r[key]] for r in records], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def token_hash(records: list[dict]) -> str:
+    """Every sample's id and generated token ids."""
+    return records_hash(records, "token_ids")
 
 
 def exits_hash(records: list[dict]) -> str:
-    """sha256 (first 16 hex digits) of every sample's id and per-token executed layers, in order."""
-    canonical = json.dumps([[r["id"], r["layers_executed"]] for r in records], separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    """Every sample's id and per-token executed layers."""
+    return records_hash(records, "layers_executed")
 
 
 def artefact_digests(cell: dict) -> dict[str, str]:
