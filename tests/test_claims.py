@@ -171,3 +171,15 @@ def test_mismatched_samples_fail_loudly() -> None:
              make_cell("ee-calm-copy-c0.9", share(N, N), savings(0.1), ids=[f"x{i}" for i in range(N)])]
     with pytest.raises(ValueError, match="sample ids differ"):
         decide(cells)
+
+
+def test_lossless_row_compares_spec_with_the_best_lossy_exit_at_each_target() -> None:
+    """spec-* meets every consistency target (it equals full), so only its savings decide."""
+    spec = make_cell("spec-e6-k2", share(N, N), savings(-0.30))
+    [lost] = [o for o in decide([full(), spec, *kinds(0.05, 0.10, 0.02)]) if o.claim == "lossless"]
+    assert lost.verdict == "fails" and lost.difference == pytest.approx(-0.40) and lost.comparison == "b/t c0.9"
+    assert lost.a == "max(spec-e6-k2)" and "calm-copy t=0.9" in lost.b
+    [won] = [o for o in decide([full(), make_cell("spec-e6-k2", share(N, N), savings(0.40)), *kinds(0.05, 0.10, 0.02)])
+             if o.claim == "lossless"]
+    assert won.verdict == "holds" and won.difference == pytest.approx(0.30)
+    assert not [o for o in decide([full(), *kinds(0.05, 0.10, 0.02)]) if o.claim == "lossless"]  # no spec cell, no row

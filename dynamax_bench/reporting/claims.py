@@ -113,6 +113,10 @@ CLAIMS = {
     "prompt_state": Claim("prompt_state", "The mamba classifier's state over the prompt buys savings (ablation)",
                           "decode savings at each calibrated consistency target: mamba (state built over the prompt) - "
                           "mamba with its state started at the first generated token", "decode_savings", "superiority"),
+    "lossless": Claim("lossless", "Lossless self-speculative decoding saves more than the paper's lossy early exits at "
+                      "equal quality (the suite's question, not the paper's)",
+                      "decode savings at each calibrated consistency target: best spec-e<E>-k<K> (consistency 1 by "
+                      "construction) - max(calm, ffn, mamba) calibrated to the target", "decode_savings", "superiority"),
 }
 
 
@@ -207,6 +211,26 @@ def prompt_state_comparisons(cells: list[dict]) -> list[Comparison]:
             out.append(Comparison("prompt_state", backbone, task, f"{backbone}/{task} {policy} c{format_threshold(value)}",
                                   f"mamba ({certification(mamba)})", f"mamba_fresh ({certification(fresh)})",
                                   [mamba, fresh], side([mamba], SAVINGS, np.max), side([fresh], SAVINGS, np.max)))
+    return out
+
+
+def lossless_comparisons(cells: list[dict]) -> list[Comparison]:
+    """Per consistency target, the spec-* cells (equal to full: score.check_lossless) against the paper's
+    lossy kinds calibrated to it, both policies; a lossless method meets every target, so it competes
+    with the best lossy cell at each."""
+    out = []
+    for (backbone, task), pair in sorted(group(cells).items()):
+        spec = [c for c in pair if method_of(c).kind == "spec"]
+        if not spec:
+            continue
+        found = calibrated(pair, "consistency")
+        spec_label = f"max({', '.join(c['method'] for c in spec)})"
+        for value in sorted({value for (kind, _, value) in found if kind in TRAINED}):
+            lossy = [c for (kind, _, v), c in sorted(found.items()) if kind in TRAINED and v == value]
+            labels = ", ".join(f"{method_of(c).exit_kind}-{method_of(c).policy} {certification(c)}" for c in lossy)
+            out.append(Comparison("lossless", backbone, task, f"{backbone}/{task} c{format_threshold(value)}",
+                                  spec_label, f"max(calm, ffn, mamba) [{labels}]", [*spec, *lossy],
+                                  side(spec, SAVINGS, np.max), side(lossy, SAVINGS, np.max)))
     return out
 
 
@@ -430,7 +454,7 @@ def scorecard(cells: list[dict], evidence: Evidence, extra: list[Comparison] = (
     ceilings = oracle_ceilings(cells)
     comparisons = (mamba_comparisons(cells) + pruning_comparisons(cells, evidence.margins["decode_savings"])
                    + copy_comparisons(cells) + repetition_comparisons(cells) + prompt_state_comparisons(cells)
-                   + list(extra))
+                   + lossless_comparisons(cells) + list(extra))
     prepared = [prepare(c, CLAIMS[c.claim], evidence.margins[CLAIMS[c.claim].margin], evidence, competent)
                 for c in comparisons]
     alpha = 1.0 - evidence.confidence

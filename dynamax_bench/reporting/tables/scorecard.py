@@ -25,8 +25,8 @@ def claims_tables(cells: list[dict], evidence: dict) -> tuple[pd.DataFrame, pd.D
 
 def caption(inputs: PaperInputs, totals: dict[str, int]) -> str:
     evidence = inputs.evidence
-    return (f"Claims of the paper, decided on this run per backbone: {totals['decided']} of {totals['comparisons']} "
-            f"comparisons decided ({totals['holds']} holds, {totals['fails']} fails, {totals['equivalent']} "
+    return (f"Claims of the paper (and whether lossless speculation beats them), decided on this run per backbone: "
+            f"{totals['decided']} of {totals['comparisons']} comparisons decided ({totals['holds']} holds, {totals['fails']} fails, {totals['equivalent']} "
             f"equivalent; {totals['inconclusive']} inconclusive, {totals['not competent']} not competent). Paired "
             f"bootstrap over groups of samples, Holm over every comparison at alpha {1 - evidence['confidence']:.2f}, "
             f"practical margins stated in the profile, at least {evidence['min_samples']} samples, and a competence "
