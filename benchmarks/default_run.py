@@ -2,7 +2,8 @@
 paper_tables/ are ignored): wall time and sample counts, time per stage (the `benchmark:` files),
 the batched engine's agreement with batch 1 summed over every cell, the mamba kind's prompt cost
 against its decode savings per task (the ledger of the real `ee-mamba` cells), each backbone's
-chosen top-k, and copies of the tables behind them (Tables 2, 2b, 3, 6, 7). It writes them to
+chosen top-k, calibrated cells below their target, and copies of the tables behind them (Tables 2,
+2b, 2c, 3, 4, 6, 7, 8, 9, 10, 10b, 10c) and the trade-off figures. It writes them to
 benchmarks/results/<date>-<profile>/ and regenerates benchmarks/results/INDEX.md (benchmarks/history.py).
 
     python benchmarks/default_run.py --wall-seconds 2016 --how "make paper_tables in a fresh clone, ..." \
@@ -25,10 +26,12 @@ from stage_times import per_rule, read_benchmarks
 
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.provenance import git_commit, machine_description
+from dynamax_bench.reporting.tables.calibration import calibration_table, violations
 
 TABLES = ("table2_distillation", "table2b_top_k_choice", "table2c_exit_weights", "table3_main_results",
           "table4_ee_vs_pruning", "table6_claims", "table6_claims_comparisons", "table7_batch_agreement",
-          "table8_calibration", "table9_savings_at_targets")
+          "table8_calibration", "table9_savings_at_targets", "table10_speculative", "table10b_speculative_latency",
+          "table10c_speculative_payoff")
 FIGURES = ("figure1_tradeoff_smollm2.png", "figure1_tradeoff_mamba2.png")
 
 
@@ -127,6 +130,7 @@ def main() -> None:
     chosen = {meta["backbone"]: meta["top_k_selection"]["chosen"] for meta in classifiers if "top_k_selection" in meta}
     mamba = mamba_prompt_cost(cells)
     claims = read_csv(args.tables / "table6_claims.csv")
+    calibrations = [read_json(p) for p in sorted((args.results / "calibration").rglob("*.json"))]
     summary = {
         "profile": args.profile,
         "date": args.date,
@@ -142,6 +146,7 @@ def main() -> None:
         "stages": stage_seconds([args.resources, args.results], args.since.stat().st_mtime if args.since else 0.0),
         "agreement_with_batch_1": agreement_totals(cells),
         "chosen_top_k": chosen,
+        "calibration_violations": violations(calibration_table(cells, calibrations)),
         "mamba_prompt_cost": {"per_task": per_task_ratio(mamba), "per_cell": mamba},
         "claims": claims,
     }
