@@ -6,7 +6,8 @@ the spec file's own near-tie record (`agreement`: rows re-decoded at batch 1, ro
 before it). The score rule already refuses a spec cell whose outputs differ from full's; this
 counts tokens too, and says how many rows needed the re-decode to stay exact.
 
-    PYTHONPATH=. python benchmarks/spec_equality.py results/default --out benchmarks/results/spec_equality_default.json
+    PYTHONPATH=. python benchmarks/spec_equality.py results/default --how "the default run of <date>" \
+        --out benchmarks/results/spec_equality_default.json
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 
 from dynamax_bench.files import write_json
 from dynamax_bench.generation.generate import read_generations
-from dynamax_bench.provenance import git_commit, machine_description
+from dynamax_bench.provenance import machine_description
 
 
 def compare(spec_path: Path, full_path: Path) -> dict:
+    if not full_path.exists():
+        raise SystemExit(f"{spec_path} has no {full_path.name} beside it; finish the run (or ask for that file) first")
     spec_header, spec_rows = read_generations(spec_path)
     _, full_rows = read_generations(full_path)
     full_by_id = {row["id"]: row for row in full_rows}
@@ -43,6 +46,7 @@ def compare(spec_path: Path, full_path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, help="a run's results folder, e.g. results/default")
+    parser.add_argument("--how", required=True, help="which run the results folder holds (commit, date, machine)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     cells = {}
@@ -53,7 +57,7 @@ def main() -> None:
         raise SystemExit(f"no spec-*.jsonl under {args.results / 'generations'}; run the profile's spec cells first")
     totals = {key: sum(c[key] or 0 for c in cells.values())
               for key in ("rows", "rows_differing", "tokens", "tokens_differing", "rows_redecoded")}
-    write_json(args.out, {"results": str(args.results), "git_commit": git_commit(), "machine": machine_description(),
+    write_json(args.out, {"results": str(args.results), "how": args.how, "machine": machine_description(),
                           "totals": totals, "cells": cells})
     print(f"{totals['rows']} rows, {totals['rows_differing']} differing; {totals['tokens']} tokens, "
           f"{totals['tokens_differing']} differing; {totals['rows_redecoded']} re-decoded at a near tie")
