@@ -25,12 +25,10 @@ def compare(spec_path: Path, full_path: Path) -> dict:
         raise SystemExit(f"{spec_path} has no {full_path.name} beside it; finish the run (or ask for that file) first")
     spec_header, spec_rows = read_generations(spec_path)
     _, full_rows = read_generations(full_path)
-    full_by_id = {row["id"]: row for row in full_rows}
     if [row["id"] for row in spec_rows] != [row["id"] for row in full_rows]:
         raise ValueError(f"{spec_path} and {full_path} hold different samples; regenerate both from one profile")
     rows_differing = tokens_differing = tokens = 0
-    for row in spec_rows:
-        reference = full_by_id[row["id"]]
+    for row, reference in zip(spec_rows, full_rows):
         mine, theirs = row["token_ids"], reference["token_ids"]
         tokens += max(len(mine), len(theirs))
         differing = sum(a != b for a, b in zip(mine, theirs)) + abs(len(mine) - len(theirs))
