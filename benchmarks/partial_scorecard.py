@@ -19,6 +19,7 @@ from dynamax_bench.config import REPO_ROOT, load_config
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.provenance import machine_description
 from dynamax_bench.reporting.claims import claims_scorecard, counts
+from dynamax_bench.reporting.reference import run_cells
 from dynamax_bench.reporting.tables.calibration import calibration_table, violations
 
 
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--how", required=True, help="what the run covered and how it was made")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    cells = [read_json(p) for p in sorted((args.results / "cells").rglob("*.json"))]
+    cells = [read_json(p) for p in run_cells(args.results).values()]
     calibrations = [read_json(p) for p in sorted((args.results / "calibration").rglob("*.json"))]
     evidence = load_config(REPO_ROOT / "config" / f"{args.profile}.yaml")["evidence"]
     rows, outcomes = claims_scorecard(cells, evidence)
