@@ -10,9 +10,11 @@ mutmut narrows those further to the tests that call the mutated function, so a m
     python benchmarks/mutation.py --modules all             # every module, the `later` ones included
 
 The report (benchmarks/results/mutation.json, and mutation.md beside it) gives per module the
-mutants, how many the tests killed, the survivors with their diffs, and the equivalent mutants (a
+commit its run measured, the mutants, how many the tests killed, the survivors with their diffs, and the equivalent mutants (a
 change no correct test can see, listed with the reason in benchmarks/mutation_equivalent.yaml).
 Score = killed / (mutants - equivalent); a timeout counts as killed (the mutant changed behaviour).
+A run replaces the entries of the modules it ran and keeps the others' (each with its commit), so the
+modules can be measured a few at a time; `--fresh` starts the report anew.
 """
 
 from __future__ import annotations
@@ -204,15 +206,16 @@ def _natural(key: str) -> list:
 
 def markdown(report: dict) -> str:
     """The report as a page: the score table, then every survivor and equivalent mutant with its diff."""
-    rows = ["| module | mutants | killed | survived | equivalent | score | seconds |", "|---|---|---|---|---|---|---|"]
+    rows = ["| module | mutants | killed | survived | equivalent | score | seconds | commit |",
+            "|---|---|---|---|---|---|---|---|"]
     for name, found in report["modules"].items():
         score = "-" if found["score"] is None else f"{100 * found['score']:.1f}%"
         rows.append(f"| {name} (`{found['path']}`) | {found['mutants']} | {found['killed']} | {found['survived']} | "
-                    f"{found['equivalent']} | {score} | {found['seconds']} |")
+                    f"{found['equivalent']} | {score} | {found['seconds']} | {found['commit'][:7]} |")
     total = report["total"]
     score = "-" if total["score"] is None else f"{100 * total['score']:.1f}%"
     rows.append(f"| **all** | {total['mutants']} | {total['killed']} | {total['survived']} | {total['equivalent']} | "
-                f"{score} | {total['seconds']} |")
+                f"{score} | {total['seconds']} | |")
     parts = [f"# Mutation testing ({report['tool']})", "",
              f"{report['machine']}; {report['children']} mutants at a time; tests: `{' '.join(FAST)}` of the files "
              "listed per module in benchmarks/mutation.py. Score = killed / (mutants - equivalent).",
@@ -237,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"names of MODULES ({', '.join(MODULES)}), 'default' (all but the later ones) or 'all'")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "mutation.json")
+    parser.add_argument("--fresh", action="store_true", help="drop the modules of the existing report not run now")
     parser.add_argument("--survivors-of", type=Path,
                         help="an earlier report of the same sources: run only its survivors, carry its kills over")
     args = parser.parse_args(argv)
@@ -251,25 +255,31 @@ def main(argv: list[str] | None = None) -> int:
         names = args.modules
     equivalents = load_equivalents()
     earlier = json.loads(args.survivors_of.read_text())["modules"] if args.survivors_of else {}
-    started = time.perf_counter()
-    modules = {}
+    modules = kept_modules(args.out, names) if not args.fresh and args.out.exists() else {}
     for name in names:
         previous = earlier.get(name) if args.survivors_of else None
         if previous is not None and previous["mutants"] == 0:
             previous = None  # nothing ran before: run it whole
-        modules[name] = run_module(name, MODULES[name], args.children, equivalents, previous)
+        modules[name] = {"commit": git_commit(), **run_module(name, MODULES[name], args.children, equivalents, previous)}
         found = modules[name]
         print(f"{name}: {found['killed']} of {found['mutants'] - found['equivalent']} killed "
               f"({found['survived']} survived, {found['equivalent']} equivalent), {found['seconds']} s", flush=True)
-        write_report(args, modules, time.perf_counter() - started)  # after each module: a long run keeps its part
+        write_report(args, modules)  # after each module: a long run keeps its part
     return 0
 
 
-def write_report(args: argparse.Namespace, modules: dict, seconds: float) -> None:
+def kept_modules(out: Path, rerun: list[str]) -> dict:
+    """The existing report's modules that this run does not measure again, each with the commit it measured."""
+    report = json.loads(out.read_text())
+    return {name: {"commit": report["commit"], **found} for name, found in report["modules"].items()
+            if name not in rerun}
+
+
+def write_report(args: argparse.Namespace, modules: dict) -> None:
     total = {key: sum(m[key] for m in modules.values()) for key in ("mutants", "killed", "survived", "equivalent")}
     scored = total["mutants"] - total["equivalent"]
     total["score"] = round(total["killed"] / scored, 4) if scored else None
-    total["seconds"] = round(seconds, 1)
+    total["seconds"] = round(sum(m["seconds"] or 0.0 for m in modules.values()), 1)
     report = {
         "tool": f"mutmut {metadata.version('mutmut')}",
         "commit": git_commit(),
