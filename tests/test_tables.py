@@ -161,3 +161,21 @@ def test_every_table_module_is_registered_once() -> None:
     modules = {m.name for m in pkgutil.iter_modules(tables_package.__path__)} - {"render"}
     registered = [build.__module__.rsplit(".", 1)[1] for build in TABLES]
     assert sorted(registered) == sorted(modules)
+
+
+def test_tradeoff_panel_puts_far_left_points_on_its_edge_with_their_value() -> None:
+    import matplotlib.pyplot as plt
+
+    from dynamax_bench.reporting.figures import LEFT_EDGE, _mark_offscale
+
+    fig, ax = plt.subplots()
+    drawn = [(-2.315, 1.0, "tab:purple", "spec-e24-k2"), (-0.798, 0.984, "tab:brown", "maxsoftmax"),
+             (0.1, 0.5, "tab:blue", "calm")]
+    for x, y, color, _ in drawn:
+        ax.plot(x, y, marker="o", color=color)
+    _mark_offscale(ax, drawn)
+    assert ax.get_xlim()[0] == LEFT_EDGE and ax.get_xlim()[1] > 0.1
+    labels = {text.get_text(): text.xyann[1] for text in ax.texts}
+    assert set(labels) == {"spec-e24-k2 -2.31", "maxsoftmax -0.80"}
+    assert labels["maxsoftmax -0.80"] < labels["spec-e24-k2 -2.31"]  # stacked below, not printed over it
+    plt.close(fig)

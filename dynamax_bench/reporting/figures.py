@@ -80,6 +80,10 @@ def error(estimates: list[dict]) -> list[list[float]]:
 
 SAVINGS = "flops.decode_savings"
 SPEC_COLOR = "tab:purple"
+# The trade-off panels' left edge: a method decoding at 1.5x full's cost. Points further left (a lossless
+# method's rejected drafts, a classifier that costs more than it saves) would squeeze every curve into a
+# sliver on the right; they are drawn on the edge as a triangle with their value.
+LEFT_EDGE = -0.5
 
 
 def _point(cell: dict, quantity: str) -> tuple[dict, dict] | None:
@@ -101,6 +105,21 @@ def _curve(ax: plt.Axes, points: list[tuple[dict, dict]], color: str, label: str
                         linewidth=0)
 
 
+def _mark_offscale(ax: plt.Axes, drawn: list[tuple[float, float, object, str]]) -> None:
+    """Points left of LEFT_EDGE, drawn on the edge with their decode savings (and name where they have one)."""
+    offscale = [d for d in drawn if d[0] < LEFT_EDGE]
+    if not offscale:
+        return
+    ax.set_xlim(LEFT_EDGE, ax.get_xlim()[1])
+    (left, right), (low, high) = ax.get_xlim(), ax.get_ylim()
+    step, placed = 0.05 * (high - low), high + 1.0  # a label sits at its point's height or below the one above
+    for x, y, color, name in sorted(offscale, key=lambda d: -d[1]):
+        placed = min(y, placed - step)
+        ax.plot(LEFT_EDGE, y, marker="<", markersize=6, color=color, linestyle="none", clip_on=False, zorder=5)
+        ax.annotate(f"{name} {x:+.2f}".strip(), (LEFT_EDGE, y), xytext=(LEFT_EDGE + 0.02 * (right - left), placed),
+                    textcoords="data", fontsize=6, color=color, va="center")
+
+
 def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, competence: dict | None = None) -> list[str]:
     """Figure 1, one per backbone: consistency with full (top row) and the task's first metric (bottom row)
     against decode savings (the generated tokens after the first, exit decisions and fills included), one
@@ -109,8 +128,9 @@ def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, compete
     squares; the oracle (every token at the first exit that agrees with full: the ceiling at consistency 1)
     as a dotted line; each self-speculative configuration as a purple diamond (lossless: consistency 1, its
     decode savings negative, since it computes rejected drafts); every point with its bootstrap interval on
-    both axes. `competence`: (backbone, task)
-    -> why the full model is not competent there, written on its panels."""
+    both axes. A point with decode savings below LEFT_EDGE sits on the left edge as a triangle labelled with
+    its value. `competence`: (backbone, task) -> why the full model is not competent there, written on its
+    panels."""
     names = []
     competence = competence or {}
     for backbone in sorted({c["backbone"] for c in cells}):
@@ -126,10 +146,16 @@ def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, compete
                                                      (metric, f"metrics.{metric}"))):
                 ax = axes[row][col]
                 curves: dict[str, list] = defaultdict(list)
+                drawn: list[tuple[float, float, object, str]] = []  # (x, y, color, name) of every point
                 for cell in here:
                     m, point = method_of(cell), _point(cell, quantity)
                     if point is None:
                         continue
+                    x, y = point[0]["value"], point[1]["value"]
+                    if m.kind == "ee":
+                        drawn.append((x, y, colors[m.exit_kind], m.exit_kind if m.calibrated else ""))
+                    elif m.kind in ("prune", "spec"):
+                        drawn.append((x, y, SPEC_COLOR if m.kind == "spec" else "black", cell["method"]))
                     if m.kind == "ee" and m.calibrated:
                         curves[m.exit_kind].append(point)
                     elif m.kind == "ee":
@@ -153,6 +179,7 @@ def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, compete
                                     xytext=(3, -8), textcoords="offset points")
                 for kind, points in sorted(curves.items()):
                     _curve(ax, points, colors[kind], kind)
+                _mark_offscale(ax, drawn)
                 title = f"{task}"
                 if competence.get((backbone, task)):
                     title += "\n" + textwrap.fill("not competent: " + competence[(backbone, task)], 60)
@@ -171,7 +198,8 @@ def tradeoff_curves(cells: list[dict], out_dir: Path, confidence: float, compete
                                       label="self-speculative (lossless)"))
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
         fig.suptitle(f"{backbone}: quality against decode savings; curves through the calibrated cells "
-                     f"({confidence:.0%} bootstrap intervals on both axes, shaded: the quality interval)", fontsize=9)
+                     f"({confidence:.0%} bootstrap intervals on both axes, shaded: the quality interval; "
+                     f"\u25c0 on the left edge: decode savings below {LEFT_EDGE}, value beside it)", fontsize=9)
         fig.tight_layout(rect=(0, 0.05, 1, 1))
         names += save_figure(fig, out_dir, f"figure1_tradeoff_{backbone}")
     return names
