@@ -138,6 +138,23 @@ def test_bounds_scale_with_the_dtypes_machine_epsilon() -> None:
 def test_margins_are_the_top_two_gap_over_the_largest_magnitude() -> None:
     scores = torch.tensor([[3.0, 1.0, 0.0], [-1.0, -2.0, -4.0], [0.0, 0.0, 0.0], [2.0, 2.0, -8.0]])
     assert Bounds.margins(scores).tolist() == pytest.approx([2 / 3, 1 / 4, 0.0, 0.0])
+    assert Bounds.margins(torch.tensor([[1.0, 4.0]])).tolist() == pytest.approx([3 / 4])  # a two-entry head
+
+
+@pytest.mark.parametrize(("device", "dtype", "turned_off"), [
+    ("cuda", torch.float32, True), ("cuda", torch.bfloat16, False), ("cpu", torch.float32, False)])
+def test_a_float32_engine_on_cuda_turns_tf32_off(device: str, dtype: torch.dtype, turned_off: bool) -> None:
+    """TF32 matmuls and convolutions would move float32 results past the near-tie bounds; only a float32
+    engine on CUDA needs them off (the flags are plain switches, settable on a CPU build)."""
+    from dynamax_bench.engine.neartie import ieee_float32
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        ieee_float32(torch.device(device), dtype)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (not turned_off,) * 2
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def test_confidence_ties_are_within_the_bound_relative_to_the_larger_of_confidence_and_threshold() -> None:

@@ -174,11 +174,60 @@ def test_length_models_refuse_lengths_they_cannot_price() -> None:
         model(0)
     with pytest.raises(ValueError, match="use one of"):
         fit_length_model(lambda t: t, "chunked", around=9)
-    with pytest.raises(ValueError, match="singular"):
+    with pytest.raises(ValueError, match=r"^the fit lengths do not determine the length model \(singular system\); "
+                                         "pick other lengths$"):
         fit_length_model(lambda t: t, "polynomial", degree=1, around=9, lengths=([4, 4], [5]))
+    with pytest.raises(ValueError, match="past 20, where this block's cost changes form"):  # a check at 30 is past it
+        fit_length_model(lambda t: 2 * t, "polynomial", degree=1, around=30, valid_below=20)
+
+
+def test_extend_models_price_verification_passes_and_round_trip() -> None:
+    """The extend form, (t cached, m new) -> a + b m + c m t + d m^2: self-speculative verification."""
+    def count(length: tuple[int, int]) -> int:
+        cached, new = length
+        return 7 + 3 * new + 5 * new * cached + 2 * new * new
+
+    model = fit_length_model(count, "extend", around=30, valid_below=64)
+    assert model.coefficients == (7, 3, 5, 2) and model.exact and model.max_relative_error == 0.0
+    assert [model(t) for t in ((0, 1), (5, 1), (10, 3))] == [count((0, 1)), count((5, 1)), count((10, 3))]
+    assert (30, 9) in dict(model.counts)  # checked at the reference length
+    assert LengthModel.from_dict(model.to_dict()) == model
+    assert set(model.to_dict()["counts"]) == {"8,2", "8,3", "16,2", "16,4", "24,2", "40,5", "30,2", "30,9"}
+    with pytest.raises(ValueError, match=r"^length 64 is past 64, where this block's cost changes form \(a sliding "
+                                         r"window\); the flops rule has no count there: shorten the prompts or extend "
+                                         r"dynamax_bench/costs/lengths.py$"):  # cached + new positions
+        model((60, 4))
+    for bad in ((-1, 2), (3, 0)):
+        with pytest.raises(ValueError, match=rf"^length model: an extend length \(t, m\) needs t >= 0 cached and m >= 1 "
+                                             rf"new, got \({bad[0]}, {bad[1]}\)$"):
+            model(bad)
+    with pytest.raises(ValueError, match=r"^length model of form 'extend': a length \(t, m\) goes with the extend form"):
+        model(12)
+    with pytest.raises(ValueError, match="goes with the extend form only"):
+        fit_length_model(lambda t: t, "polynomial", degree=1, around=9)((4, 2))
+
+
+def test_length_models_keep_every_field_through_their_file() -> None:
+    rough = fit_length_model(lambda t: t**3 + (t % 5), "polynomial", degree=3, around=20, valid_below=90)
+    assert not rough.exact and rough.max_relative_error > 0 and rough.degree == 3 and rough.valid_below == 90
+    assert LengthModel.from_dict(rough.to_dict()) == rough
+    quadratic = fit_length_model(lambda t: 1 + t * t, "polynomial", around=20)  # degree 2 unless asked
+    assert quadratic.coefficients == (1, 0, 1)
+    unchecked = fit_length_model(lambda t: 4 * t, "polynomial", degree=1, around=8, lengths=([8, 16], []))
+    assert unchecked.exact and unchecked.max_relative_error == 0.0  # nothing checked: no error measured
+
+
+def test_chunked_models_fit_small_chunks() -> None:
+    """A chunk of 2 or 3 puts the half-chunk fit length at 1 (not 2, which would repeat a fit length)."""
+    assert default_lengths("chunked", 2, 2, 24) == ([1, 2, 3, 5], [7, 24])
+    model = fit_length_model(lambda t: 11 + 2 * t + 3 * -(-t // 2) + 5 * (-(-t // 2)) ** 2, "chunked", chunk=2,
+                             around=24)
+    assert model.coefficients == (11, 2, 3, 5) and model.exact
 
 
 def test_default_lengths_fit_distinct_points_and_check_at_the_reference_length() -> None:
+    assert default_lengths("extend", 2, None, 30) == ([(8, 2), (8, 3), (16, 2), (16, 4)],
+                                                      [(24, 2), (40, 5), (30, 2), (30, 9)])
     assert default_lengths("polynomial", 2, None, 16) == ([8, 16, 24], [28, 40])
     assert default_lengths("polynomial", 2, None, 50) == ([8, 16, 24], [28, 40, 50])
     assert default_lengths("chunked", 2, 256, 24) == ([128, 256, 257, 640], [24, 129, 769])
