@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from dynamax_bench.classifiers.registry import base_kind, exit_method, is_trained
 from dynamax_bench.config import ConfigError
-from dynamax_bench.profile_checks import prune_problem
+from dynamax_bench.profile_checks import calibration_split, prune_problem
 from dynamax_bench.spec import (
     baseline_methods,
     calibrated_name,
@@ -230,12 +230,13 @@ class Plan:
                 "prune": self.prune_targets(backbone), "max_decodes": cal["max_decodes"]}
 
     def calibration_task_spec(self, task: str) -> dict[str, Any]:
-        """The task's calibration split: its source's `calibration.split`, the same prompts and limit."""
+        """The task's calibration split: its source's `calibration.split` (the task's own where it names one per
+        task), the same prompts and limit."""
         spec = task_spec(self.config, task)
         if spec.source["kind"] == "local":
             raise ConfigError(f"tasks.{task}: a local data file has no calibration split; calibrated thresholds need "
                               f"an embedded or hub source (or set calibration.consistency: [] and match_pruning: false)")
-        return replace(spec, source={**spec.source, "split": self.calibration["split"]}).to_dict()
+        return replace(spec, source={**spec.source, "split": calibration_split(self.config, task)}).to_dict()
 
     def method_inputs(self, backbone: str, method: str) -> dict[str, str]:
         """What a job decoding or timing one method reads besides its task data: the backbone, and

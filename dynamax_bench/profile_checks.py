@@ -11,6 +11,8 @@ import dataclasses
 import difflib
 import inspect
 import json
+import math
+import re
 from pathlib import Path
 
 from dynamax_bench.backbones.meta import META_FILE
@@ -124,6 +126,7 @@ def check_profile(config: dict) -> None:
         if depth is not None:
             check_depth(name, spec, depth)
     check_speculative(config)
+    check_calibration_splits(config)
     for name, spec in config["backbones"].items():
         if spec["source"]["kind"] != "distilled":
             continue
@@ -184,6 +187,64 @@ def target_problem(config: dict, target: str, rest: str) -> str:
     except ValueError:
         return f"{target}: {method!r} is not a method; methods are {FORMS}"
     return f"{target}: cells are .json files and generations .jsonl files"
+
+
+SPLIT_SLICE = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(?:\[(?P<start>\d*):(?P<end>\d*)\])?$")
+
+
+def calibration_split(config: dict, task: str) -> str:
+    """The split of `task`'s source its thresholds are calibrated on: `calibration.split`, one name for every
+    task or one per task (a hub dataset may have no split but the evaluated one: TruthfulQA's 817 questions)."""
+    split = config["calibration"]["split"]
+    if isinstance(split, str):
+        return split
+    if task not in split:
+        raise ConfigError(f"calibration.split names no split for task {task!r}; add {task}: <a split of its source "
+                          "disjoint from the evaluated one, for example validation[1000:2000]>")
+    return split[task]
+
+
+def split_rows(split: str, limit: int | None) -> tuple[str, float, float] | None:
+    """(split name, first row, end row) that `split` with `limit` reads, for a name or a datasets slice
+    `name[a:b]`; None for a form it cannot place (percentages, unions)."""
+    found = SPLIT_SLICE.match(split.replace(" ", ""))
+    if found is None:
+        return None
+    start = int(found["start"] or 0)
+    end = float(found["end"]) if found["end"] else math.inf
+    return found["name"], start, min(end, start + limit) if limit is not None else end
+
+
+def calibration_overlap(evaluated: str, calibrated: str, limit: int | None) -> str | None:
+    """Why the calibration split shares rows with the evaluated one, or None: thresholds must be chosen on
+    samples that are never evaluated. Both read `limit` rows from their start (the task's limit)."""
+    ours, theirs = split_rows(evaluated, limit), split_rows(calibrated, limit)
+    if ours is None or theirs is None or ours[0] != theirs[0]:
+        return None if evaluated != calibrated else f"it is the evaluated split {evaluated!r}"
+    if max(ours[1], theirs[1]) < min(ours[2], theirs[2]):
+        last = min(ours[2], theirs[2])
+        rows = f"rows {int(max(ours[1], theirs[1]))} to {'the end' if last == math.inf else int(last) - 1}"
+        read = f" (its first {limit} rows)" if limit is not None else ""
+        return f"{calibrated!r} and the evaluated {evaluated!r}{read} share {rows} of {ours[0]!r}"
+    return None
+
+
+def check_calibration_splits(config: dict) -> None:
+    """Each task's calibration split exists for its source and is disjoint from the evaluated samples."""
+    cal = config["calibration"]
+    if not cal["consistency"] and not cal["match_pruning"]:
+        return
+    for name, entry in config["tasks"].items():
+        source = entry.get("source", {"kind": "embedded"})
+        if source["kind"] == "local":
+            continue  # refused where the plan asks for its calibration split, with the fix
+        calibrated = calibration_split(config, name)
+        limit = entry.get("limit", config.get("limit"))
+        # every task's evaluated split is `validation` unless its source names another (hub_default, embedded)
+        problem = calibration_overlap(source.get("split", "validation"), calibrated, limit)
+        if problem:
+            raise ConfigError(f"calibration.split for task {name}: {problem}; calibrate on rows that are never "
+                              "evaluated (another split, or a slice such as validation[1000:2000])")
 
 
 def prune_problem(config: dict, backbone: str, method: str) -> str | None:

@@ -110,6 +110,9 @@ def test_a_profile_reads_the_calibration_split_and_an_unset_split_is_the_evaluat
     assert all(entry["source"] == {"kind": "embedded"} for entry in smoke_config["tasks"].values())  # no default filled in
     config = copy.deepcopy(smoke_config)
     config["tasks"]["triviaqa"]["source"] = dict(CALIBRATION)
+    with pytest.raises(ConfigError, match=r"'calibration' and the evaluated 'calibration' \(its first 4 rows\) share rows 0 to 3"):
+        validate_profile(config)  # thresholds calibrated on the evaluated rows: refused while calibration is on
+    config["calibration"].update(consistency=[], match_pruning=False)
     validate_profile(config)
     assert config["tasks"]["triviaqa"]["source"] == CALIBRATION
     _, samples = load_samples(task_spec(config, "triviaqa"))

@@ -41,6 +41,42 @@ def test_task_names_keys_and_options_come_from_the_task_registry(smoke_config: d
         validate_profile(config)
 
 
+def test_the_paper_profile_calibrates_each_task_on_rows_it_never_evaluates() -> None:
+    from dynamax_bench.plan import Plan
+
+    plan = Plan.from_config(load_profile(REPO_ROOT / "config" / "paper.yaml"))
+    splits = {task: plan.calibration_task_spec(task)["source"]["split"] for task in plan.tasks}
+    assert splits == {"triviaqa": "validation[1000:2000]", "coqa": "train[:500]", "truthfulqa": "validation[409:]"}
+    assert len(plan.calibrations()) == 6 and any("-c0.95" in cell for cell in plan.cells())
+
+
+@pytest.mark.parametrize(("evaluated", "limit", "split", "message"), [
+    ("validation", None, "validation", r"calibration.split for task triviaqa: 'validation' and the evaluated "
+                                       r"'validation' share rows 0 to the end of 'validation'; calibrate on rows"),
+    ("validation", 1000, "validation[999:2000]", r"'validation\[999:2000\]' and the evaluated 'validation' \(its first "
+                                                 r"1000 rows\) share rows 999 to 999 of 'validation'"),
+    ("validation[:409]", None, "validation[400:]", r"share rows 400 to 408 of 'validation'"),
+    ("validation", None, {"coqa": "train"}, r"calibration.split names no split for task 'triviaqa'; add triviaqa: "),
+])
+def test_a_calibration_split_that_meets_the_evaluated_rows_is_refused(smoke_config: dict, evaluated: str,
+                                                                      limit: int | None, split, message: str) -> None:
+    config = copy.deepcopy(smoke_config)
+    config["tasks"] = {"triviaqa": {"source": {"kind": "hub", "path": "mandarjoshi/trivia_qa", "split": evaluated},
+                                    "limit": limit}}
+    config["calibration"]["split"] = split
+    with pytest.raises(ConfigError, match=message):
+        validate_profile(config)
+
+
+@pytest.mark.parametrize(("evaluated", "limit", "split"), [
+    ("validation", 1000, "validation[1000:2000]"), ("validation[:409]", None, "validation[409:]"),
+    ("validation", None, "train[:500]"), ("validation", None, "calibration")])
+def test_a_disjoint_calibration_split_passes(smoke_config: dict, evaluated: str, limit: int | None, split: str) -> None:
+    from dynamax_bench.profile_checks import calibration_overlap
+
+    assert calibration_overlap(evaluated, split, limit) is None
+
+
 def test_bad_value_is_named(smoke_config: dict) -> None:
     config = copy.deepcopy(smoke_config)
     config["generation"]["repetition_penalty"] = 0.5
