@@ -114,6 +114,44 @@ def test_strategies_that_share_a_prompt_pass_re_decode_from_one(
     assert passes == PROMPTS  # one prompt pass per re-decoded row, shared by both strategies
 
 
+def test_counts_add_up_over_every_differing_row(reference: EarlyExitGenerator, batch_one: list[Generation]) -> None:
+    rows = [changed(batch_one[0], at=1, ties=[tie(1)]), changed(batch_one[1], at=3, ties=[tie(3)]), batch_one[2]]
+    agreement = verify(reference, PROMPTS, Strategy.full(), rows)
+    assert (agreement.rows_differing, agreement.tokens_differing) == (2, 2)
+    assert agreement.tokens_redecoded == (2 + TOKENS) + (4 + TOKENS)  # each row: through its tie, then whole
+
+
+def test_a_batched_row_longer_than_batch_one_counts_its_extra_tokens(reference: EarlyExitGenerator,
+                                                                    batch_one: list[Generation]) -> None:
+    longer = dataclasses.replace(batch_one[2], token_ids=[*batch_one[2].token_ids, 7],
+                                 exit_layers=[*batch_one[2].exit_layers, 8], near_ties=[tie(TOKENS)])
+    agreement = verify(reference, PROMPTS, Strategy.full(), [*batch_one[:2], longer])
+    assert (agreement.rows_differing, agreement.tokens_differing) == (1, 1)
+    assert agreement.differences == [Difference(row=2, token=TOKENS, reasons=[tie(TOKENS)])]
+
+
+def test_a_row_only_a_later_strategy_re_decodes_is_re_decoded(reference: EarlyExitGenerator,
+                                                             batch_one: list[Generation]) -> None:
+    tied = [dataclasses.replace(g, near_ties=[tie(0)]) for g in batch_one]
+    found = verify_each(reference, PROMPTS, [Strategy.full(), Strategy.full()], [batch_one[:1] + tied[1:], tied])
+    assert [a.tokens_redecoded for a in found] == [2, 3]  # one token per row: through the near tie at 0
+
+
+def test_strategies_that_read_the_prompt_differently_each_run_their_own_pass(
+        reference: EarlyExitGenerator, batch_one: list[Generation], monkeypatch: pytest.MonkeyPatch) -> None:
+    pruned = Strategy.prune(8, 4)
+    pruned_rows = [dataclasses.replace(reference.generate(p, pruned), near_ties=[tie(0)]) for p in PROMPTS]
+    passes = []
+    original = EarlyExitGenerator.prompt_pass
+    monkeypatch.setattr(EarlyExitGenerator, "prompt_pass",
+                        lambda self, prompt, strategy: passes.append(strategy.keep_layers) or original(self, prompt,
+                                                                                                      strategy))
+    tied = [dataclasses.replace(g, near_ties=[tie(0)]) for g in batch_one]
+    found = verify_each(reference, PROMPTS, [Strategy.full(), pruned], [tied, pruned_rows], all_rows=True)
+    assert passes == [None, 4] * 3
+    assert [a.rows_differing for a in found] == [0, 0]  # each decoded from its own prompt pass
+
+
 def test_lengths_that_do_not_match_are_refused(reference: EarlyExitGenerator, batch_one: list[Generation]) -> None:
     with pytest.raises(ValueError, match="3 prompts but 2 generations"):
         verify(reference, PROMPTS, Strategy.full(), batch_one[:2])
