@@ -233,6 +233,65 @@ def test_default_lengths_fit_distinct_points_and_check_at_the_reference_length()
     assert default_lengths("chunked", 2, 256, 24) == ([128, 256, 257, 640], [24, 129, 769])
 
 
+VERIFY = LengthModel("extend", (Fraction(0), Fraction(300), Fraction(1), Fraction(0))).to_dict()  # 300 m + m t
+DRAFT = 3  # spec-e3-k2: layers 1-3 draft, layers 4-8 verify
+
+
+def verify_pass(cached: int, new: int) -> int:
+    return 300 * new + new * cached
+
+
+def spec_record() -> dict:
+    """Three rounds from a 10-token prompt: 2 drafted and 1 accepted, 2 drafted and none accepted, and a
+    last round with no draft left in the budget; 1 + 2 + 1 + 1 = 5 tokens."""
+    return {"id": "s0", "prompt_tokens": 10, "layers_executed": [L] * 5,
+            "speculation": {"drafted": [2, 2, 0], "accepted": [1, 0, 0]}}
+
+
+@pytest.mark.parametrize("family", ["transformer", "mamba2"])
+def test_self_speculation_pays_for_every_draft_and_verification_rejected_ones_included(family: str) -> None:
+    table = {**TABLE, "family": family, "blocks": {**TABLE["blocks"], "layer_verify": {"flops": 0, "per_length": VERIFY}}}
+    out = cell_flops([spec_record()], parse_method(f"spec-e{DRAFT}-k2"), table)
+    drafts = DRAFT * (step(10) + step(11) + step(12) + step(12) + step(13) + step(14) + step(13))  # from 10, 12, 13
+    upper = L - DRAFT
+    if family == "transformer":  # one pass of the upper layers over the m = d + 1 positions; m = 1 is a step
+        verified = upper * (verify_pass(10, 3) + verify_pass(12, 3) + step(13))
+    else:  # a recurrent layer verifies position by position: every position runs every layer
+        verified = upper * (step(10) + step(11) + step(12) + step(12) + step(13) + step(14) + step(13))
+    heads = HEAD * ((2 + 3) + (2 + 3) + (0 + 1))  # the drafts' heads, then one per verified position
+    full_decode = L * (step(10) + step(11) + step(12) + step(13)) + 4 * HEAD
+    assert out["decode"] == {"executed": drafts + verified + heads, "full": full_decode, "tokens": 4}
+    assert out["decode_savings"] == pytest.approx(1 - (drafts + verified + heads) / full_decode)
+    assert out["prompt"]["executed"] == out["prompt"]["full"] == L * prefill(10) + HEAD
+
+
+def test_self_speculation_needs_its_rounds_and_a_verification_count() -> None:
+    table = {**TABLE, "family": "transformer", "blocks": {**TABLE["blocks"], "layer_verify": {"flops": 0, "per_length": VERIFY}}}
+    stale = {key: value for key, value in spec_record().items() if key != "speculation"}
+    with pytest.raises(ValueError, match=r"^generation record 's0' of a spec-\* method has no 'speculation' rounds; "
+                                         r"rerun the generate rule for this cell$"):
+        cell_flops([stale], parse_method("spec-e3-k2"), table)
+    without = {**table, "blocks": {k: v for k, v in table["blocks"].items() if k != "layer_verify"}}
+    with pytest.raises(ValueError, match=r"^the FLOPs table has no `layer_verify` count \(a layer over several new "
+                                         r"positions, which self-speculative verification runs\); rerun the flops "
+                                         r"rule for this backbone$"):
+        cell_flops([spec_record()], parse_method("spec-e3-k2"), without)
+    assert cell_flops([spec_record()], parse_method("spec-e3-k2"), {**without, "family": "mamba2"})["decode"]["tokens"] == 4
+
+
+def test_an_uncertified_target_is_counted_as_full_and_the_ledger_says_how_it_counted() -> None:
+    import dataclasses
+
+    from dynamax_bench.costs.ledger import ACCOUNTING
+
+    uncertified = dataclasses.replace(parse_method("ee-calm-copy-c0.95"), threshold=None, certified=False)
+    out = cell_flops(records((10, [L, L, L])), uncertified, TABLE)
+    assert out["executed"] == out["full"] == full_sample(10, 3) and out["decode_savings"] == 0.0
+    assert (out["unit"], out["accounting"], out["exact"], out["context_length"]) == ("test", ACCOUNTING, True, 16)
+    with pytest.raises(ValueError, match=r"^full: no generated tokens to count$"):
+        cell_flops(records((10, []), (12, [])), parse_method("full"), TABLE)
+
+
 def test_stale_inputs_are_named_in_full() -> None:
     with pytest.raises(ValueError) as err:
         cell_flops([{"layers_executed": [L]}], parse_method("full"), TABLE)
