@@ -70,6 +70,19 @@ def test_malformed_record_names_file_line_and_field(tmp_path: Path) -> None:
         get_task("triviaqa").load({"kind": "local", "path": str(path)})
 
 
+@pytest.mark.parametrize(("record", "message"), [
+    ({"answer": {"aliases": ["A"]}}, "missing field 'question'"),
+    ({"question": "Q?"}, "missing field 'answer'"),
+    ({"question": "Q?", "answer": {"aliases": []}}, "field 'answer.aliases' must be a non-empty list of strings"),
+    ({"question": "Q?", "answer": {"aliases": ["A", 3]}}, "field 'answer.aliases' must be a non-empty list of strings"),
+])
+def test_each_malformed_field_is_named_with_its_line(tmp_path: Path, record: dict, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(ValueError, match=rf"^{path}:1: {message}"):
+        get_task("triviaqa").load({"kind": "local", "path": str(path)})
+
+
 def test_metrics_on_fixed_strings() -> None:
     assert normalize_answer("The Campbell-Bannerman!") == "campbellbannerman"  # SQuAD's: punctuation removed
     assert exact_match("Paris.", ["paris"]) == 1.0
