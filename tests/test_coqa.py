@@ -120,3 +120,63 @@ def test_gold_answers_add_additional_answers_that_differ_in_more_than_case() -> 
         ("s-t1", ["q1"], ["a1"], [["b1"]]), ("s-t2", ["q1", "q2"], ["a1", "a2"], [["b1", "b2"]])]
     with pytest.raises(ValueError, match="turns must be one of"):
         get_task("coqa", turns="first")
+
+
+QUESTIONS, ANSWERS = ["Who?", "What?", "Where?"], ["Ann", "a bike", "to school"]
+
+
+@pytest.mark.parametrize("layout", ["huggingface", "lm-eval", "original"])
+def test_every_layout_reads_to_the_same_turns(layout: str) -> None:
+    """Hugging Face `coqa` (answers a dict of lists), lm-eval's EleutherAI/coqa (questions too, and
+    additional answers per annotator), the original CoQA JSON (lists of objects)."""
+    record = {
+        "huggingface": {"story": "s", "questions": QUESTIONS, "answers": {"input_text": ANSWERS}},
+        "lm-eval": {"id": "story-7", "story": "s", "questions": {"input_text": QUESTIONS, "turn_id": [1, 2, 3]},
+                    "answers": {"input_text": ANSWERS},
+                    "additional_answers": {"0": {"input_text": ["Anne", "bike", "school"]},
+                                           "1": {"input_text": ["ann", "a bike", "the school"]}}},
+        "original": {"id": "story-7", "story": "s", "questions": [{"input_text": q, "turn_id": i}
+                                                                  for i, q in enumerate(QUESTIONS)],
+                     "answers": [{"input_text": a} for a in ANSWERS]},
+    }[layout]
+    doc = get_task("coqa").parse(record, "f.jsonl:3", 4)
+    assert (doc["story"], doc["questions"], doc["answers"]) == ("s", QUESTIONS, ANSWERS)
+    assert doc["id"] == ("coqa-00004" if layout == "huggingface" else "story-7")  # the record's id, else its index
+    assert doc["additional"] == ([["Anne", "bike", "school"], ["ann", "a bike", "the school"]]
+                                 if layout == "lm-eval" else [])
+
+
+def test_the_target_and_golds_are_the_last_turns_answers() -> None:
+    task = get_task("coqa")
+    doc = {"id": "s", "story": "t", "questions": QUESTIONS, "answers": ANSWERS,
+           "additional": [["x", "y", "school"], ["x", "z", "To school"]]}
+    assert task.doc_to_target(doc) == "to school"
+    assert task.gold_answers(doc) == ["to school", "school"]  # "To school" differs in case only
+    assert [turn["group"] for turn in get_task("coqa", turns="all").expand(doc)] == ["s", "s", "s"]
+    # the first line of the output, whole ("to" alone would score EM 0); leave-one-out over the two golds:
+    # without "to school" F1 2/3 against "school", without "school" 1
+    assert task.score_one(Sample("s", "", doc), " to school\nQ: next") == {"em": 0.5, "f1": pytest.approx(5 / 6)}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"story": None}, "missing field 'story'"),
+    ({"questions": None}, "missing field 'questions'"),
+    ({"answers": None}, "missing field 'answers'"),
+    ({"answers": ["Ann", 2, "x"]}, r"field 'answers' must be a list of strings"),
+    ({"answers": {"text": ANSWERS}}, "missing field 'answers.input_text'"),
+    ({"questions": [{"input_text": "Who?"}, {"turn_id": 2}, {"input_text": "Where?"}]},
+     r"missing field 'questions\[1\].input_text'"),
+    ({"questions": ["Who?", 2, "Where?"]}, r"field 'questions' must be a list of strings, a list of objects with "
+                                           r"'input_text', or an object with an 'input_text' list$"),
+    ({"answers": {"input_text": ANSWERS[:2]}}, r"field 'answers' has 2 turns for 3 questions; every question needs "
+                                               r"its answer$"),
+    ({"additional_answers": ["Ann"]}, r"field 'additional_answers' must be an object of answer lists$"),
+    ({"additional_answers": {"0": {"input_text": ["Ann"]}}},
+     r"field 'additional_answers.0' must have one answer per question$"),
+    ({"additional_answers": {"0": {"input_text": ["Ann", 3, "x"]}}}, r"field 'additional_answers.0' must be a list"),
+])
+def test_each_malformed_field_is_named_with_file_and_line(change: dict, message: str) -> None:
+    record = {"story": "s", "questions": QUESTIONS, "answers": {"input_text": ANSWERS}}
+    record = {key: value for key, value in {**record, **change}.items() if value is not None}
+    with pytest.raises(ValueError, match=rf"^f\.jsonl:3: {message}"):
+        get_task("coqa").parse(record, "f.jsonl:3", 4)
