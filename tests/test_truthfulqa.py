@@ -39,7 +39,9 @@ def test_scores_equal_lm_evals_process_results_gen(completion: str) -> None:
 
 
 @pytest.mark.parametrize("pair", [("The cat sat on the mat . It purred.", "The cat is on the mat . It slept."),
-                                  ("No.", "")])
+                                  ("No.", ""),
+                                  # rougeLsum 0.727 split at ' . ' on both sides, 0.364 or 0.545 split on one
+                                  ("b c b . c b . c", "b . a b c . c")])
 def test_rouge_pair_is_lm_evals_rouge_of_that_pair(pair: tuple[str, str]) -> None:
     from lm_eval.tasks.truthfulqa.utils import rouge
 
@@ -72,3 +74,26 @@ def test_malformed_record_names_file_line_and_field(tmp_path: Path) -> None:
     path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(ValueError, match=r"tqa\.jsonl:2: field 'incorrect_answers' must be list"):
         get_task("truthfulqa").load({"kind": "local", "path": str(path)})
+
+
+GOOD = {"type": "Adversarial", "category": "Misconceptions", "question": "Q?", "best_answer": "A",
+        "correct_answers": ["A"], "incorrect_answers": ["B"], "source": "x"}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"question": None}, "missing field 'question'"),
+    ({"correct_answers": ["A", 2]}, "field 'correct_answers' must be a list of strings$"),
+    ({"incorrect_answers": [" ", ""]}, "field 'incorrect_answers' has no non-empty answer; the metrics need one$"),
+])
+def test_each_malformed_field_is_named_with_file_and_line(change: dict, message: str) -> None:
+    record = {key: value for key, value in {**GOOD, **change}.items() if value is not None}
+    with pytest.raises(ValueError, match=rf"^t\.jsonl:4: {message}"):
+        get_task("truthfulqa").parse(record, "t.jsonl:4", 3)
+
+
+def test_a_record_keeps_its_category_and_the_target_is_lm_evals_blank() -> None:
+    task = get_task("truthfulqa")
+    assert task.parse(GOOD, "t.jsonl:1", 7)["category"] == "Misconceptions"
+    assert task.parse({k: v for k, v in GOOD.items() if k != "category"}, "t.jsonl:1", 7)["id"] == "truthfulqa-00007"
+    assert task.parse({k: v for k, v in GOOD.items() if k != "category"}, "t.jsonl:1", 7)["category"] == ""
+    assert task.doc_to_target(task.parse(GOOD, "t.jsonl:1", 0)) == " "
