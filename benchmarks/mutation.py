@@ -61,7 +61,8 @@ MODULES: dict[str, Module] = {
     "coqa": Module("dynamax_bench/generation/tasks/coqa.py", ("tests/test_coqa.py",)),
     "truthfulqa": Module("dynamax_bench/generation/tasks/truthfulqa.py", ("tests/test_truthfulqa.py",)),
     "tasks_base": Module("dynamax_bench/generation/tasks/base.py",
-                         ("tests/test_triviaqa.py", "tests/test_coqa.py", "tests/test_truthfulqa.py")),
+                         ("tests/test_task_sources.py", "tests/test_triviaqa.py", "tests/test_coqa.py",
+                          "tests/test_truthfulqa.py", "tests/test_lmeval_tasks.py")),
     # rewritten by the lead (statistics, claims) and the engine developer (batched): run after merging
     "statistics": Module("dynamax_bench/reporting/statistics.py", ("tests/test_statistics.py",), later=True),
     "claims": Module("dynamax_bench/reporting/claims.py", ("tests/test_claims.py",), later=True),
