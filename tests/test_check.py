@@ -24,7 +24,7 @@ from dynamax_bench.reporting import score
 from dynamax_bench.reporting.check import compare, counts, load_reference, main, read_cells, run_check
 from dynamax_bench.reporting.reference import EXITS_FIELD, HASH_FIELD, ReferenceError
 from dynamax_bench.reporting.score import score_cell
-from dynamax_bench.reporting.tolerances import bootstrap, interval, length_window, ratio, wilson
+from dynamax_bench.reporting.tolerances import bootstrap, interval, length_window, ratio, saving, wilson, without_exits
 from dynamax_bench.spec import DecodeSpec, TaskSpec, parse_method
 
 L = 8
@@ -120,6 +120,40 @@ def test_bootstrap_is_seeded_and_a_tie_takes_the_wilson_interval_on_the_metric_s
     assert "every sample equal" in tie["rule"]
     assert interval(8.0, [(8.0, 1.0)] * 6, statistic=ratio)["high"] == 8.0
     assert length_window(60)["low"] == pytest.approx(54) and length_window(60)["high"] == pytest.approx(66)
+
+
+def test_an_early_exit_cell_with_no_exit_leaves_room_for_a_rebuilt_classifiers_exits() -> None:
+    """A calibrated cell whose reference never exited: its bootstrap sees every token at L, so a classifier
+    distilled on another processor that exits on 2% of tokens (mean 15.88 of 16) must not fail it."""
+    layers = interval(16.0, [(16.0 * 9, 9.0)] * 64, statistic=ratio)
+    savings = interval(-5e-7, [(1000.0 + i % 3, 1000.0) for i in range(64)], statistic=saving)
+    assert (layers["low"], layers["high"]) == (16.0, 16.0)
+    before = savings["low"], savings["high"]
+    without_exits(layers, savings, 64, 16, 8, decode_share=0.004)
+    lowest = 8 + wilson(1.0, 64)[0] * 8  # 15.547: the Wilson bound of "every token at L" at n = 64
+    assert layers["low"] == pytest.approx(lowest) and layers["high"] == 16.0 and layers["low"] < 15.88
+    moved = (16 - lowest) / 16 * 0.004  # what exits at that bound save of the decode FLOPs: 1.1e-4
+    assert (savings["low"], savings["high"]) == pytest.approx((before[0] - moved, before[1] + moved))
+    assert savings["high"] > 8.66e-5 and "no token exited" in layers["rule"] and "no token exited" in savings["rule"]
+
+
+def test_a_rebuilt_classifier_may_exit_where_the_reference_never_did(tmp_path: Path) -> None:
+    """The reference's t0.99 cell never exits (every token at L); a classifier distilled elsewhere exits on one
+    of its nine tokens, with the same tokens: the gate names the rebuilt classifier and passes the cell."""
+    never = {**METHODS, "ee-maxsoftmax-copy-t0.99": FULL}
+    write_run(tmp_path / "ref", never)
+    assert main([str(tmp_path / "ref"), str(tmp_path / "ref.json"), "--regenerate", "--reason", "test"]) == 0
+    fields = json.loads((tmp_path / "ref.json").read_text())["cells"]["b/triviaqa/ee-maxsoftmax-copy-t0.99"]
+    assert "no token exited" in fields["layers.mean_executed"]["rule"] and fields["layers.mean_executed"]["low"] < L
+    exits_once = [(" Paris", [1, 2], [L, 7]), *FULL[1:]]
+    write_run(tmp_path / "other", {**never, "ee-maxsoftmax-copy-t0.99": exits_once}, classifier_digest="00000000000000dd")
+    rows, _ = run_check(tmp_path / "other", tmp_path / "ref.json")
+    mine = {r.path: (r.rule, r.status) for r in rows if r.cell == "b/triviaqa/ee-maxsoftmax-copy-t0.99"}
+    assert mine["layers.mean_executed"] == ("interval", "pass") and mine["flops.savings"] == ("interval", "pass")
+    assert mine["metrics.em"] == ("same inputs", "pass")  # the tokens did not move: held exact
+    assert not failed(rows) and any(r.status == "rebuilt" and "classifiers" in r.cell for r in rows)
+    widened = json.loads((tmp_path / "ref.json").read_text())["cells"]["b/triviaqa/ee-maxsoftmax-copy-t0.9"]
+    assert "no token exited" not in widened["layers.mean_executed"]["rule"]  # it exited: its bootstrap stands
 
 
 def test_regenerated_reference_passes_and_says_where_each_tolerance_comes_from(run: Path, reference: Path, capsys) -> None:

@@ -29,6 +29,7 @@ from dynamax_bench.config import REPO_ROOT
 from dynamax_bench.files import read_json
 from dynamax_bench.provenance import git_commit
 from dynamax_bench.reporting import tolerances
+from dynamax_bench.spec import method_of
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "reference.schema.yaml"
 HASH_FIELD = "generations.token_sha256"
@@ -60,7 +61,9 @@ DERIVATION = {
     "average": "other averages (F1, BLEU and ROUGE on 0-100, prefix agreement, mean exit layer, savings): the 95% "
                f"percentile bootstrap over samples ({tolerances.BOOTSTRAP_RESAMPLES} resamples, seed "
                f"{tolerances.BOOTSTRAP_SEED}); a quality metric whose samples all tie takes the Wilson interval of "
-               "its value on the metric's own scale",
+               "its value on the metric's own scale; an early-exit cell where no token exited takes the Wilson interval "
+               "of its mean exit layer on the [first exit, L] scale, and its savings move by what those exits could "
+               "save of the decode FLOPs",
     "length": "n_tokens within 90-110% of the reference (MLPerf Inference's tokens-per-sample rule)",
     "patterns": "plain numbers (n_samples, flops.per_token_full, values of older references): the first "
                 "matching rule of `tolerances`",
@@ -186,6 +189,11 @@ def derived_fields(results_dir: Path, key: str, cell: dict) -> dict[str, Any]:
     fields["flops.savings"] = field(  # each sample's executed and full FLOPs, prompt included
         cell["flops"]["savings"], list(zip(samples["flops.executed"], samples["flops.full"])),
         statistic=tolerances.saving)
+    layers = cell["layers"]
+    if method_of(cell).kind == "ee" and layers["mean_executed"] == layers["num_layers"] and layers["exit_positions"]:
+        tolerances.without_exits(fields["layers.mean_executed"], fields["flops.savings"], cell["n_samples"],
+                                 layers["num_layers"], min(layers["exit_positions"]),
+                                 sum(samples["flops.decode_full"]) / sum(samples["flops.full"]))
     return fields
 
 

@@ -12,7 +12,9 @@ stay in is the 95% interval of that estimate:
   the bootstrap has no width, and the Wilson interval of the value rescaled to [0, 1] stands in (a
   variable bounded in [lo, hi] has at most the variance of a Bernoulli with the same mean);
 - output length: tokens per sample within 90-110% of the reference (MLPerf Inference's rule for its
-  LLM benchmarks, e.g. llama2-70b: TOKENS_PER_SAMPLE 294.45 -> [265.0, 323.9]).
+  LLM benchmarks, e.g. llama2-70b: TOKENS_PER_SAMPLE 294.45 -> [265.0, 323.9]);
+- an early-exit cell where no token exited: its mean exit layer and savings are widened by the exits
+  a rebuilt classifier could make at the Wilson bound (`without_exits`).
 """
 
 from __future__ import annotations
@@ -106,6 +108,24 @@ def interval(
         low, high = lo + w_low * (hi - lo), lo + w_high * (hi - lo)
         rule = f"Wilson 95% on the [{lo:g}, {hi:g}] scale at n={n} (every sample equal: the bootstrap has no width)"
     return {"low": min(low, value), "high": max(high, value), "rule": rule}
+
+
+def without_exits(layers: dict, savings: dict, n: int, num_layers: int, first_exit: int, decode_share: float) -> None:
+    """Widen the exit-driven fields of an early-exit cell whose reference never exited (every token ran every
+    layer): their bootstrap sees no exit, so it has no width (`layers`) or only the classifier's cost spread
+    (`savings`), and a rebuilt classifier that now exits on a few tokens would fail them. The mean exit layer
+    takes the Wilson interval on the [first exit, L] scale at n (as a tied bounded average does), and the
+    savings move by what that many exits could save of the decode FLOPs (`decode_share` of the full model's),
+    either way (a fill may cost more than the layers it replaces)."""
+    w_low, _ = wilson(1.0, n)
+    lowest = first_exit + w_low * (num_layers - first_exit)
+    layers.update(low=min(layers["low"], lowest),
+                  rule=f"Wilson 95% on the [{first_exit}, {num_layers}] scale at n={n} (no token exited: the "
+                       "bootstrap has no width)")
+    moved = (num_layers - lowest) / num_layers * decode_share
+    savings.update(low=savings["low"] - moved, high=savings["high"] + moved,
+                   rule=f"{savings['rule']}, widened by {moved:.3g}: the decode savings of exits at the Wilson "
+                        "bound of the mean exit layer (no token exited)")
 
 
 def length_window(value: float) -> dict:
