@@ -151,3 +151,70 @@ def test_resamples_without_a_value_are_left_out_of_the_interval() -> None:
     assert math.isnan(lo) and math.isnan(hi)
     found = estimates({"s": Ratio(np.array([0.0, 0.0]), np.array([0.0, 0.0]))}, Groups.singletons(2), IntervalSettings(resamples=100))
     assert found == {}
+
+
+def test_a_cells_estimate_and_ratio_are_read_by_name_and_a_missing_one_named() -> None:
+    from dynamax_bench.reporting.statistics import estimate_of, ratio_of
+
+    cell = make_cell("ee-calm-copy-t0.9", [1.0, 0.0, 1.0, 1.0], savings=[0.5, 0.0, 0.25, 0.25])
+    assert estimate_of(cell, "consistency.output_match")["value"] == 0.75
+    assert ratio_of(cell, "flops.decode_savings").value() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match=r"^cell b/t/ee-calm-copy-t0\.9 has no interval for 'metrics\.f1' \(scored "
+                                         r"before it existed\?\): rerun its score rule, e\.g\. snakemake --forcerun score$"):
+        estimate_of(cell, "metrics.f1")
+    with pytest.raises(KeyError, match=r"cell b/t/ee-calm-copy-t0\.9 has no per-sample 'flops\.full'; it has \["):
+        ratio_of(cell, "flops.full")  # an input of the derived ratios, not a quantity
+    with pytest.raises(KeyError, match=r"has no per-sample 'metrics\.f1'"):
+        ratio_of(cell, "metrics.f1")
+
+
+def test_quantities_offer_decode_savings_only_where_decode_flops_were_kept() -> None:
+    from dynamax_bench.reporting.statistics import quantities
+
+    per_sample = make_cell("full", [1.0, 1.0])["per_sample"]
+    assert "flops.decode_savings" in quantities(per_sample) and "flops.total_savings" in quantities(per_sample)
+    older = {k: v for k, v in per_sample.items() if k not in ("flops.decode_full", "flops.decode_executed")}
+    assert "flops.decode_savings" not in quantities(older) and "flops.total_savings" in quantities(older)
+
+
+def test_samples_resample_by_their_group_and_one_group_resamples_to_itself() -> None:
+    from dynamax_bench.reporting.statistics import groups_of
+
+    cell = make_cell("full", [1.0, 0.0, 1.0, 0.0], ids=["a1", "a2", "b1", "b2"], groups=["a", "a", "b", "b"])
+    assert groups_of(cell["per_sample"]).count == 2
+    assert groups_of({"ids": ["x", "y", "z"]}).count == 3  # no groups named: one per sample
+    one = Groups.of(["s", "s", "s"])
+    found = estimate(lambda take: take(Ratio.mean([1.0, 0.0, 0.5])), one, IntervalSettings(0.95, 50, 0))
+    assert (found.value, found.lo, found.hi, found.n, found.groups) == (0.5, 0.5, 0.5, 3, 1)
+    ratios = {"x": Ratio.mean([1.0, 0.0, 0.5])}
+    assert estimates(ratios, one, IntervalSettings(0.95, 50, 0))["x"].to_dict()["groups"] == 1
+    with pytest.raises(ValueError, match=r"^per-sample list 'x' has 3 values for 2 samples$"):
+        estimates(ratios, Groups.singletons(2), IntervalSettings(0.95, 50, 0))
+    with pytest.raises(ValueError, match=r"^no samples to resample$"):
+        estimate(lambda take: take(Ratio.mean([])), Groups.singletons(0), IntervalSettings(0.95, 50, 0))
+
+
+def test_a_ratios_resamples_divide_sums_of_the_same_groups() -> None:
+    """Per-token means: each resample sums numerators and denominators over the same drawn groups."""
+    ratio = Ratio(np.array([4.0, 1.0, 9.0]), np.array([2.0, 1.0, 3.0]))  # per-sample 2, 1, 3; overall 14 / 6
+    settings = IntervalSettings(0.95, 400, 3)
+    found = estimate(lambda take: take(ratio), Groups.singletons(3), settings)
+    assert found.value == pytest.approx(14 / 6) and 1.0 <= found.lo < found.value < found.hi <= 3.0
+    weighted = estimate(lambda take: take(ratio), Groups.of(["a", "a", "b"]), settings)
+    assert weighted.lo == pytest.approx(5 / 3) and weighted.hi == pytest.approx(3.0)  # group a alone: 5 / 3
+
+
+def test_an_interval_includes_its_ends_and_settings_round_trip() -> None:
+    from dynamax_bench.reporting.statistics import KIND, Estimate
+
+    interval = Estimate(0.5, 0.25, 0.75, 10, 10)
+    assert interval.includes(0.25) and interval.includes(0.75) and not interval.includes(0.2)
+    settings = IntervalSettings(confidence=0.9, resamples=123, seed=4)
+    assert settings.to_dict() == {"kind": KIND, "confidence": 0.9, "resamples": 123, "seed": 4}
+    assert IntervalSettings.from_dict(settings.to_dict()) == settings
+    assert math.isnan(Ratio(np.array([1.0]), np.array([0.0])).value())  # a ratio over nothing has no value
+
+
+def test_lm_evals_stderr_needs_two_samples() -> None:
+    assert lm_eval_stderr([1.0]) is None
+    assert lm_eval_stderr([1.0, 0.0]) == pytest.approx(0.5)  # stdev 0.7071 / sqrt(2)
