@@ -21,8 +21,10 @@ SLURM_PROFILE = REPO_ROOT / "profiles" / "slurm"
 SLURM_ENV = {"DYNAMAX_SLURM_ACCOUNT": "dynamax_acct", "DYNAMAX_SLURM_PARTITION": "dynamax_part",
              "DYNAMAX_SLURM_GPU_MODEL": "h100"}
 GPU_RULES = {"generate", "generate_sweep", "latency", "latency_sweep", "extract_oracle", "select_top_k", "distill",
-             "exit_weight_ablation"}  # run a model on every CUDA profile
-CPU_RULES = {"prepare_backbone", "prepare_corpus", "flops", "score", "score_sweep", "paper_tables"}  # paper profile
+             "exit_weight_ablation", "calibrate", "generate_calibrated_mistral7b",
+             "generate_calibrated_codestral_mamba7b"}  # run a model on every CUDA profile
+CPU_RULES = {"prepare_backbone", "prepare_corpus", "flops", "score", "score_sweep", "score_calibrated_mistral7b",
+             "score_calibrated_codestral_mamba7b", "paper_tables"}  # paper profile
 
 
 def run(args: list[str], workdir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
