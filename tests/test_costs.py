@@ -263,6 +263,10 @@ def test_self_speculation_pays_for_every_draft_and_verification_rejected_ones_in
     assert out["decode"] == {"executed": drafts + verified + heads, "full": full_decode, "tokens": 4}
     assert out["decode_savings"] == pytest.approx(1 - (drafts + verified + heads) / full_decode)
     assert out["prompt"]["executed"] == out["prompt"]["full"] == L * prefill(10) + HEAD
+    if family == "transformer":  # one draft: the upper layers verify m = 2 positions in one pass
+        one = {**spec_record(), "layers_executed": [L] * 3, "speculation": {"drafted": [1], "accepted": [1]}}
+        decode = cell_flops([one], parse_method(f"spec-e{DRAFT}-k2"), table)["decode"]["executed"]
+        assert decode == DRAFT * (step(10) + step(11)) + upper * verify_pass(10, 2) + HEAD * (1 + 2)
 
 
 def test_self_speculation_needs_its_rounds_and_a_verification_count() -> None:
@@ -271,6 +275,8 @@ def test_self_speculation_needs_its_rounds_and_a_verification_count() -> None:
     with pytest.raises(ValueError, match=r"^generation record 's0' of a spec-\* method has no 'speculation' rounds; "
                                          r"rerun the generate rule for this cell$"):
         cell_flops([stale], parse_method("spec-e3-k2"), table)
+    with pytest.raises(ValueError, match=r"^generation record '\?' of a spec-\* method"):  # a record without its id
+        cell_flops([{k: v for k, v in stale.items() if k != "id"}], parse_method("spec-e3-k2"), table)
     without = {**table, "blocks": {k: v for k, v in table["blocks"].items() if k != "layer_verify"}}
     with pytest.raises(ValueError, match=r"^the FLOPs table has no `layer_verify` count \(a layer over several new "
                                          r"positions, which self-speculative verification runs\); rerun the flops "
