@@ -29,7 +29,7 @@ from dynamax_bench.config import (
 from dynamax_bench.data_checks import check_task_data
 from dynamax_bench.engine.policies import POLICIES
 from dynamax_bench.generation.tasks import TASKS, get_task
-from dynamax_bench.spec import FORMS, TASK_COMMON_KEYS, batched_dtype_problem, parse_method
+from dynamax_bench.spec import FORMS, TASK_COMMON_KEYS, batched_dtype_problem, parse_method, task_spec
 
 BACKBONES_DIR = Path("resources/backbones")  # relative to the run's working directory, as in the DAG
 
@@ -234,14 +234,13 @@ def check_calibration_splits(config: dict) -> None:
     cal = config["calibration"]
     if not cal["consistency"] and not cal["match_pruning"]:
         return
-    for name, entry in config["tasks"].items():
-        source = entry.get("source", {"kind": "embedded"})
-        if source["kind"] == "local":
+    for name in config["tasks"]:
+        evaluated = task_spec(config, name)  # its source and limit, as the jobs read them
+        if evaluated.source["kind"] == "local":
             continue  # refused where the plan asks for its calibration split, with the fix
         calibrated = calibration_split(config, name)
-        limit = entry.get("limit", config.get("limit"))
         # every task's evaluated split is `validation` unless its source names another (hub_default, embedded)
-        problem = calibration_overlap(source.get("split", "validation"), calibrated, limit)
+        problem = calibration_overlap(evaluated.source.get("split", "validation"), calibrated, evaluated.limit)
         if problem:
             raise ConfigError(f"calibration.split for task {name}: {problem}; calibrate on rows that are never "
                               "evaluated (another split, or a slice such as validation[1000:2000])")
