@@ -90,6 +90,12 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read JSON Lines, splitting on '\\n' only (records may hold U+0085 or U+2028)."""
+    return [record for _, record in numbered_jsonl(path)]
+
+
+def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """The records of a JSON Lines file with their line numbers (blank lines counted, not returned), so
+    that an error found later in a record can name its line."""
     path = Path(path)
     records = []
     try:
@@ -106,5 +112,5 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             raise ValueError(f"{path}:{lineno}: not valid JSON ({err})") from None
         if not isinstance(record, dict):
             raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-        records.append(record)
+        records.append((lineno, record))
     return records

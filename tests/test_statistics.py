@@ -168,6 +168,27 @@ def test_a_cells_estimate_and_ratio_are_read_by_name_and_a_missing_one_named() -
         ratio_of(cell, "metrics.f1")
 
 
+def test_a_cell_scored_without_intervals_is_named_not_a_crash() -> None:
+    from dynamax_bench.reporting.statistics import estimate_of
+
+    cell = make_cell("full", [1.0, 0.0])
+    for older in ({k: v for k, v in cell.items() if k != "intervals"}, {**cell, "intervals": {}}):
+        with pytest.raises(ValueError, match=r"^cell b/t/full has no interval for 'metrics\.f1'"):
+            estimate_of(older, "metrics.f1")
+
+
+def test_resamples_have_one_row_per_statistic_whatever_the_groups() -> None:
+    from dynamax_bench.reporting.statistics import resampled
+
+    a, b = Ratio.mean([1.0, 0.0, 0.5]), Ratio.mean([0.25, 0.5, 1.0])
+    settings = IntervalSettings(0.95, 40, 0)
+    for groups in (Groups.of(["s", "s", "s"]), Groups.singletons(3)):
+        draws = resampled([lambda take: take(a), lambda take: take(b)], groups, settings)
+        assert draws.shape == (2, 40)
+    one = resampled([lambda take: take(a), lambda take: take(b)], Groups.of(["s"] * 3), settings)
+    assert np.all(one[0] == 0.5) and np.all(one[1] == pytest.approx(1.75 / 3))
+
+
 def test_quantities_offer_decode_savings_only_where_decode_flops_were_kept() -> None:
     from dynamax_bench.reporting.statistics import quantities
 

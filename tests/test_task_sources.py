@@ -55,6 +55,9 @@ def test_an_unreachable_hub_says_how_to_run_offline(hub: list[tuple]) -> None:
                                            r"machine with network and point the task's source at `kind: local, path: "
                                            r"<file>`\.$"):
         get_task("coqa").read({"kind": "hub", "path": "offline/dataset"})
+    with pytest.raises(RuntimeError, match=r"^task triviaqa: cannot load offline/dataset \(rc\.nocontext, "
+                                           r"validation\) from the Hugging Face hub"):  # the task's default config
+        get_task("triviaqa").read({"kind": "hub", "path": "offline/dataset"})
 
 
 def test_few_shot_examples_come_from_the_train_split_unless_named(hub: list[tuple]) -> None:
@@ -89,6 +92,21 @@ def test_a_local_json_file_is_a_list_or_an_object_with_data(tmp_path: Path, layo
     path.write_text(json.dumps([RECORDS[0], {"question": "Q2?"}]))
     with pytest.raises(ValueError, match=rf"^{path}:record 1: missing field 'answer'$"):
         get_task("triviaqa").read({"kind": "local", "path": str(path)})
+
+
+def test_a_local_json_record_that_is_no_object_is_named_by_its_index(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps([RECORDS[0], 1]))
+    with pytest.raises(ValueError, match=rf"^{path}:record 1: expected a JSON object, got int$"):
+        get_task("triviaqa").read({"kind": "local", "path": str(path)})
+
+
+def test_coqa_turns_carry_their_story_as_group() -> None:
+    """The grouped bootstrap and the calibration split resample a story's turns together."""
+    samples = get_task("coqa", turns="all").load({"kind": "embedded"}, limit=12)
+    groups = [s.group for s in samples]
+    assert all(groups) and groups == [s.target["group"] for s in samples]
+    assert len(set(groups)) < len(samples)  # some story has several turns
 
 
 @pytest.mark.parametrize("content", [{"version": "1.0", "questions": RECORDS}, "Q1?"])

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dynamax_bench.files import read_json, read_jsonl
+from dynamax_bench.files import numbered_jsonl, read_json
 
 # The splits of an embedded set, as a source names them (`{kind: embedded, split: <split>}`): the
 # evaluated samples (validation, the default of `source`), a calibration split disjoint from them
@@ -196,10 +196,7 @@ class Task(ABC):
         if not path.exists():
             raise FileNotFoundError(f"task {self.name}: data file {path} not found")
         if path.suffix == ".jsonl":
-            records = read_jsonl(path)
-            # read_jsonl skips blank lines; recover line numbers for error messages
-            lines = [i for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1) if line.strip()]
-            return [(r, f"{path}:{n}") for r, n in zip(records, lines)]
+            return [(record, f"{path}:{line}") for line, record in numbered_jsonl(path)]
         data = read_json(path)
         records = data["data"] if isinstance(data, dict) and "data" in data else data
         if not isinstance(records, list):
