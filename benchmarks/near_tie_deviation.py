@@ -15,8 +15,11 @@ rows of a batch stay in step and the records line up.
 
 Writes benchmarks/results/near_tie_deviation.json: per backbone and method the largest
 |score difference| (logits after the repetition penalty), absolute and over the row's largest
-|score|, the largest relative confidence difference |a - b| / max(|a|, |b|), the positions
-compared, and the near ties and differing rows under the bounds of dynamax_bench/engine/neartie.py.
+|score|, the largest relative confidence difference |a - b| / max(|a|, |b|), for a probability
+(`ExitRule.probability`) the largest share of its band |a - b| / (7e-4 * nearer end + 1e-5 * larger) a
+difference used (ee-maxsoftmax-*-t0.999 puts decisions next to 1, where that band narrows), the
+positions compared, and the near ties and differing rows under the bounds of
+dynamax_bench/engine/neartie.py.
 Per backbone, `rows_tied_at_measured_deviation`: the share of reference rows with a token whose
 relative top-2 margin lies below the largest relative score deviation measured (and below the
 float32 bounds' 11.5 times it): the rows a bound set from these measurements would re-decode at
@@ -38,9 +41,10 @@ from bench_backbones import backbone as load
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine import BatchedGenerator, EarlyExitGenerator, ExitPoint, ExitRule, Generation, Strategy
+from dynamax_bench.classifiers.training_free import MaxSoftmaxRule
 from dynamax_bench.classifiers.untrained import untrained_rule
 from dynamax_bench.engine.correctness import first_difference, trace
-from dynamax_bench.engine.neartie import CONFIDENCE_BOUND, LOGIT_MARGIN_BOUND
+from dynamax_bench.engine.neartie import CONFIDENCE_BOUND, LOGIT_MARGIN_BOUND, PROBABILITY_FLOOR
 from dynamax_bench.engine.prefix import plan_batches
 from dynamax_bench.engine.rowstate import RowState
 from dynamax_bench.engine.rules import decide
@@ -70,6 +74,7 @@ class ConfidenceRecorder(ExitRule):
         self.rule = rule
         self.threshold = rule.threshold
         self.stateful = rule.stateful
+        self.probability = rule.probability
         self.calls: list[tuple[int, list[float]]] = []
 
     def prefill(self, point: ExitPoint, hidden: Tensor, state: RowState) -> None:
@@ -92,6 +97,8 @@ def strategies(bb: Backbone, exits: list[int], prompts: list[str], new_tokens: i
         rule = untrained_rule(kind, calibration, prompts[:4], exit_share=0.5)
         for policy in POLICIES[bb.family]:
             out[f"ee-{kind}-{policy}"] = Strategy.early_exit(rule, policy)
+    for policy in POLICIES[bb.family]:  # the calibrated thresholds' regime: confidences next to 1
+        out[f"ee-maxsoftmax-{policy}-t0.999"] = Strategy.early_exit(MaxSoftmaxRule(0.999), policy)
     return out
 
 
@@ -154,8 +161,9 @@ def batched_records(bb: Backbone, exits: list[int], prompts: list[str], strategy
     return outputs, row_scores, row_conf
 
 
-def compare(outputs: list[Generation], batched_scores, batched_conf, references) -> dict:
+def compare(outputs: list[Generation], batched_scores, batched_conf, references, probability: bool) -> dict:
     logit, relative, confidence, tokens, decisions, differing = 0.0, 0.0, 0.0, 0, 0, 0
+    band_share, near_one = 0.0, 0  # the largest share of a probability's band a deviation used; decisions > 0.99
     for row, (ours, (theirs, ref_scores, ref_conf)) in enumerate(zip(outputs, references)):
         start = first_difference(trace(ours), trace(theirs))
         differing += start is not None
@@ -167,9 +175,14 @@ def compare(outputs: list[Generation], batched_scores, batched_conf, references)
             tokens += 1
             for a, b in zip(batched_conf[row][step], ref_conf[step]):
                 confidence = max(confidence, abs(a - b) / max(abs(a), abs(b), 1e-30))
+                if probability:  # the band of neartie.Bounds.confidence_ties at a threshold of either value
+                    band = CONFIDENCE_BOUND * min(max(a, b), 1.0 - min(a, b)) + PROBABILITY_FLOOR * max(a, b)
+                    band_share = max(band_share, abs(a - b) / band)
+                    near_one += max(a, b) > 0.99
                 decisions += 1
     return {"max_abs_score_deviation": logit, "max_rel_score_deviation": relative,
             "max_rel_confidence_deviation": confidence,
+            **({"max_share_of_probability_band": band_share, "decisions_above_0.99": near_one} if probability else {}),
             "tokens_compared": tokens, "decisions_compared": decisions, "rows_differing": differing,
             "near_ties": sum(len(g.near_ties) for g in outputs)}
 
@@ -206,7 +219,8 @@ def main() -> None:
     result: dict = {"machine": f"{machine_description()}, torch threads {args.threads}", "dtype": args.dtype,
                     "prompts": len(prompts),
                     "new_tokens": args.new_tokens, "bounds": {"logit_margin_relative": LOGIT_MARGIN_BOUND,
-                                                              "confidence_relative": CONFIDENCE_BOUND},
+                                                              "confidence_relative": CONFIDENCE_BOUND,
+                                                              "probability_floor": PROBABILITY_FLOOR},
                     "backbones": {}}
     for name in args.backbones:
         bb = load(name)
@@ -223,13 +237,16 @@ def main() -> None:
                     outputs, scores, conf = batched_records(bb, exits, prompts, strategy, args.new_tokens,
                                                             batch_size, share)
                     key = f"{method} B={batch_size} prefix={'on' if share else 'off'}"
-                    cells[key] = compare(outputs, scores, conf, references)
+                    cells[key] = compare(outputs, scores, conf, references,
+                                         strategy.rule is not None and strategy.rule.probability)
                     print(name, key, json.dumps(cells[key]), flush=True)
         result["backbones"][name] = {
             "cells": cells,
             "max_abs_score_deviation": max(c["max_abs_score_deviation"] for c in cells.values()),
             "max_rel_score_deviation": max(c["max_rel_score_deviation"] for c in cells.values()),
             "max_rel_confidence_deviation": max(c["max_rel_confidence_deviation"] for c in cells.values()),
+            "max_share_of_probability_band": max((c["max_share_of_probability_band"] for c in cells.values()
+                                                  if "max_share_of_probability_band" in c), default=None),
         }
         result["backbones"][name]["rows_tied_at_measured_deviation"] = rows_tied(
             every_reference, result["backbones"][name]["max_rel_score_deviation"])

@@ -14,7 +14,7 @@ import torch
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import EarlyExitGenerator, Generation, NearTie, Strategy, verify, verify_each
 from dynamax_bench.engine.correctness import Agreement, Difference, first_difference, trace
-from dynamax_bench.engine.neartie import CONFIDENCE_BOUND, LOGIT_MARGIN_BOUND, Bounds
+from dynamax_bench.engine.neartie import CONFIDENCE_BOUND, LOGIT_MARGIN_BOUND, PROBABILITY_FLOOR, Bounds
 
 PROMPTS = ["The three primary colours are", "def fibonacci(n):", "Once upon a time"]
 TOKENS = 6
@@ -163,7 +163,7 @@ def test_agreement_record_names_its_bounds() -> None:
     record = Agreement(rows=2, rows_with_near_ties=1, rows_redecoded=1, bounds=Bounds(1e-4, 2e-4)).as_dict()
     assert record == {"rows": 2, "rows_with_near_ties": 1, "rows_redecoded": 1, "tokens_redecoded": 0,
                       "rows_differing": 0, "tokens_differing": 0, "unexplained": 0, "differences": [],
-                      "bounds": {"logit_margin": 1e-4, "confidence": 2e-4}}
+                      "bounds": {"logit_margin": 1e-4, "confidence": 2e-4, "probability_floor": 1e-5}}
     assert Agreement(rows=0, rows_with_near_ties=0, rows_redecoded=0).as_dict()["bounds"] is None
 
 
@@ -171,6 +171,7 @@ def test_bounds_scale_with_the_dtypes_machine_epsilon() -> None:
     assert Bounds.for_dtype(torch.float32) == Bounds(LOGIT_MARGIN_BOUND, CONFIDENCE_BOUND) == Bounds(2e-4, 7e-4)
     half = Bounds.for_dtype(torch.bfloat16)
     assert half.logit_margin == pytest.approx(2e-4 * 2**16) and half.confidence == pytest.approx(7e-4 * 2**16)
+    assert half.probability_floor == pytest.approx(PROBABILITY_FLOOR * 2**16)
 
 
 def test_margins_are_the_top_two_gap_over_the_largest_magnitude() -> None:
@@ -202,6 +203,32 @@ def test_confidence_ties_are_within_the_bound_relative_to_the_larger_of_confiden
     # the scale is max(|confidence|, |threshold|): at threshold 0 only the confidence's own
     assert bounds.confidence_ties(torch.tensor([0.0, 1e-3]), 0.0).tolist() == [True, False]
     assert bounds.confidence_ties(torch.tensor([0.1005, 0.102]), 0.1).tolist() == [True, False]
+
+
+def test_a_probabilitys_ties_narrow_towards_the_nearer_end() -> None:
+    """A softmax probability moves with p(1 - p): near 1 its band is relative to 1 - p, plus the floor."""
+    bounds = Bounds(logit_margin=2e-4, confidence=0.05, probability_floor=1e-6)
+    saturated = torch.tensor([1.0, 0.99995, 0.999904, 0.9999, 0.999896, 0.99988])
+    assert bounds.confidence_ties(saturated, 0.9999).tolist() == [True] * 6  # relative to the larger: 0.05
+    # relative to the nearer end, 1 - 0.9999 above the threshold and 1 - c below it: 6e-6 wide
+    assert bounds.confidence_ties(saturated, 0.9999, probability=True).tolist() == [
+        False, False, True, True, True, False]
+    # below one half the nearer end is the larger of the two, as for any confidence
+    middle = torch.tensor([0.2, 0.209, 0.2115, 0.191, 0.1885])
+    assert bounds.confidence_ties(middle, 0.2, probability=True).tolist() == [True, True, False, True, False]
+    # the floor: a value next to 1 that rounding alone could move across the threshold
+    assert bounds.confidence_ties(torch.tensor([1.0, 1.0 - 2e-6]), 1.0 - 5e-7, probability=True).tolist() == [
+        True, False]
+    # the floor is relative to the larger value, as rounding is: next to 0 it is no wider than that
+    rounding = Bounds(logit_margin=2e-4, confidence=0.0, probability_floor=1e-3)
+    assert rounding.confidence_ties(torch.tensor([1e-3 + 5e-7, 1e-3 + 2e-6]), 1e-3, probability=True).tolist() == [
+        True, False]
+    # never wider than the band relative to the larger value, but for the floor
+    values = torch.rand(1000, generator=torch.Generator().manual_seed(0))
+    for threshold in (0.1, 0.5, 0.9, 0.999):
+        narrow = bounds.confidence_ties(values, threshold, probability=True)
+        wide = bounds.confidence_ties(values, threshold) | ((values - threshold).abs() <= 1e-6)
+        assert not (narrow & ~wide).any()
 
 
 def test_near_tie_record() -> None:

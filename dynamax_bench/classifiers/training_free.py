@@ -12,6 +12,8 @@ from dynamax_bench.engine.rules import ExitPoint, ExitRule
 class MaxSoftmaxRule(ExitRule):
     """CALM's softmax response: the largest probability of the LM head read at the exit."""
 
+    probability = True
+
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
 

@@ -321,7 +321,8 @@ class BatchedGenerator(EngineBase):
             rows = everyone if run is None else run
             if not exact:
                 step.confidence[point.index].index_copy_(0, rows, confidence - rule.threshold)
-                step.ties[point.index].index_copy_(0, rows, self.bounds.confidence_ties(confidence, rule.threshold))
+                step.ties[point.index].index_copy_(0, rows, self.bounds.confidence_ties(confidence, rule.threshold,
+                                                                                        rule.probability))
             leaving = int(self._host(leave.sum()))
             if not leaving:
                 point.head.take(deciding)

@@ -41,6 +41,7 @@ import torch
 LOGIT_MARGIN_BOUND = 2e-4  # top-2 gap of a token's scores (logits after the repetition penalty) / max |score|
 CONFIDENCE_BOUND = 7e-4  # |confidence - threshold| / max(|confidence|, |threshold|) (a max-softmax
 # confidence can be 1e-5, a near-uniform head, and its error scales with it)
+PROBABILITY_FLOOR = 1e-5  # relative, for a probability's rounding next to 1 (see Bounds.confidence_ties)
 
 
 def ieee_float32(model_device: torch.device, dtype: torch.dtype) -> None:
@@ -57,11 +58,13 @@ def ieee_float32(model_device: torch.device, dtype: torch.dtype) -> None:
 class Bounds:
     logit_margin: float
     confidence: float
+    probability_floor: float = PROBABILITY_FLOOR
 
     @classmethod
     def for_dtype(cls, dtype: torch.dtype) -> Bounds:
         scale = torch.finfo(dtype).eps / torch.finfo(torch.float32).eps
-        return cls(logit_margin=LOGIT_MARGIN_BOUND * scale, confidence=CONFIDENCE_BOUND * scale)
+        return cls(logit_margin=LOGIT_MARGIN_BOUND * scale, confidence=CONFIDENCE_BOUND * scale,
+                   probability_floor=PROBABILITY_FLOOR * scale)
 
     @staticmethod
     def margins(scores: torch.Tensor) -> torch.Tensor:
@@ -70,10 +73,20 @@ class Bounds:
         scale = scores.abs().amax(-1).clamp_min(torch.finfo(scores.dtype).tiny)
         return (top2[:, 0] - top2[:, 1]) / scale
 
-    def confidence_ties(self, confidence: torch.Tensor, threshold: float) -> torch.Tensor:
-        """(B,) bool: decisions within the bound of the threshold."""
-        scale = torch.maximum(confidence.abs(), torch.full_like(confidence, abs(threshold)))
-        return (confidence - threshold).abs() <= self.confidence * scale
+    def confidence_ties(self, confidence: torch.Tensor, threshold: float, probability: bool = False) -> torch.Tensor:
+        """(B,) bool: decisions within the bound of the threshold, relative to the larger of the two.
+
+        A probability (a softmax output: `ExitRule.probability`) moves between batch shapes by its
+        logits' deviation times p(1 - p), so near 1 it moves with 1 - p, not with p: its scale is the
+        distance of the two values' nearer end (0 or 1), plus a floor for float32's rounding, relative
+        to the larger value like any rounding (so about 1e-5 next to 1, about 170 units in the last
+        place). Otherwise every saturated max-softmax token (p = 1.0) would be a near tie of a
+        threshold of 0.999 (re-decoded at batch 1 for nothing)."""
+        high = torch.maximum(confidence.abs(), torch.full_like(confidence, abs(threshold)))
+        if not probability:
+            return (confidence - threshold).abs() <= self.confidence * high
+        nearer_end = torch.minimum(high, 1.0 - torch.clamp(confidence, max=threshold))
+        return (confidence - threshold).abs() <= self.confidence * nearer_end + self.probability_floor * high
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ class ExitRule:
 
     threshold: float = 1.0
     stateful: bool = False  # sees the prompt and the exited states after its exit (prefill, advance)
+    probability: bool = False  # the confidence is a softmax probability: its near-tie band narrows near 1
 
     def prefill(self, point: ExitPoint, hidden: Tensor, state: RowState) -> None:
         """See the prompt's hidden states (B, T, d) at one exit (stateful rules only)."""
@@ -107,6 +108,8 @@ class ClassifierRule(ExitRule):
     every generated position steps it, through `confidence` where the token reached the exit and
     `advance` where it left earlier.
     """
+
+    probability = True
 
     def __init__(self, classifiers: dict[int, Module], threshold: float) -> None:
         self.classifiers = classifiers
