@@ -274,6 +274,16 @@ def test_a_region_holds_its_edges() -> None:
     assert region_p_values(np.array([m, 0.5, 0.3, 0.3]), bounds)["holds"] == 0.0
 
 
+def test_a_difference_on_the_margin_in_every_resample_is_equivalent() -> None:
+    """Both "holds" and "equivalent" contain D = m; the margin's own rule (inside +-m reads equivalent)
+    decides, not the regions' order."""
+    cells = [full(), *[make_cell(f"ee-{kind}-copy-c0.9", share(N, N), [level] * N)
+                       for kind, level in (("mamba", 0.5), ("calm", 0.25), ("ffn", 0.125))]]
+    [edge] = decide(cells, margins={**EVIDENCE["margins"], "decode_savings": 0.25})  # all exact in binary
+    assert edge.difference == 0.25 and edge.lo == edge.hi == 0.25
+    assert edge.verdict == "equivalent"
+
+
 def test_competence_names_every_reason_and_the_floor_itself_is_competent() -> None:
     cells = [make_cell("ee-calm-copy-t0.9", share(N, N), backbone="a"),  # a first group with no full cell
              make_cell("full", share(N, N), em=share(2, N), loops=share(8, N)),  # EM exactly 0.05, loops exactly 0.2

@@ -414,7 +414,8 @@ def prepare(comp: Comparison, claim: Claim, margin: float, evidence: Evidence,
         out.draws = None
         return out
     p_values = region_p_values(out.draws, regions(claim, margin))
-    out.region = min(p_values, key=p_values.get)
+    # regions share their edges: D exactly on +-m in every resample is inside the margin, "equivalent"
+    out.region = min(p_values, key=lambda region: (p_values[region], region != "equivalent"))
     out.p = p_values[out.region]
     return out
 
