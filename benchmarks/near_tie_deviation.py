@@ -12,6 +12,9 @@ rows of a batch stay in step and the records line up.
     python benchmarks/near_tie_deviation.py --threads 2
     python benchmarks/near_tie_deviation.py --backbones smollm2 --dtype bfloat16 --threads 1 \
         --methods full ee-calm-copy ee-maxsoftmax-copy --out benchmarks/results/near_tie_deviation_bfloat16_cpu.json
+    python benchmarks/near_tie_deviation.py --threads 1 --new-tokens 24 \
+        --methods ee-{calm,ffn,mamba,maxsoftmax}-{copy,skip} ee-maxsoftmax-{copy,skip}-t0.999 \
+        --out benchmarks/results/near_tie_deviation_probability.json
 
 Writes benchmarks/results/near_tie_deviation.json: per backbone and method the largest
 |score difference| (logits after the repetition penalty), absolute and over the row's largest
