@@ -223,6 +223,11 @@ def test_a_probabilitys_ties_narrow_towards_the_nearer_end() -> None:
     rounding = Bounds(logit_margin=2e-4, confidence=0.0, probability_floor=1e-3)
     assert rounding.confidence_ties(torch.tensor([1e-3 + 5e-7, 1e-3 + 2e-6]), 1e-3, probability=True).tolist() == [
         True, False]
+    # the band is closed: a distance exactly on its edge (every value exact in binary) is a near tie
+    no_floor = Bounds(logit_margin=2e-4, confidence=0.5, probability_floor=0.0)  # band 0.5 * min(0.75, 0.5)
+    assert no_floor.confidence_ties(torch.tensor([0.75, 0.7500001]), 0.5, probability=True).tolist() == [True, False]
+    floor = Bounds(logit_margin=2e-4, confidence=0.5, probability_floor=0.25)  # 0.5 * 0.5 + 0.25 * 1.0 = |1 - 0.5|
+    assert floor.confidence_ties(torch.tensor([1.0]), 0.5, probability=True).tolist() == [True]
     # never wider than the band relative to the larger value, but for the floor
     values = torch.rand(1000, generator=torch.Generator().manual_seed(0))
     for threshold in (0.1, 0.5, 0.9, 0.999):
