@@ -263,12 +263,22 @@ def main(argv: list[str] | None = None) -> int:
         previous = earlier.get(name) if args.survivors_of else None
         if previous is not None and previous["mutants"] == 0:
             previous = None  # nothing ran before: run it whole
+        if previous is not None and not source_unchanged(MODULES[name].path, previous["commit"]):
+            raise SystemExit(f"--survivors-of: {MODULES[name].path} changed since {previous['commit'][:7]}, which "
+                             f"{args.survivors_of} measured for {name}; its mutants are others now: run {name} whole")
         modules[name] = {"commit": git_commit(), **run_module(name, MODULES[name], args.children, equivalents, previous)}
         found = modules[name]
         print(f"{name}: {found['killed']} of {found['mutants'] - found['equivalent']} killed "
               f"({found['survived']} survived, {found['equivalent']} equivalent), {found['seconds']} s", flush=True)
         write_report(args, modules)  # after each module: a long run keeps its part
     return 0
+
+
+def source_unchanged(path: str, commit: str, root: Path = REPO_ROOT) -> bool:
+    """Whether `path` in the working tree is the file an earlier report measured at `commit` (mutant names
+    and kills carry over only then)."""
+    return subprocess.run(["git", "diff", "--quiet", commit.removesuffix("+dirty"), "--", path],
+                          cwd=root).returncode == 0
 
 
 def kept_modules(out: Path, rerun: list[str]) -> dict:
