@@ -47,7 +47,7 @@ from dynamax_bench.engine import BatchedGenerator, EarlyExitGenerator, ExitPoint
 from dynamax_bench.classifiers.training_free import MaxSoftmaxRule
 from dynamax_bench.classifiers.untrained import untrained_rule
 from dynamax_bench.engine.correctness import first_difference, trace
-from dynamax_bench.engine.neartie import CONFIDENCE_BOUND, LOGIT_MARGIN_BOUND, PROBABILITY_FLOOR
+from dynamax_bench.engine.neartie import CONFIDENCE_BOUND, LOGIT_MARGIN_BOUND, PROBABILITY_FLOOR, Bounds
 from dynamax_bench.engine.prefix import plan_batches
 from dynamax_bench.engine.rowstate import RowState
 from dynamax_bench.engine.rules import decide
@@ -55,6 +55,7 @@ from dynamax_bench.files import write_json
 from dynamax_bench.generation.tasks import get_task
 from dynamax_bench.provenance import machine_description
 
+FLOAT32 = Bounds.for_dtype(torch.float32)  # the bounds the batched engine decodes float32 under
 POLICIES = {"transformer": ("copy", "partial"), "mamba2": ("skip", "partial")}
 SHORT = ["The three primary colours are", "def fibonacci(n):", "Once", "Question: What is the capital of France?\nAnswer:"]
 
@@ -178,8 +179,8 @@ def compare(outputs: list[Generation], batched_scores, batched_conf, references,
             tokens += 1
             for a, b in zip(batched_conf[row][step], ref_conf[step]):
                 confidence = max(confidence, abs(a - b) / max(abs(a), abs(b), 1e-30))
-                if probability:  # the band of neartie.Bounds.confidence_ties at a threshold of either value
-                    band = CONFIDENCE_BOUND * min(max(a, b), 1.0 - min(a, b)) + PROBABILITY_FLOOR * max(a, b)
+                if probability:  # the engine's band, at a threshold of either value (it is symmetric)
+                    band = float(FLOAT32.probability_band(torch.tensor([a], dtype=torch.float64), b)[0])
                     band_share = max(band_share, abs(a - b) / band)
                     near_one += max(a, b) > 0.99
                 decisions += 1

@@ -82,11 +82,16 @@ class Bounds:
         to the larger value like any rounding (so about 1e-5 next to 1, about 170 units in the last
         place). Otherwise every saturated max-softmax token (p = 1.0) would be a near tie of a
         threshold of 0.999 (re-decoded at batch 1 for nothing)."""
-        high = torch.maximum(confidence.abs(), torch.full_like(confidence, abs(threshold)))
         if not probability:
+            high = torch.maximum(confidence.abs(), torch.full_like(confidence, abs(threshold)))
             return (confidence - threshold).abs() <= self.confidence * high
+        return (confidence - threshold).abs() <= self.probability_band(confidence, threshold)
+
+    def probability_band(self, confidence: torch.Tensor, threshold: float) -> torch.Tensor:
+        """(B,) the half-width of a probability's near-tie band around `threshold` (`confidence_ties`)."""
+        high = torch.maximum(confidence.abs(), torch.full_like(confidence, abs(threshold)))
         nearer_end = torch.minimum(high, 1.0 - torch.clamp(confidence, max=threshold))
-        return (confidence - threshold).abs() <= self.confidence * nearer_end + self.probability_floor * high
+        return self.confidence * nearer_end + self.probability_floor * high
 
 
 @dataclass(frozen=True)
