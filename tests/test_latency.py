@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from dynamax_bench.generation.tasks import load_samples
 from dynamax_bench.reporting.speedups import speedups
 from dynamax_bench.reporting.statistics import IntervalSettings
 from dynamax_bench.reporting.tables.main_results import batched_speedups, main_results
-from dynamax_bench.spec import latency_spec, task_spec
+from dynamax_bench.spec import latency_spec, parse_method, task_spec
 from tests.cells import make_cell, share
 
 
@@ -100,23 +101,49 @@ def test_the_clock_sees_token_ids_only_and_the_first_token_run_includes_the_clas
                         backbone_root / "tiny_mistral", tmp_path / "ee.json", flops_json, checkpoint)
     finally:
         hook.remove()
-    assert [w["tokens"] for w in windows] == [3, 3]  # one run per prompt and repeat, split inside it
-    # the classifier's prompt pass is in the window and before the first-token mark
-    assert all(w["prompt_passes"] == w["passes_before_mark"] == len(exits) for w in windows)
+    # one run per prompt and repeat, split inside it, each beside one of `full`: repeat 0 the method first,
+    # repeat 1 `full` first
+    mine, full = [windows[0], windows[3]], [windows[1], windows[2]]
+    assert len(windows) == 4 and [w["tokens"] for w in mine] == [3, 3]
+    # the classifier's prompt pass is in the method's window and before the first-token mark
+    assert all(w["prompt_passes"] == w["passes_before_mark"] == len(exits) for w in mine)
+    assert all(w["prompt_passes"] == 0 for w in full)
 
 
-def test_speedup_compares_decode_steps_of_the_same_run() -> None:
-    """full's decode time over the method's, summed over the prompts both timed, with an interval."""
-    def entry(method: str, by_prompt: list[float | None] | None) -> dict:
-        return {"backbone": "b", "method": method, "decode_seconds_by_prompt": by_prompt}
+def timed(method: str, decode: list[list[float]], reference: list[list[float]] | None = None,
+          rate: float | None = None, reference_rate: float | None = None) -> dict:
+    """A latency file's fields the speedups read: its decode-step times (per prompt, per repeat) and those of
+    `full` timed beside it; its batch-16 rate and `full`'s."""
+    def spread(value: float | None) -> dict | None:
+        return None if value is None else {"median": value}
 
-    got = speedups([entry("full", [0.10, 0.20, 0.30, 0.40]), entry("ee-calm-copy-t0.9", [0.05, 0.10, None, 0.20]),
-                    entry("ee-ffn-copy-t0.9", None)], IntervalSettings(resamples=200))
+    throughput = {"batch_size": 16, "decode_tokens_per_second": spread(rate),
+                  "reference": None if reference_rate is None else {"decode_tokens_per_second": spread(reference_rate)}}
+    return {"backbone": "b", "method": method, "spec": {"method": asdict(parse_method(method))},
+            "decode_seconds": decode, "reference": None if reference is None else {"decode_seconds": reference},
+            "seconds_per_decode_token": {"median": 0.1}, "flops_per_decode_token": {"predicted_speedup": 1.0},
+            "throughput": throughput if rate is not None or reference_rate is not None else None}
+
+
+def test_speedup_pairs_each_run_with_the_full_run_beside_it() -> None:
+    """The reference's decode time over the method's, summed over the pairs both timed (prompt, repeat), the
+    interval resampling prompts with their repeats; `full` is its own reference."""
+    full = [[0.10, 0.12], [0.20, 0.22], [0.30, 0.32], [0.40, 0.42]]
+    got = speedups([timed("full", full),
+                    timed("ee-calm-copy-t0.9", [[0.05, 0.07], [0.10], [], [0.20, 0.20]],
+                          [[0.11, 0.13], [0.21, 0.23], [0.31, 0.33], [0.41, 0.43]]),
+                    timed("ee-ffn-copy-t0.9", [[0.05]] * 4),  # no reference timed beside it: no speedup
+                    timed("ee-mamba-copy-t0.9", [[0.05]] * 4, [[], [], [], []])],
+                   IntervalSettings(resamples=400))
     assert set(got) == {("b", "full"), ("b", "ee-calm-copy-t0.9")}
     assert got[("b", "full")]["value"] == pytest.approx(1.0)
     calm = got[("b", "ee-calm-copy-t0.9")]
-    assert calm["value"] == pytest.approx(0.70 / 0.35) and calm["n"] == 3  # the prompt calm did not time is left out
-    assert calm["lo"] <= calm["value"] <= calm["hi"]
+    # pairs: prompt 0 both repeats, prompt 1 its first repeat, prompt 3 both; prompt 2 stopped at its first token
+    assert calm["value"] == pytest.approx((0.11 + 0.13 + 0.21 + 0.41 + 0.43) / (0.05 + 0.07 + 0.10 + 0.20 + 0.20))
+    assert calm["n"] == 5 and calm["groups"] == 3
+    assert calm["lo"] < calm["value"] < calm["hi"]
+    # the same runs against the other job's `full` would be another number: the pairing is by file
+    assert calm["value"] != pytest.approx(sum(map(sum, full[:2])) / 0.62)
 
 
 @pytest.mark.parametrize("method", ["full", "ee-maxsoftmax-copy-t0.5"])
@@ -142,21 +169,55 @@ def test_throughput_counts_the_decode_tokens_of_one_batch(smoke_config: dict, ba
     assert rate >= expected / batch  # the first tokens' time is not in the decode rate
 
 
-def test_batched_speedup_is_tokens_per_second_over_full_at_the_same_batch() -> None:
-    def entry(method: str, rate: float | None, batch: int = 16) -> dict:
-        return {"backbone": "b", "method": method, "seconds_per_decode_token": {"median": 0.1},
-                "flops_per_decode_token": {"predicted_speedup": 1.0},
-                "throughput": {"batch_size": batch, "decode_tokens_per_second": None if rate is None else {"median": rate}}}
-
-    latency = [entry("full", 100.0), entry("ee-calm-copy-t0.9", 150.0), entry("ee-ffn-copy-t0.9", None)]
-    assert batched_speedups(latency) == {("b", "full"): 1.0, ("b", "ee-calm-copy-t0.9"): pytest.approx(1.5)}
-    assert batched_speedups([entry("full", 100.0, 8), entry("ee-calm-copy-t0.9", 150.0)]) == {("b", "full"): 1.0}
+def test_batched_speedup_is_tokens_per_second_over_the_full_batches_timed_beside_it() -> None:
+    latency = [timed("full", [[0.1]], rate=100.0), timed("ee-calm-copy-t0.9", [[0.1]], [[0.1]], 150.0, 120.0),
+               timed("ee-ffn-copy-t0.9", [[0.1]], [[0.1]], None, 120.0), timed("ee-mamba-copy-t0.9", [[0.1]], rate=90.0)]
+    # calm over the full batches of its own job (120), not over the full job's (100); mamba has no reference
+    assert batched_speedups(latency) == {("b", "full"): 1.0, ("b", "ee-calm-copy-t0.9"): pytest.approx(1.25)}
     cells = [make_cell(method, share(12, 12)) for method in ("full", "ee-calm-copy-t0.9", "ee-ffn-copy-t0.9")]
     for cell in cells:
         cell["backbone"] = "b"
-    table = main_results(cells, latency)
-    assert table["speedup batch 16"].tolist()[:2] == [1.0, pytest.approx(1.5)]
+    table = main_results(cells, latency[:3])
+    assert table["speedup batch 16"].tolist()[:2] == [1.0, pytest.approx(1.25)]
     assert table["speedup batch 16"].isna().tolist()[2]  # nothing decoded past the first tokens
+
+
+def test_each_method_run_is_timed_next_to_a_full_run_of_the_same_prompt(
+    smoke_config: dict, backbone_root: Path, flops_json: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warm-up and every (repeat, prompt) run the method and `full` in turn, which first alternating; the file
+    keeps both sides' decode-step times by prompt and repeat. `full`'s own job times nothing beside it."""
+    runs: list[str] = []
+    batch1 = Decoder.batch1
+
+    def tagged(self: Decoder, *args, **kwargs):
+        run = batch1(self, *args, **kwargs)
+
+        def counted(ids, on_first_token=None):
+            runs.append(self.spec.method.name)
+            return run(ids, on_first_token=on_first_token)
+        return counted
+
+    monkeypatch.setattr(Decoder, "batch1", tagged)
+    config = {**smoke_config, "latency": {**smoke_config["latency"], "max_new_tokens": 4}}
+    task, settings = task_spec(config, config["latency"]["task"]), {"prompts": 2, "repeats": 2, "warmup": 2}
+    method = "ee-maxsoftmax-copy-t0.5"
+    result = measure_latency(latency_spec(config, "tiny_mistral", method), task, settings,
+                             backbone_root / "tiny_mistral", tmp_path / "ee.json", flops_json)
+    m, f = method, "full"
+    assert runs == [m, f, m, f,  # warm-up
+                    m, f, f, m,  # repeat 0: prompt 0, prompt 1
+                    f, m, m, f]  # repeat 1
+    reference = result["reference"]
+    assert reference["method"] == "full"
+    for times in (result["decode_seconds"], reference["decode_seconds"]):
+        assert [len(t) for t in times] == [2, 2] and all(s > 0 for t in times for s in t)  # 4 tokens: 3 steps
+    flat = sorted(s for t in result["decode_seconds"] for s in t)
+    assert result["seconds_per_decode_token"]["median"] == pytest.approx((flat[1] + flat[2]) / 2)
+    runs.clear()
+    alone = measure_latency(latency_spec(config, "tiny_mistral", "full"), task, settings,
+                            backbone_root / "tiny_mistral", tmp_path / "full.json", flops_json)
+    assert runs == ["full"] * 6 and alone["reference"] is None
 
 
 def test_a_latency_sweep_times_each_method_as_its_own_job_would(smoke_config: dict, backbone_root: Path,

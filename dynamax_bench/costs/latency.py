@@ -28,10 +28,14 @@ run (its shared prefix once: TruthfulQA's QA primer made most of a job's time wh
 prefilled it), and each timed run decodes from a copy of it. Rows that stop leave the batch; rows that
 exit early are masked, not removed, at the layers they skip (engine/batched.py), so this is what
 early exit gives a server running batches, which batch-1 latency does not say.
-Speedups against `full` are computed by the tables from the `full` job of the same run and
-profile, on the same prompts and machine (each method is timed alone, in its own job or one after
-another in a latency sweep, with every core the run has, so jobs do not share the processor while
-timing).
+Speedups against `full` come from `full` timed in the same job, next to the method: every timed run
+of the method (prompt, repeat) has a run of `full` on the same prompt beside it, the order alternating,
+and the throughput's batches likewise. A CPU's speed drifts between jobs (with one `full` job per run,
+two idle runs' speedups differed by factors of 0.94-1.35, their intervals disjoint for 16 of 22
+methods); a drift slower than one pair of runs reaches both sides of a pair alike. The file keeps each run's
+decode-step time (`decode_seconds`, per prompt and repeat) and `full`'s beside it (`reference`); the
+tables resample prompts with their repeats (reporting/speedups.py). A job has every core the run has,
+so jobs do not share the processor while timing.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from statistics import median
 
@@ -55,7 +60,7 @@ from dynamax_bench.generation.decoder import Decoder
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.provenance import machine_description
 from dynamax_bench.generation.tasks import Task, load_samples
-from dynamax_bench.spec import DecodeSpec, MethodSpec, TaskSpec
+from dynamax_bench.spec import DecodeSpec, MethodSpec, TaskSpec, parse_method
 
 log = logging.getLogger(__name__)
 
@@ -169,35 +174,55 @@ def decode_flops(records: list[dict], method: MethodSpec, table: dict) -> dict:
 
 
 def measure_throughput(decoder: Decoder, prompts: list[list[int]], stop_strings: list[str], max_new_tokens: int,
-                       repeats: int, clock: Clock) -> dict:
-    """Decode tokens per second of the spec's method with `prompts` as one batch (see the module's docstring)."""
-    engine = decoder.batched_generator(stop_strings, max_new_tokens, batch_size=len(prompts), share_prefixes=True)
-    kept: dict = {}  # the batch's prompt pass, computed by the warm-up run; each timed run decodes from a copy
-    engine.generate(prompts, decoder.strategy, kept=kept)  # warm-up
-    batch, first, rate, tokens = [], [], [], []
-    for _ in tqdm(range(repeats), desc=f"throughput {decoder.spec.method.name}", unit="repeat"):
-        # one batch: one mark, when every row's first token has been read (engine/batched.py)
-        seconds, (to_first,), generations = clock.run(
-            lambda mark: engine.generate(prompts, decoder.strategy, on_first_token=mark, kept=kept))
-        decoded = sum(len(g.token_ids) - 1 for g in generations)
-        batch.append(seconds)
-        first.append(to_first)
-        tokens.append(decoded)
-        if decoded:
-            rate.append(decoded / (seconds - to_first))
-    return {
+                       repeats: int, clock: Clock, reference: Decoder | None = None) -> dict:
+    """Decode tokens per second of the spec's method with `prompts` as one batch (see the module's docstring),
+    and `reference`'s (full) on the same batch, its batches taking turns with the method's."""
+    engines = {"method": decoder}
+    if reference is not None:
+        engines["reference"] = reference
+    runs = {name: (d.batched_generator(stop_strings, max_new_tokens, batch_size=len(prompts), share_prefixes=True),
+                   d.strategy) for name, d in engines.items()}
+    kept: dict[str, dict] = {name: {} for name in runs}  # each batch's prompt pass, computed by the warm-up run
+    for name, (engine, strategy) in runs.items():
+        engine.generate(prompts, strategy, kept=kept[name])  # warm-up; each timed run decodes from a copy of it
+    batch, first, rate, tokens = ({name: [] for name in runs} for _ in range(4))
+    for repeat in tqdm(range(repeats), desc=f"throughput {decoder.spec.method.name}", unit="repeat"):
+        for name in alternating(list(runs), repeat):
+            engine, strategy = runs[name]
+            # one batch: one mark, when every row's first token has been read (engine/batched.py)
+            seconds, (to_first,), generations = clock.run(
+                lambda mark: engine.generate(prompts, strategy, on_first_token=mark, kept=kept[name]))
+            decoded = sum(len(g.token_ids) - 1 for g in generations)
+            batch[name].append(seconds)
+            first[name].append(to_first)
+            tokens[name].append(decoded)
+            if decoded:
+                rate[name].append(decoded / (seconds - to_first))
+    result = {
         "batch_size": len(prompts),
-        "prefix_cache": engine.share_prefixes,
+        "prefix_cache": runs["method"][0].share_prefixes,
         "repeats": repeats,
-        "decode_tokens": tokens[0],  # greedy: the same tokens every repeat
-        "seconds_per_batch": spread(batch),
-        "seconds_to_first_tokens": spread(first),
-        "decode_tokens_per_second": spread(rate),
+        "decode_tokens": tokens["method"][0],  # greedy: the same tokens every repeat
+        "seconds_per_batch": spread(batch["method"]),
+        "seconds_to_first_tokens": spread(first["method"]),
+        "decode_tokens_per_second": spread(rate["method"]),
         "timing": "one batch of token ids, one warm-up run, which computes the prompt pass; each timed run decodes "
                   "from a copy of it (seconds_to_first_tokens: the copy and the first tokens' head, no prompt pass); "
                   "decode tokens (all but each row's first) over the batch's time after its first tokens (one clock: "
                   "its mark once the engine has read the first tokens)",
+        "reference": None,  # `full` itself: its own reference
     }
+    if reference is not None:
+        result["reference"] = {"method": reference.spec.method.name, "decode_tokens": tokens["reference"][0],
+                               "decode_tokens_per_second": spread(rate["reference"]),
+                               "timing": "timed in this job, its batch and the method's taking turns per repeat"}
+    return result
+
+
+def alternating(names: list[str], turn: int) -> list[str]:
+    """`names` in order on even turns, reversed on odd ones: neither side of a pair always runs first
+    (after the other's caches, or on a clock that speeds up)."""
+    return names if turn % 2 == 0 else names[::-1]
 
 
 def measure_latency(
@@ -225,45 +250,55 @@ def measure_latencies(
     classifiers: str | Path | None = None,
 ) -> list[dict]:
     """`measure_latency` for several methods of one backbone in one job (a latency sweep): the
-    start-up and the backbone load are shared; each method is timed on its own, after its own
-    warm-up, one after the other, so no two methods share the processor."""
+    start-up and the backbone load are shared; each method is timed after its own warm-up, one method
+    after the other, each next to `full` (the same spec with the full model: the speedup's reference)."""
     if len(specs) != len(out_paths):
         raise ValueError(f"{len(specs)} decode specs but {len(out_paths)} output files")
-    decoders = Decoder.load_all(specs, backbone_dir, classifiers)
+    *decoders, full = Decoder.load_all([*specs, replace(specs[0], method=parse_method("full"))], backbone_dir,
+                                       classifiers)
     task, samples = load_samples(task_spec)
-    tokenizer = decoders[0].backbone.tokenizer  # one backbone for all: the prompts are tokenised once
+    tokenizer = full.backbone.tokenizer  # one backbone for all: the prompts are tokenised once
     prompts = [tokenizer(s.prompt).input_ids for s in samples[: settings["prompts"]]]  # outside every timed window
     batch_ids = [tokenizer(s.prompt).input_ids for s in samples[: settings.get("throughput_batch") or 0]]
-    return [_measure(decoder, task_spec, task, prompts, batch_ids, settings, out_path, flops_path)
+    return [_measure(decoder, None if decoder.spec.method.kind == "full" else full, task_spec, task, prompts,
+                     batch_ids, settings, out_path, flops_path)
             for decoder, out_path in zip(decoders, out_paths)]
 
 
-def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[list[int]], batch_ids: list[list[int]],
-             settings: dict, out_path: str | Path, flops_path: str | Path) -> dict:
-    """One method's latency file (`measure_latency`), its backbone loaded and its prompts tokenised."""
+def _measure(decoder: Decoder, reference: Decoder | None, task_spec: TaskSpec, task: Task, prompts: list[list[int]],
+             batch_ids: list[list[int]], settings: dict, out_path: str | Path, flops_path: str | Path) -> dict:
+    """One method's latency file (`measure_latency`), its backbone loaded and its prompts tokenised;
+    `reference` (full; None when the method is full) timed beside it, run for run."""
     spec = decoder.spec
     method = spec.method.name
-    run = decoder.batch1(task.stop_strings, spec.max_new_tokens)  # a spec-* method speculates, the others generate
+    runs = {"method": decoder.batch1(task.stop_strings, spec.max_new_tokens)}  # a spec-* method speculates
+    if reference is not None:
+        runs["reference"] = reference.batch1(task.stop_strings, spec.max_new_tokens)
     clock = Clock(decoder.backbone.model.device)
     for i in range(settings["warmup"]):
-        run(prompts[i % len(prompts)])
-    per_sample, per_token, first_token, per_decode_token, tokens, records = [], [], [], [], [], []
-    by_prompt: list[list[float]] = [[] for _ in prompts]  # decode-step seconds of each prompt, over repeats
+        for run in runs.values():
+            run(prompts[i % len(prompts)])
+    per_sample, per_token, first_token, tokens, records = [], [], [], [], []
+    # decode-step seconds of each prompt, one per repeat ([] when it stopped at its first token)
+    decode: dict[str, list[list[float]]] = {name: [[] for _ in prompts] for name in runs}
     for repeat in tqdm(range(settings["repeats"]), desc=f"latency {method}", unit="repeat"):
         for i, ids in enumerate(prompts):
-            seconds, (first,), out = clock.run(lambda mark, ids=ids: run(ids, on_first_token=mark))
-            n = len(out.token_ids)
-            per_sample.append(seconds)
-            per_token.append(seconds / n)
-            first_token.append(first)
-            if n > 1:
-                per_decode_token.append((seconds - first) / (n - 1))
-                by_prompt[i].append((seconds - first) / (n - 1))
-            tokens.append(n)
-            if repeat == 0:  # greedy decoding: every repeat generates the same tokens
-                records.append({"prompt_tokens": len(ids), "layers_executed": out.exit_layers})
-                if decoder.speculation is not None:
-                    records[-1]["speculation"] = {"drafted": out.drafted, "accepted": out.accepted}
+            for name in alternating(list(runs), repeat + i):
+                seconds, (first,), out = clock.run(lambda mark, run=runs[name], ids=ids: run(ids, on_first_token=mark))
+                n = len(out.token_ids)
+                if n > 1:
+                    decode[name][i].append((seconds - first) / (n - 1))
+                if name != "method":
+                    continue
+                per_sample.append(seconds)
+                per_token.append(seconds / n)
+                first_token.append(first)
+                tokens.append(n)
+                if repeat == 0:  # greedy decoding: every repeat generates the same tokens
+                    records.append({"prompt_tokens": len(ids), "layers_executed": out.exit_layers})
+                    if decoder.speculation is not None:
+                        records[-1]["speculation"] = {"drafted": out.drafted, "accepted": out.accepted}
+    per_decode_token = [t for times in decode["method"] for t in times]
     device = decoder.backbone.model.device
     result = {
         "backbone": spec.backbone,
@@ -279,9 +314,9 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
         "seconds_per_token": spread(per_token),  # the whole sample over its tokens, prompt included
         "seconds_to_first_token": spread(first_token),  # the clock's mark at the first token, same run
         "seconds_per_decode_token": spread(per_decode_token),  # what Table 3's speedup and Figure 3 use
-        # per prompt, the median over repeats (None: it stopped at its first token): the speedup's interval
-        # resamples prompts, paired with `full`'s file (the same prompts)
-        "decode_seconds_by_prompt": [median(values) if values else None for values in by_prompt],
+        # per prompt, one per repeat: the speedup pairs each with `reference`'s run of the same prompt and repeat
+        "decode_seconds": decode["method"],
+        "reference": None,  # `full` itself: its own reference
         "decode_tokens": sum(len(r["layers_executed"]) - 1 for r in records) * settings["repeats"],
         "flops_per_decode_token": decode_flops(records, spec.method, read_json(flops_path)),
         "timing": "token ids given (tokenisation outside the clock); one run per prompt and repeat, one clock: first "
@@ -292,6 +327,14 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
         "torch_threads": torch.get_num_threads(),
         "machine": machine_description(),
     }
+    if reference is not None:
+        result["reference"] = {
+            "method": reference.spec.method.name,
+            "decode_seconds": decode["reference"],
+            "seconds_per_decode_token": spread([t for times in decode["reference"] for t in times]),
+            "timing": "timed in this job after the same warm-up, each run next to the method's run of the same prompt "
+                      "and repeat, which of the two runs first alternating",
+        }
     result["throughput"] = None  # a spec-* method decodes at batch 1 only (engine/speculative.py)
     if decoder.speculation is not None:  # its acceptance on the timed prompts, and what its blocks cost here
         result["speculation"] = speculation_summary(records)
@@ -300,7 +343,7 @@ def _measure(decoder: Decoder, task_spec: TaskSpec, task: Task, prompts: list[li
             decoder.speculative_generator(task.stop_strings, spec.max_new_tokens).stack, context).to_dict()}
     if batch_ids and decoder.speculation is None:
         result["throughput"] = measure_throughput(decoder, batch_ids, task.stop_strings, spec.max_new_tokens,
-                                                  settings["repeats"], clock)
+                                                  settings["repeats"], clock, reference)
         rate = result["throughput"]["decode_tokens_per_second"]
         log.info("%s %s: %s decode tokens per second at batch %d (median of %d)", spec.backbone, method,
                  f"{rate['median']:.1f}" if rate else "no", len(batch_ids), settings["repeats"])

@@ -5,21 +5,26 @@ from __future__ import annotations
 import numpy as np
 
 from dynamax_bench.reporting.statistics import Groups, IntervalSettings, Ratio, estimate
+from dynamax_bench.spec import method_of
 
 
 def speedups(latency: list[dict], settings: IntervalSettings) -> dict[tuple[str, str], dict]:
-    """(backbone, method) -> `full`'s time per decode step over the method's, summed over the timed prompts
-    (each prompt's median over repeats, same run), with its interval resampling prompts (paired: the same
-    prompts on both sides). Decode steps only: the prompt's forward runs every layer under every method."""
-    by_prompt = {(l["backbone"], l["method"]): l.get("decode_seconds_by_prompt") for l in latency}
+    """(backbone, method) -> `full`'s time per decode step over the method's, summed over the timed runs, each
+    run paired with the run of `full` beside it in the same job (same prompt and repeat: costs/latency.py),
+    with its interval resampling prompts, each with its repeats (a cluster bootstrap: a prompt's repeats
+    share its tokens). `full` is its own reference. Decode steps only: the prompt's forward runs every
+    layer under every method."""
     out = {}
-    for (backbone, method), times in by_prompt.items():
-        full = by_prompt.get((backbone, "full"))
-        if not times or not full:
+    for entry in latency:
+        times = entry.get("decode_seconds")
+        reference = times if method_of(entry).kind == "full" else (entry.get("reference") or {}).get("decode_seconds")
+        if not times or not reference:
             continue
-        pairs = [(f, t) for f, t in zip(full, times) if f is not None and t is not None]
+        pairs = [(prompt, f, t) for prompt, (fulls, mine) in enumerate(zip(reference, times))
+                 for f, t in zip(fulls, mine)]
         if not pairs:
             continue
-        ratio = Ratio(np.array([f for f, _ in pairs]), np.array([t for _, t in pairs]))
-        out[(backbone, method)] = estimate(lambda take: take(ratio), Groups.singletons(len(pairs)), settings).to_dict()
+        ratio = Ratio(np.array([f for _, f, _ in pairs]), np.array([t for _, _, t in pairs]))
+        groups = Groups.of([str(prompt) for prompt, _, _ in pairs])
+        out[(entry["backbone"], entry["method"])] = estimate(lambda take: take(ratio), groups, settings).to_dict()
     return out

@@ -15,13 +15,19 @@ def metric_column(metric: str) -> str:
 
 
 def batched_speedups(latency: list[dict]) -> dict[tuple[str, str], float]:
-    """(backbone, method) -> the method's decode tokens per second at the throughput batch over
-    `full`'s (medians, same run and batch size)."""
-    rate = {(l["backbone"], l["method"]): (l["throughput"]["batch_size"], l["throughput"]["decode_tokens_per_second"]["median"])
-            for l in latency if l.get("throughput") and l["throughput"]["decode_tokens_per_second"]}
-    return {(backbone, method): tokens / rate[(backbone, "full")][1]
-            for (backbone, method), (batch, tokens) in rate.items()
-            if (backbone, "full") in rate and rate[(backbone, "full")][0] == batch}
+    """(backbone, method) -> the method's decode tokens per second at the throughput batch over `full`'s,
+    timed beside it in the same job (medians; `full` is its own reference)."""
+    out = {}
+    for entry in latency:
+        found = entry.get("throughput")
+        if not found or not found["decode_tokens_per_second"]:
+            continue
+        rate = found["decode_tokens_per_second"]["median"]
+        reference = (rate if method_of(entry).kind == "full"
+                     else ((found.get("reference") or {}).get("decode_tokens_per_second") or {}).get("median"))
+        if reference:
+            out[(entry["backbone"], entry["method"])] = rate / reference
+    return out
 
 
 def throughput_batch(latency: list[dict]) -> int | None:

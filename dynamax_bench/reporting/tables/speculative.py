@@ -62,9 +62,8 @@ def speculation_table(cells: list[dict], latency: list[dict] = (), flops: list[d
 
 def speculation_latency_table(latency: list[dict]) -> pd.DataFrame:
     """Table 10b: on the latency rule's timed prompts (batch 1), each spec-* method's acceptance there, the
-    speedup its blocks' measured seconds predict from it, and the speedup measured (full's median time per
-    decode step over the method's, same run)."""
-    full = {e["backbone"]: e["seconds_per_decode_token"] for e in latency if method_of(e).kind == "full"}
+    speedup its blocks' measured seconds predict from it, and the speedup measured (the median time per
+    decode step of `full`, timed beside it in the same job, over the method's)."""
     rows = []
     for entry in sorted(latency, key=lambda e: (e["backbone"], e["method"])):
         method = method_of(entry)
@@ -72,7 +71,7 @@ def speculation_latency_table(latency: list[dict]) -> pd.DataFrame:
             continue
         found, costs = entry["speculation"], BlockCosts.from_dict(entry["block_seconds"])
         alpha, mine = found["per_draft_acceptance"], entry["seconds_per_decode_token"]
-        base = full.get(entry["backbone"])
+        base = (entry.get("reference") or {}).get("seconds_per_decode_token")
         rows.append({
             "backbone": entry["backbone"], "method": entry["method"], "task": entry["task"], "prompts": entry["prompts"],
             "per-draft acceptance": alpha, "tokens per pass": found["tokens_per_pass"],
