@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import dynamax_bench.reporting.claims as claims
 from dynamax_bench.reporting.claims import (
     SAVINGS,
     TIE,
@@ -92,6 +93,19 @@ def test_a_backbone_that_is_not_competent_gets_no_verdict() -> None:
 def test_fewer_samples_than_the_minimum_is_inconclusive() -> None:
     [few] = decide([full(), *kinds(0.30, 0.10, 0.20)], min_samples=N + 1)
     assert few.verdict == "inconclusive" and few.reason == f"n = {N} < min_samples {N + 1}"
+    # not tested: no difference, interval, p-value or level to show (the table's cells stay empty)
+    assert few.difference is None and few.lo is None and few.hi is None and few.p_value is None and few.level is None
+
+
+def test_the_interval_is_the_resamples_percentiles_at_the_holm_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interval shown is the one the verdict read: D's resamples at alpha / 2 and 1 - alpha / 2, alpha
+    the comparison's Holm level (here the only comparison tested: 0.05)."""
+    draws = np.linspace(-1.0, 1.0, 2001)  # D's resamples, by hand: the percentile q sits at -1 + 2q
+    monkeypatch.setattr(claims, "resampled", lambda statistics, groups, settings: [draws])
+    [outcome] = decide([full(), *kinds(0.30, 0.10, 0.20)])
+    assert outcome.level == pytest.approx(0.95)
+    assert (outcome.lo, outcome.hi) == pytest.approx((-0.95, 0.95))
+    assert outcome.verdict == "inconclusive" and outcome.difference == pytest.approx(0.10)
 
 
 def test_holm_over_the_whole_scorecard_decides_less_than_each_comparison_alone() -> None:
@@ -115,6 +129,9 @@ def test_p_values_are_twice_the_resamples_beyond_a_region_edge() -> None:
     p = region_p_values(draws, regions(CLAIMS["mamba"], 0.01))
     assert p["holds"] == pytest.approx(2 * 0.4) and p["fails"] == pytest.approx(1.0)
     assert p["equivalent"] == pytest.approx(min(1.0, 2 * 0.6))
+    # every resample inside the margin: no evidence at all that the claim fails (nor that it holds)
+    inside = region_p_values(np.array([-0.125, 0.0, 0.125] * 10), regions(CLAIMS["mamba"], 0.25))
+    assert inside == {"holds": 1.0, "fails": 1.0, "equivalent": 0.0}
 
 
 def test_pruning_claim_reads_the_cells_calibrated_to_each_level() -> None:
@@ -140,6 +157,9 @@ def test_copy_claim_is_non_inferiority_within_its_margin() -> None:
 
     little = copy(cells(N, N - 2))
     assert little.verdict == "holds" and little.hi < 0.05
+    # the oracle's savings ceiling goes beside savings comparisons only, not beside a consistency one
+    oracle = make_cell("oracle", share(N, N), savings(0.45))
+    assert copy([*cells(N, N - 2), oracle]).ceiling is None
     much = copy(cells(N // 2, N))
     assert much.verdict == "fails" and much.lo > 0.05
     assert copy(cells(N - 3, N)).verdict == "inconclusive"
