@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -119,9 +120,15 @@ def timed(method: str, decode: list[list[float]], reference: list[list[float]] |
 
     throughput = {"batch_size": 16, "decode_tokens_per_second": spread(rate),
                   "reference": None if reference_rate is None else {"decode_tokens_per_second": spread(reference_rate)}}
+    def step(times: list[list[float]]) -> dict | None:
+        flat = [t for each in times for t in each]
+        return {"median": float(np.median(flat))} if flat else None
+
     return {"backbone": "b", "method": method, "spec": {"method": asdict(parse_method(method))},
-            "decode_seconds": decode, "reference": None if reference is None else {"decode_seconds": reference},
-            "seconds_per_decode_token": {"median": 0.1}, "flops_per_decode_token": {"predicted_speedup": 1.0},
+            "decode_seconds": decode, "seconds_per_decode_token": step(decode),
+            "reference": None if reference is None else {"decode_seconds": reference,
+                                                         "seconds_per_decode_token": step(reference)},
+            "flops_per_decode_token": {"predicted_speedup": 1.0},
             "throughput": throughput if rate is not None or reference_rate is not None else None}
 
 
@@ -238,3 +245,23 @@ def test_a_latency_sweep_times_each_method_as_its_own_job_would(smoke_config: di
             assert result[key] == alone[key], key
     with pytest.raises(ValueError, match="2 decode specs but 1 output files"):
         latency.measure_latencies(specs, task, settings, backbone_root / "tiny_mistral", paths[:1], flops_json)
+
+
+def test_two_runs_compare_by_speedup_ratio_and_interval_overlap() -> None:
+    """benchmarks/latency_stability.py: the second run's speedup over the first's, whether their intervals
+    overlap, and `full`'s own decode step in every job (its file and each method's reference)."""
+    from benchmarks.latency_stability import compare
+
+    def run(scale: float, full_step: float) -> list[dict]:
+        full = [[full_step * (1 + p / 10)] * 3 for p in range(4)]
+        mine = [[t * scale / 2 for t in times] for times in full]
+        return [timed("full", full), timed("ee-calm-copy-t0.9", mine, full, rate=150.0, reference_rate=100.0)]
+
+    same = compare([run(1.0, 0.1), run(1.0, 0.2)], IntervalSettings(resamples=200))
+    (row,) = same["rows"]
+    # full twice as slow in the second run, the method likewise: the paired speedup does not move
+    assert row["ratio"] == pytest.approx(1.0) and row["overlap"] and same["intervals_overlapping"] == 1
+    assert row["batched_speedup"] == [pytest.approx(1.5), pytest.approx(1.5)]
+    assert same["full_seconds_per_decode_step"][1]["b"]["jobs"] == 2
+    moved = compare([run(1.0, 0.1), run(1.25, 0.1)], IntervalSettings(resamples=200))
+    assert moved["rows"][0]["ratio"] == pytest.approx(0.8) and moved["intervals_overlapping"] == 0
