@@ -11,7 +11,7 @@ import torch
 
 from dynamax_bench.backbones.prepare import Backbone
 from dynamax_bench.engine import EarlyExitGenerator, ExitPoint, Strategy
-from dynamax_bench.engine.rules import ConstantRule, ExitRule, decide
+from dynamax_bench.engine.rules import ConstantRule, ExitHead, ExitRule, decide
 from dynamax_bench.classifiers.registry import EXIT_METHODS, is_trained, known_kinds, load_plugins
 from dynamax_bench.classifiers.training_free import MaxSoftmaxRule, SaturationRule
 from dynamax_bench.generation.strategy import build_strategy
@@ -105,3 +105,23 @@ def test_decide_compares_float32_confidences_with_the_threshold_per_row() -> Non
     assert never[0].tolist() == [0.0] * 3 and not never[1].any() and ConstantRule(0.0).threshold == 0.5
     base = ExitRule()  # never exits: confidence 0 below the threshold 1
     assert base.confidence(point, hidden, {}) == 0.0 and not decide(base, point, hidden, {})[1].any()
+
+
+def test_an_exit_head_hands_its_last_logits_back_once_and_only_for_the_same_tensor() -> None:
+    """The batched engine reads a leaving row's token from the logits the rule computed at its exit
+    (max-softmax): only for the very hidden state those logits came from, and only once."""
+    calls: list[torch.Tensor] = []
+
+    def head(hidden: torch.Tensor) -> torch.Tensor:
+        calls.append(hidden)
+        return hidden * 2
+
+    exit_head, hidden = ExitHead(head), torch.ones(2, 1, 3)
+    assert exit_head.take(hidden) is None  # nothing computed yet
+    logits = exit_head(hidden)
+    assert torch.equal(logits, hidden * 2) and len(calls) == 1 and calls[0] is hidden
+    assert exit_head.take(hidden) is logits
+    assert exit_head.take(hidden) is None  # taken: forgotten
+    exit_head(hidden)
+    assert exit_head.take(hidden.clone()) is None  # equal values, another tensor: not these logits
+    assert exit_head.take(hidden) is None  # and that asking forgot them too

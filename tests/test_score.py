@@ -11,7 +11,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from dynamax_bench.artefacts import artefact, samples_digest
 from dynamax_bench.files import write_json, write_jsonl
+from dynamax_bench.generation.tasks import load_samples
 from dynamax_bench.provenance import provenance
 from dynamax_bench.reporting import score
 from dynamax_bench.reporting.statistics import IntervalSettings
@@ -36,13 +38,14 @@ def ledger(records: list[dict], method, table: dict) -> dict:
     return {"savings": 1 - executed / full, "decode_savings": 0.0, "per_sample": per_sample, "unit": "test"}
 
 
-def write_cell_inputs(tmp: Path, method: str, samples: list[tuple]) -> Path:
-    spec = DecodeSpec(backbone="tiny", family="transformer", task="triviaqa", method=parse_method(method),
+def write_cell_inputs(tmp: Path, method: str, samples: list[tuple], task: TaskSpec = TASK,
+                      ids: tuple[str, ...] = ("dynamax_tqa_000", "dynamax_tqa_001", "dynamax_tqa_002", "dynamax_tqa_003"),
+                      artefacts: dict | None = None) -> Path:
+    spec = DecodeSpec(backbone="tiny", family="transformer", task=task.name, method=parse_method(method),
                       exits={"count": 2}, repetition_penalty=1.0, max_new_tokens=8, batch_size=1, prefix_cache=False,
                       dtype="float32", device="cpu", seed=0)
-    header = {"decode_spec": spec.to_dict(), "task_spec": TASK.to_dict(), "exit_positions": [4, 6],
-              "agreement": {"rows": 4, "rows_differing": 0}}
-    ids = ["dynamax_tqa_000", "dynamax_tqa_001", "dynamax_tqa_002", "dynamax_tqa_003"]
+    header = {"decode_spec": spec.to_dict(), "task_spec": task.to_dict(), "exit_positions": [4, 6],
+              "agreement": {"rows": 4, "rows_differing": 0}, **({"artefacts": artefacts} if artefacts else {})}
     path = tmp / f"{method}.jsonl"
     write_jsonl(path, [header] + [{"id": i, "prompt": "", "output": o, "token_ids": t, "layers_executed": e,
                                    "stop_reason": "eos"} for i, (o, t, e) in zip(ids, samples)])
@@ -176,6 +179,57 @@ def test_cell_names_its_backbone_task_method_specs_layers_and_agreement(scored) 
     assert cell["consistency"]["token_prefix_agreement"] == 0.5
     made_from = {"decode_spec": cell["spec"], "task_spec": TASK.to_dict(), "evidence": SETTINGS.to_dict()}
     assert cell["provenance"] == provenance("test", made_from)  # what the cell was made from, by name
+    # what it was made from, by content: the task's samples (the generations' own artefacts join them)
+    assert cell["artefacts"] == {"task": artefact("triviaqa", samples_digest(load_samples(TASK)[1]))}
+
+
+def test_a_cell_keeps_the_generations_artefacts_beside_its_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(score, "cell_flops", ledger)
+    write_json(tmp_path / "backbone" / "dynamax_backbone.json", {"name": "tiny", "label": "tiny label", "num_layers": 8})
+    write_json(tmp_path / "flops.json", {"unit": "test table"})
+    backbone = {"name": "tiny", "sha256": "ab" * 32}
+    full = write_cell_inputs(tmp_path, "full", FULL, artefacts={"backbone": backbone})
+    early = write_cell_inputs(tmp_path, "ee-calm-copy-t0.5", EARLY, artefacts={"backbone": backbone})
+    cell = score.score_cell(TASK, early, full, tmp_path / "backbone", tmp_path / "flops.json", tmp_path / "cell.json",
+                            profile="test", evidence=SETTINGS)
+    assert cell["artefacts"] == {"backbone": backbone,
+                                 "task": artefact("triviaqa", samples_digest(load_samples(TASK)[1]))}
+
+
+def test_a_coqa_cell_resamples_the_turns_of_a_story_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its samples' groups are their stories (the task's units), not their ids: 4 turns of one story are one
+    group to the bootstrap."""
+    monkeypatch.setattr(score, "cell_flops", ledger)
+    write_json(tmp_path / "backbone" / "dynamax_backbone.json", {"name": "tiny", "label": "tiny label", "num_layers": 8})
+    write_json(tmp_path / "flops.json", {"unit": "test table"})
+    coqa = TaskSpec(name="coqa", source={"kind": "embedded"}, limit=4, num_fewshot=0, fewshot_source=None,
+                    options={"turns": "all"})
+    ids = tuple(sample.id for sample in load_samples(coqa)[1])
+    full = write_cell_inputs(tmp_path, "full", FULL, coqa, ids)
+    early = write_cell_inputs(tmp_path, "ee-calm-copy-t0.5", EARLY, coqa, ids)
+    cell = score.score_cell(coqa, early, full, tmp_path / "backbone", tmp_path / "flops.json", tmp_path / "cell.json",
+                            profile="test", evidence=SETTINGS)
+    assert cell["per_sample"]["ids"] == list(ids) and cell["per_sample"]["groups"] == ["coqa-00000"] * 4
+    assert cell["intervals"]["estimates"]["consistency.output_match"]["groups"] == 1
+
+
+def test_sample_lists_group_by_the_given_units_else_one_sample_each() -> None:
+    records = [{"id": i, "output": o, "token_ids": t, "layers_executed": e} for i, (o, t, e) in zip("abcd", FULL)]
+    flops = [{"executed": 1, "full": 1, "decode_executed": 0, "decode_full": 0}] * 4
+    assert score.sample_lists(records, records, {}, flops, ["s", "s", "t", "t"])["groups"] == ["s", "s", "t", "t"]
+    assert score.sample_lists(records, records, {}, flops)["groups"] == ["a", "b", "c", "d"]
+
+
+def test_a_lossless_method_that_differs_from_full_is_refused_naming_the_samples() -> None:
+    per_sample = {"ids": [f"s{i}" for i in range(13)], "consistency.output_match": [0.0] * 12 + [1.0]}
+    with pytest.raises(ValueError) as raised:
+        score.check_lossless(parse_method("spec-e2-k3"), per_sample, "gen.jsonl")
+    assert str(raised.value) == (
+        f"gen.jsonl: spec-e2-k3 reproduces the full model's output by construction, but samples "
+        f"{[f's{i}' for i in range(10)]} (12 of 13) differ from full's: a bug of the engine; regenerate both cells "
+        "and report it")
+    score.check_lossless(parse_method("ee-calm-copy-t0.5"), per_sample, "gen.jsonl")  # lossy: a difference is a result
+    score.check_lossless(parse_method("oracle"), {"ids": ["a", "b"], "consistency.output_match": [1.0, 1.0]}, "x")
 
 
 def test_generations_of_other_samples_are_refused_naming_the_file(tmp_path: Path, scored) -> None:

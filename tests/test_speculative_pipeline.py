@@ -3,6 +3,8 @@ tables) and through the DAG (one job per cell, decoded at batch 1), and the cost
 
 from __future__ import annotations
 
+import re
+
 import copy
 import subprocess
 import sys
@@ -96,7 +98,8 @@ def test_a_spec_cell_that_differs_from_full_fails_loudly(run: dict, tmp_path: Pa
     lines = read_jsonl(run["root"] / f"{METHOD}.jsonl")
     lines[2] = {**lines[2], "output": lines[2]["output"] + " (changed)"}
     write_jsonl(tmp_path / "changed.jsonl", lines)
-    with pytest.raises(ValueError, match="by construction.*differ from full's: a bug"):
+    changed = re.escape(f"{tmp_path / 'changed.jsonl'}: {METHOD} reproduces the full model's output by construction")
+    with pytest.raises(ValueError, match=changed + r".*\(1 of \d+\) differ from full's: a bug"):
         score_cell(run["tasks"], tmp_path / "changed.jsonl", run["root"] / "full.jsonl", run["backbone"],
                    run["root"] / "flops.json", tmp_path / "cell.json", profile="smoke", evidence=SETTINGS)
 
