@@ -14,7 +14,9 @@ commit its run measured, the mutants, how many the tests killed, the survivors w
 change no correct test can see, listed with the reason in benchmarks/mutation_equivalent.yaml).
 Score = killed / (mutants - equivalent); a timeout counts as killed (the mutant changed behaviour).
 A run replaces the entries of the modules it ran and keeps the others' (each with its commit), so the
-modules can be measured a few at a time; `--fresh` starts the report anew.
+modules can be measured a few at a time; `--fresh` starts the report anew. `--sample N` tests N of a
+module's mutants drawn at random (seeded) where every mutant would take too long (the batched engine's
+~660 take hours here): its score is an estimate, with a 95% Clopper-Pearson interval.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -32,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 import yaml
+from scipy.stats import binomtest
 
 from dynamax_bench.files import atomic_path, write_json
 from dynamax_bench.provenance import git_commit, machine_description
@@ -154,9 +158,16 @@ def equivalent_reason(name: str, function: str, diff: str, equivalents: list[dic
     return None
 
 
-def run_module(name: str, module: Module, children: int, equivalents: list[dict], previous: dict | None) -> dict:
+def sampled(names: list[str], size: int, seed: int = 0) -> list[str]:
+    """`size` of `names` drawn at random without replacement (seeded: the same source gives the same draw)."""
+    return sorted(random.Random(seed).sample(sorted(names, key=_natural), min(size, len(names))), key=_natural)
+
+
+def run_module(name: str, module: Module, children: int, equivalents: list[dict], previous: dict | None,
+               sample: int | None = None) -> dict:
     """mutmut over one module; with `previous` (this module's entry of an earlier report, same source),
-    only its survivors run again and its kills carry over (tests were added, none removed)."""
+    only its survivors run again and its kills carry over (tests were added, none removed); with `sample`,
+    only that many of its mutants, drawn at random (the score is then an estimate)."""
     tests = tuple(test for test in module.tests if (REPO_ROOT / test.split("::")[0]).is_file())
     if not tests:
         return {"path": module.path, "tests": [], "mutants": 0, "killed": 0, "timeouts": 0, "survived": 0,
@@ -169,19 +180,31 @@ def run_module(name: str, module: Module, children: int, equivalents: list[dict]
              for entry in (previous or {}).get("survivors", []) + (previous or {}).get("equivalents", [])]
     if previous is not None and not again:
         return {**previous, "carried_over": True}
+    meta = folder / "mutants" / f"{module.path}.meta"
+    drawn = None
+    if sample is not None:  # mutmut makes every mutant and its test stats, then stops at a name that matches none
+        mutmut(folder, "run", "--max-children", str(children), "no-such-mutant-only-list-them")
+        if meta.exists():
+            every = list(json.loads(meta.read_text())["exit_code_by_key"])
+            drawn = again = sampled(every, sample)
     result = mutmut(folder, "run", "--max-children", str(children), *again)
-    if not (folder / "mutants" / f"{module.path}.meta").exists():
+    if not meta.exists():
         raise SystemExit(f"mutmut made no mutants of {module.path}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    found = collect(name, module, folder, equivalents, again if previous is not None else None)
+    found = collect(name, module, folder, equivalents, again if previous is not None else None, drawn)
     return {**found, "seconds": round(time.perf_counter() - started, 1)}
 
 
-def collect(name: str, module: Module, folder: Path, equivalents: list[dict], again: list[str] | None = None) -> dict:
-    """The results mutmut left in a scratch copy; with `again`, the mutants not in it count as killed before."""
+def collect(name: str, module: Module, folder: Path, equivalents: list[dict], again: list[str] | None = None,
+            drawn: list[str] | None = None) -> dict:
+    """The results mutmut left in a scratch copy; with `again`, the mutants not in it count as killed before;
+    with `drawn`, only those mutants count (a sample of the module's)."""
     meta_path = folder / "mutants" / f"{module.path}.meta"
     codes: dict[str, int | None] = json.loads(meta_path.read_text())["exit_code_by_key"]
+    of = len(codes)
     if again is not None:
         codes = {key: code for key, code in codes.items() if key in again} | {key: 1 for key in codes if key not in again}
+    if drawn is not None:
+        codes = {key: code for key, code in codes.items() if key in drawn}
     killed = timeout = 0
     survivors, equivalent = [], []
     for mutant, code in sorted(codes.items(), key=lambda item: _natural(item[0])):
@@ -201,10 +224,17 @@ def collect(name: str, module: Module, folder: Path, equivalents: list[dict], ag
         else:
             survivors.append(entry)
     scored = len(codes) - len(equivalent)
+    if drawn is not None and scored:
+        interval = binomtest(killed + timeout, scored).proportion_ci(0.95, method="exact")
+        sample = {"sample": {"drawn": len(drawn), "of": of, "seed": 0, "score_interval": [round(interval.low, 4),
+                                                                                          round(interval.high, 4)]}}
+    else:
+        sample = {}
     return {
         "path": module.path,
         "tests": list(module.tests),
         **({"rerun_of_survivors": len(again)} if again is not None else {}),
+        **sample,
         "mutants": len(codes),
         "killed": killed + timeout,
         "timeouts": timeout,
@@ -226,6 +256,9 @@ def markdown(report: dict) -> str:
             "|---|---|---|---|---|---|---|---|"]
     for name, found in report["modules"].items():
         score = "-" if found["score"] is None else f"{100 * found['score']:.1f}%"
+        if found.get("sample"):
+            drawn, low, high = found["sample"]["drawn"], *found["sample"]["score_interval"]
+            score += f" (estimate: {drawn} of {found['sample']['of']} drawn; 95% {100 * low:.1f}-{100 * high:.1f}%)"
         rows.append(f"| {name} (`{found['path']}`) | {found['mutants']} | {found['killed']} | {found['survived']} | "
                     f"{found['equivalent']} | {score} | {found['seconds']} | {found['commit'][:7]} |")
     total = report["total"]
@@ -259,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="drop the modules of the existing report not run now")
     parser.add_argument("--survivors-of", type=Path,
                         help="an earlier report of the same sources: run only its survivors, carry its kills over")
+    parser.add_argument("--sample", type=int, help="test only this many of each module's mutants, drawn at random: "
+                                                   "an estimated score with its interval")
     args = parser.parse_args(argv)
+    if args.sample is not None and (args.sample < 1 or args.survivors_of):
+        parser.error("--sample takes a positive count and runs whole modules (not with --survivors-of)")
     if args.modules == ["default"]:
         names = [name for name, module in MODULES.items() if not module.later]
     elif args.modules == ["all"]:
@@ -276,10 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         previous = earlier.get(name) if args.survivors_of else None
         if previous is not None and previous["mutants"] == 0:
             previous = None  # nothing ran before: run it whole
+        if previous is not None and previous.get("sample"):
+            raise SystemExit(f"--survivors-of: {args.survivors_of} tested a sample of {name}'s mutants; the others "
+                             f"were never run, so no kill carries over: run {name} whole or --sample it again")
         if previous is not None and not source_unchanged(MODULES[name].path, previous["commit"]):
             raise SystemExit(f"--survivors-of: {MODULES[name].path} changed since {previous['commit'][:7]}, which "
                              f"{args.survivors_of} measured for {name}; its mutants are others now: run {name} whole")
-        modules[name] = {"commit": git_commit(), **run_module(name, MODULES[name], args.children, equivalents, previous)}
+        modules[name] = {"commit": git_commit(),
+                         **run_module(name, MODULES[name], args.children, equivalents, previous, args.sample)}
         found = modules[name]
         print(f"{name}: {found['killed']} of {found['mutants'] - found['equivalent']} killed "
               f"({found['survived']} survived, {found['equivalent']} equivalent), {found['seconds']} s", flush=True)

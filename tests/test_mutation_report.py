@@ -33,3 +33,28 @@ def test_survivors_of_a_report_on_other_source_are_refused(tmp_path: Path, monke
     write_json(earlier, {"modules": {"score": {"commit": "fbed7b0+dirty", "mutants": 286}}})
     with pytest.raises(SystemExit, match="dynamax_bench/reporting/score.py changed since fbed7b0, .* run score whole"):
         mutation.main(["--modules", "score", "--survivors-of", str(earlier), "--out", str(tmp_path / "report.json")])
+
+
+def test_a_sample_of_mutants_is_the_same_draw_every_time_and_a_subset() -> None:
+    names = [f"m.x__mutmut_{i}" for i in range(1, 101)]
+    drawn = mutation.sampled(names, 30)
+    assert drawn == mutation.sampled(list(reversed(names)), 30)  # seeded, whatever the order it is given in
+    assert len(set(drawn)) == 30 and set(drawn) <= set(names)
+    assert drawn == sorted(drawn, key=mutation._natural) and drawn != names[:30]
+    assert mutation.sampled(names, 500) == names  # a sample larger than the module: every mutant
+
+
+def test_a_sample_is_a_positive_count_of_whole_modules(tmp_path: Path) -> None:
+    for args in (["--sample", "0"], ["--sample", "5", "--survivors-of", str(tmp_path / "r.json")]):
+        with pytest.raises(SystemExit):
+            mutation.main(["--modules", "score", *args, "--out", str(tmp_path / "report.json")])
+
+
+def test_a_sampled_report_carries_no_kills_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its unsampled mutants never ran: counting them as killed before (what --survivors-of does) would be false."""
+    monkeypatch.setattr(mutation, "source_unchanged", lambda path, commit: True)
+    earlier = tmp_path / "earlier.json"
+    write_json(earlier, {"modules": {"batched": {"commit": "abc1234", "mutants": 150,
+                                                 "sample": {"drawn": 150, "of": 661}}}})
+    with pytest.raises(SystemExit, match="tested a sample of batched's mutants"):
+        mutation.main(["--modules", "batched", "--survivors-of", str(earlier), "--out", str(tmp_path / "report.json")])
