@@ -59,8 +59,7 @@ MODULES: dict[str, Module] = {
     "decoder": Module("dynamax_bench/generation/decoder.py",
                       ("tests/test_decoder.py", "tests/test_kernels.py::test_decoder_load_runs_the_check",
                        "tests/test_speculative_pipeline.py::test_a_row_changed_at_a_near_tie_takes_the_full_models_output")),
-    # spec-* cells (speculation_block, check_lossless through score_cell) are scored in the speculative tests
-    "score": Module("dynamax_bench/reporting/score.py", ("tests/test_score.py", "tests/test_speculative_pipeline.py")),
+    "score": Module("dynamax_bench/reporting/score.py", ("tests/test_score.py",)),
     "ledger": Module("dynamax_bench/costs/ledger.py", ("tests/test_costs.py",)),
     "lengths": Module("dynamax_bench/costs/lengths.py", ("tests/test_costs.py",)),
     "answers": Module("dynamax_bench/generation/answers.py", ("tests/test_coqa.py", "tests/test_triviaqa.py")),

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics as stats
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from dynamax_bench.artefacts import artefact, samples_digest
-from dynamax_bench.files import write_json, write_jsonl
+from dynamax_bench.costs.speculation import speculation_summary
+from dynamax_bench.files import read_jsonl, write_json, write_jsonl
 from dynamax_bench.generation.tasks import load_samples
 from dynamax_bench.provenance import provenance
 from dynamax_bench.reporting import score
-from dynamax_bench.reporting.statistics import IntervalSettings
+from dynamax_bench.reporting.statistics import Groups, IntervalSettings, Ratio, estimates
 from dynamax_bench.spec import DecodeSpec, TaskSpec, parse_method
 
 TASK = TaskSpec(name="triviaqa", source={"kind": "embedded"}, limit=4, num_fewshot=0, fewshot_source=None, options={})
@@ -246,3 +249,49 @@ def test_generations_of_other_samples_are_refused_naming_the_file(tmp_path: Path
         path.write_text(path.read_text().replace("dynamax_tqa_000", "other_000"))
     with pytest.raises(ValueError, match=r"ee-calm-copy-t0\.5\.jsonl: sample ids differ"):
         scored("third.json")
+
+
+# a spec-* method's rounds per sample (drafted, accepted): 2 rounds, 1, 2, and none (it stopped at once)
+SPECULATION = [{"drafted": [3, 3], "accepted": [3, 1]}, {"drafted": [3], "accepted": [0]},
+               {"drafted": [2, 3], "accepted": [2, 2]}, {"drafted": [], "accepted": []}]
+
+
+def test_a_spec_cells_acceptance_counts_each_sample_and_resamples_its_groups() -> None:
+    records = [{"id": i, "layers_executed": [8] * n, "speculation": s} for i, n, s in zip("abcd", (6, 2, 5, 1), SPECULATION)]
+    groups = Groups.of(["s", "s", "t", "u"])
+    block = score.speculation_block(records, groups, SETTINGS)
+    # tried: the accepted drafts, plus the one rejected in a round that did not accept all it drafted
+    assert block["per_sample"] == {"drafted": [6, 3, 5, 0], "accepted": [4, 0, 4, 0], "tried": [5, 1, 5, 0]}
+    assert {key: block[key] for key in speculation_summary(records)} == speculation_summary(records)
+    expected = estimates({"acceptance_rate": Ratio(np.array([4.0, 0, 4, 0]), np.array([6.0, 3, 5, 0])),
+                          "per_draft_acceptance": Ratio(np.array([4.0, 0, 4, 0]), np.array([5.0, 1, 5, 0]))},
+                         groups, SETTINGS)
+    assert block["intervals"] == {name: found.to_dict() for name, found in expected.items()}
+    assert block["intervals"]["acceptance_rate"]["value"] == pytest.approx(8 / 14)
+    assert block["intervals"]["per_draft_acceptance"]["groups"] == 3
+    # two samples that drafted are the least a rate can be resampled over
+    assert set(score.speculation_block(records[1:3], Groups.of(["s", "t"]), SETTINGS)["intervals"]) == set(expected)
+    assert score.speculation_block(records[2:], Groups.of(["t", "u"]), SETTINGS)["intervals"] == {}
+
+
+def test_a_spec_cell_carries_its_acceptance_and_must_equal_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(score, "cell_flops", lambda records, method, table: ledger(records, parse_method("ee-calm-copy-t0.5"), table))
+    write_json(tmp_path / "backbone" / "dynamax_backbone.json", {"name": "tiny", "label": "tiny label", "num_layers": 8})
+    write_json(tmp_path / "flops.json", {"unit": "test table"})
+    full = write_cell_inputs(tmp_path, "full", FULL)
+    spec = write_cell_inputs(tmp_path, "spec-e4-k3", FULL)
+    header, *records = read_jsonl(spec)
+    records = [{**record, "speculation": rounds} for record, rounds in zip(records, SPECULATION)]
+    write_jsonl(spec, [header, *records])
+
+    def cell_of(generations: Path, out: str) -> dict:
+        return score.score_cell(TASK, generations, full, tmp_path / "backbone", tmp_path / "flops.json", tmp_path / out,
+                                profile="test", evidence=SETTINGS)
+
+    cell = cell_of(spec, "spec.json")
+    assert cell["speculation"] == score.speculation_block(records, Groups.of(cell["per_sample"]["groups"]), SETTINGS)
+    assert cell["speculation"]["passes"] == 5 and cell_of(full, "full.json")["speculation"] is None
+    records[1] = {**records[1], "output": " Venus", "token_ids": [9]}
+    write_jsonl(spec, [header, *records])
+    with pytest.raises(ValueError, match=re.escape(f"{spec}: spec-e4-k3 reproduces the full model's output")):
+        cell_of(spec, "changed.json")
