@@ -16,7 +16,8 @@ Score = killed / (mutants - equivalent); a timeout counts as killed (the mutant 
 A run replaces the entries of the modules it ran and keeps the others' (each with its commit), so the
 modules can be measured a few at a time; `--fresh` starts the report anew. `--sample N` tests N of a
 module's mutants drawn at random (seeded) where every mutant would take too long (the batched engine's
-~660 take hours here): its score is an estimate, with a 95% Clopper-Pearson interval.
+~660 take hours here): its score is an estimate, with a 95% Clopper-Pearson interval; `--survivors-of`
+such a report reruns the survivors of that same draw.
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ MODULES: dict[str, Module] = {
     # rewritten by the lead (statistics, claims) and the engine developer (batched): run after merging
     "statistics": Module("dynamax_bench/reporting/statistics.py", ("tests/test_statistics.py",), later=True),
     "claims": Module("dynamax_bench/reporting/claims.py", ("tests/test_claims.py",), later=True),
-    # a selection of its file's 51 fast tests (about 45 s a pass): the row-for-row equality on each path
+    # a selection of its file's fast tests (all 54: about 50 s a pass): the row-for-row equality on each path
     # (full, oracle, pruning, a stateless and the stateful rule on both families), host reads, sweeps in one
-    # call, stopping, verification, kept prompt passes
+    # call, stopping, verification, kept prompt passes, near-tie records, the sliding window's refusal
     "batched": Module("dynamax_bench/engine/batched.py", tuple(f"tests/test_batched_engine.py::{test}" for test in (
         *(f"test_batched_rows_equal_batch_one[{case}]" for case in (
             "tiny_mistral-full", "tiny_mistral-oracle", "tiny_mistral-prune3", "tiny_mistral-ee-calm-0",
@@ -84,7 +85,9 @@ MODULES: dict[str, Module] = {
         "test_batched_never_exit_equals_generate", "test_a_constant_confidence_at_its_threshold_is_no_near_tie",
         "test_rows_leave_the_batch_when_they_stop", "test_verify_re_decodes_and_explains_differences",
         "test_verify_re_decodes_a_row_through_its_last_near_tie",
-        "test_kept_prompt_passes_decode_like_fresh_ones[tiny_mistral]")), later=True),
+        "test_kept_prompt_passes_decode_like_fresh_ones[tiny_mistral]",
+        "test_near_ties_name_the_token_kind_exit_and_value", "test_a_batch_that_may_reach_the_sliding_window_is_refused")),
+        later=True),
 }
 EQUIVALENT_FILE = REPO_ROOT / "benchmarks" / "mutation_equivalent.yaml"
 SCRATCH = REPO_ROOT / "build" / "mutation"
@@ -166,7 +169,8 @@ def run_module(name: str, module: Module, children: int, equivalents: list[dict]
                sample: int | None = None) -> dict:
     """mutmut over one module; with `previous` (this module's entry of an earlier report, same source),
     only its survivors run again and its kills carry over (tests were added, none removed); with `sample`,
-    only that many of its mutants, drawn at random (the score is then an estimate)."""
+    only that many of its mutants, drawn at random (the score is then an estimate). A sampled `previous`
+    draws the same sample again and counts only it: its other mutants never ran."""
     tests = tuple(test for test in module.tests if (REPO_ROOT / test.split("::")[0]).is_file())
     if not tests:
         return {"path": module.path, "tests": [], "mutants": 0, "killed": 0, "timeouts": 0, "survived": 0,
@@ -181,11 +185,13 @@ def run_module(name: str, module: Module, children: int, equivalents: list[dict]
         return {**previous, "carried_over": True}
     meta = folder / "mutants" / f"{module.path}.meta"
     drawn = None
+    if previous is not None and previous.get("sample"):
+        sample = previous["sample"]["drawn"]  # the same draw again (same source, same seed): its survivors rerun
     if sample is not None:  # mutmut makes every mutant and its test stats, then stops at a name that matches none
         mutmut(folder, "run", "--max-children", str(children), "no-such-mutant-only-list-them")
         if meta.exists():
-            every = list(json.loads(meta.read_text())["exit_code_by_key"])
-            drawn = again = sampled(every, sample)
+            drawn = sampled(list(json.loads(meta.read_text())["exit_code_by_key"]), sample)
+            again = again if previous is not None else drawn
     result = mutmut(folder, "run", "--max-children", str(children), *again)
     if not meta.exists():
         raise SystemExit(f"mutmut made no mutants of {module.path}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -312,9 +318,6 @@ def main(argv: list[str] | None = None) -> int:
         previous = earlier.get(name) if args.survivors_of else None
         if previous is not None and previous["mutants"] == 0:
             previous = None  # nothing ran before: run it whole
-        if previous is not None and previous.get("sample"):
-            raise SystemExit(f"--survivors-of: {args.survivors_of} tested a sample of {name}'s mutants; the others "
-                             f"were never run, so no kill carries over: run {name} whole or --sample it again")
         if previous is not None and not source_unchanged(MODULES[name].path, previous["commit"]):
             raise SystemExit(f"--survivors-of: {MODULES[name].path} changed since {previous['commit'][:7]}, which "
                              f"{args.survivors_of} measured for {name}; its mutants are others now: run {name} whole")

@@ -35,6 +35,7 @@ from dynamax_bench.classifiers.untrained import untrained_rule
 from dynamax_bench.engine.batched import BatchedGenerator as Engine
 from dynamax_bench.engine.correctness import first_difference, trace
 from dynamax_bench.engine.hostreads import HostReads
+from dynamax_bench.engine.neartie import Bounds
 from dynamax_bench.engine.prefill import Prefiller
 from dynamax_bench.engine.prefix import MIN_SHARED_PREFIX, plan_batches, shared_prefix_lengths
 from dynamax_bench.engine.rowstate import cat_rows, clone_rows, select_rows, write_rows
@@ -485,3 +486,39 @@ def test_smollm2_batched_rows_equal_batch_one(smollm2: Backbone) -> None:
             assert agreement.rows_differing <= agreement.rows_with_near_ties
             if strategy.rule is not None:
                 assert any(layer < smollm2.num_layers for g in outputs for layer in g.exit_layers)
+
+
+@pytest.mark.parametrize("method", ["ee-calm-0", "oracle"])
+def test_near_ties_name_the_token_kind_exit_and_value(methods: dict[str, Methods], method: str) -> None:
+    """Bounds so wide that every token and every decision is a near tie: each token has its logit margin
+    at the layer it was read at, and each decode token one record per exit it passed (the rule's
+    confidence there, or the oracle's margin at that exit), in the order of the exits."""
+    m = methods["tiny_mistral"]
+    engine = batched_engine(m.backbone, 1.0, 8, True)
+    engine.bounds = Bounds(logit_margin=2.0, confidence=1e9, probability_floor=1e9)
+    outputs = engine.generate(PROMPTS, m.strategy(method, 1.0))
+    kind = "oracle_margin" if method == "oracle" else "confidence"
+    for g in outputs:
+        margins = [t for t in g.near_ties if t.kind == "logit_margin"]
+        assert [(t.token, t.layer) for t in margins] == list(enumerate(g.exit_layers))
+        assert all(isinstance(t.value, float) and 0.0 <= t.value <= 2.0 for t in margins)
+        decisions = [t for t in g.near_ties if t.kind == kind]
+        assert [(t.token, t.layer) for t in decisions] == [
+            (i, layer) for i in range(1, len(g.token_ids)) for layer in EXITS if layer <= g.exit_layers[i]]
+        assert all(isinstance(t.value, float) for t in decisions)
+        assert len(g.near_ties) == len(margins) + len(decisions)
+
+
+def test_a_batch_that_may_reach_the_sliding_window_is_refused(methods: dict[str, Methods],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The static cache holds every position: a backbone with a sliding window (Mistral 7B: 4096) decodes at
+    batch 1 once a sequence may reach it."""
+    backbone = methods["tiny_mistral"].backbone
+    ids = [backbone.tokenizer(p).input_ids for p in PROMPTS[:3]]
+    reach = max(map(len, ids)) + NEW_TOKENS
+    monkeypatch.setattr(backbone.model.config, "sliding_window", reach, raising=False)
+    with pytest.raises(ValueError, match=rf"^sequences may reach the sliding window \({reach}\): decode them at batch 1$"):
+        batched_engine(backbone, 1.0, 3, False).generate(ids, Strategy.full())
+    monkeypatch.setattr(backbone.model.config, "sliding_window", reach + 1)
+    outputs = batched_engine(backbone, 1.0, 3, False).generate(ids, Strategy.full())
+    assert len(outputs) == 3 and all(g.first_token_seconds > 0 for g in outputs)

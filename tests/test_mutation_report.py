@@ -50,11 +50,15 @@ def test_a_sample_is_a_positive_count_of_whole_modules(tmp_path: Path) -> None:
             mutation.main(["--modules", "score", *args, "--out", str(tmp_path / "report.json")])
 
 
-def test_a_sampled_report_carries_no_kills_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Its unsampled mutants never ran: counting them as killed before (what --survivors-of does) would be false."""
-    monkeypatch.setattr(mutation, "source_unchanged", lambda path, commit: True)
-    earlier = tmp_path / "earlier.json"
-    write_json(earlier, {"modules": {"batched": {"commit": "abc1234", "mutants": 150,
-                                                 "sample": {"drawn": 150, "of": 661}}}})
-    with pytest.raises(SystemExit, match="tested a sample of batched's mutants"):
-        mutation.main(["--modules", "batched", "--survivors-of", str(earlier), "--out", str(tmp_path / "report.json")])
+def test_survivors_of_a_sample_count_only_that_draw(tmp_path: Path) -> None:
+    """A sampled module's rerun: its survivors run again, the rest of the same draw counts as killed before,
+    and the mutants outside the draw, which never ran, count for nothing."""
+    module = mutation.Module("m.py", ("tests/test_m.py",))
+    codes = {f"m.x_f__mutmut_{i}": (0 if i in (3, 8) else None) for i in range(1, 11)}
+    (tmp_path / "mutants").mkdir()
+    write_json(tmp_path / "mutants" / "m.py.meta", {"exit_code_by_key": codes})
+    drawn = ["m.x_f__mutmut_2", "m.x_f__mutmut_3", "m.x_f__mutmut_5"]
+    found = mutation.collect("m", module, tmp_path, [], again=["m.x_f__mutmut_3"], drawn=drawn)
+    # 8 survived too, outside the draw: not counted; 3 is the draw's survivor; 2 and 5 were killed before
+    assert (found["mutants"], found["killed"]) == (3, 2) and found["sample"]["drawn"] == 3
+    assert found["sample"]["of"] == 10 and 0 < found["sample"]["score_interval"][0] < 2 / 3 < found["sample"]["score_interval"][1]
