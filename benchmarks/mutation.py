@@ -79,7 +79,8 @@ MODULES: dict[str, Module] = {
     "batched": Module("dynamax_bench/engine/batched.py", tuple(f"tests/test_batched_engine.py::{test}" for test in (
         *(f"test_batched_rows_equal_batch_one[{case}]" for case in (
             "tiny_mistral-full", "tiny_mistral-oracle", "tiny_mistral-prune3", "tiny_mistral-ee-calm-0",
-            "tiny_mistral-ee-mamba-0", "tiny_mamba2-ee-mamba-1", "tiny_mamba2-ee-maxsoftmax-0")),
+            "tiny_mistral-ee-mamba-0", "tiny_mamba2-ee-mamba-1", "tiny_mamba2-ee-maxsoftmax-0",
+            "tiny_mistral-ee-maxsoftmax-1", "tiny_mistral-ee-saturation-0")),
         "test_a_decode_step_reads_the_device_once_plus_once_per_exit",
         "test_a_sweep_in_one_call_equals_each_strategy_alone[tiny_mistral]",
         "test_batched_never_exit_equals_generate", "test_a_constant_confidence_at_its_threshold_is_no_near_tie",
