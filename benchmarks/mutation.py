@@ -161,9 +161,12 @@ def equivalent_reason(name: str, function: str, diff: str, equivalents: list[dic
     return None
 
 
-def sampled(names: list[str], size: int, seed: int = 0) -> list[str]:
-    """`size` of `names` drawn at random without replacement (seeded: the same source gives the same draw)."""
-    return sorted(random.Random(seed).sample(sorted(names, key=_natural), min(size, len(names))), key=_natural)
+SAMPLE_SEED = 0  # --sample's draw: the same source gives the same mutants
+
+
+def sampled(names: list[str], size: int) -> list[str]:
+    """`size` of `names` drawn at random without replacement, with SAMPLE_SEED."""
+    return sorted(random.Random(SAMPLE_SEED).sample(sorted(names, key=_natural), min(size, len(names))), key=_natural)
 
 
 def run_module(name: str, module: Module, children: int, equivalents: list[dict], previous: dict | None,
@@ -189,15 +192,19 @@ def run_module(name: str, module: Module, children: int, equivalents: list[dict]
     if previous is not None and previous.get("sample"):
         sample = previous["sample"]["drawn"]  # the same draw again (same source, same seed): its survivors rerun
     if sample is not None:  # mutmut makes every mutant and its test stats, then stops at a name that matches none
-        mutmut(folder, "run", "--max-children", str(children), "no-such-mutant-only-list-them")
-        if meta.exists():
-            drawn = sampled(list(json.loads(meta.read_text())["exit_code_by_key"]), sample)
-            again = again if previous is not None else drawn
-    result = mutmut(folder, "run", "--max-children", str(children), *again)
-    if not meta.exists():
-        raise SystemExit(f"mutmut made no mutants of {module.path}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        listed = mutmut(folder, "run", "--max-children", str(children), "no-such-mutant-only-list-them")
+        no_mutants(meta, module, listed)
+        drawn = sampled(list(json.loads(meta.read_text())["exit_code_by_key"]), sample)
+        again = again if previous is not None else drawn
+    no_mutants(meta, module, mutmut(folder, "run", "--max-children", str(children), *again))
     found = collect(name, module, folder, equivalents, again if previous is not None else None, drawn)
     return {**found, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def no_mutants(meta: Path, module: Module, result: subprocess.CompletedProcess) -> None:
+    """Stop with mutmut's output where it made no mutants (rather than running, or counting, nothing)."""
+    if not meta.exists():
+        raise SystemExit(f"mutmut made no mutants of {module.path}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
 
 def collect(name: str, module: Module, folder: Path, equivalents: list[dict], again: list[str] | None = None,
@@ -232,8 +239,8 @@ def collect(name: str, module: Module, folder: Path, equivalents: list[dict], ag
     scored = len(codes) - len(equivalent)
     if drawn is not None and scored:
         interval = binomtest(killed + timeout, scored).proportion_ci(0.95, method="exact")
-        sample = {"sample": {"drawn": len(drawn), "of": of, "seed": 0, "score_interval": [round(interval.low, 4),
-                                                                                          round(interval.high, 4)]}}
+        sample = {"sample": {"drawn": len(drawn), "of": of, "seed": SAMPLE_SEED,
+                             "score_interval": [round(interval.low, 4), round(interval.high, 4)]}}
     else:
         sample = {}
     return {

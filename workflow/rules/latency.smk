@@ -1,5 +1,5 @@
 # latency_sweep times the ee methods of a sweep (as generate_sweep decodes them), one after another
-# in one job, each after its own warm-up; `latency` times one other method (`full`, a spec-*). Every
+# in one job, each after its own warm-up; `latency` times one other method (`full` or a spec-*). Every
 # method's runs take turns with runs of `full` in its own job: the speedup's reference (costs/latency.py).
 ruleorder: latency_sweep > latency
 
