@@ -118,9 +118,13 @@ def main() -> None:
     parser.add_argument("--log", type=Path, required=True, help="the run's Snakemake log (.snakemake/log/...), for its job count")
     parser.add_argument("--profile", default="default")
     parser.add_argument("--date", default=datetime.now(timezone.utc).strftime("%Y-%m-%d"), help="the run's date (UTC)")
+    parser.add_argument("--run", type=int, default=1,
+                        help="the day's Nth measured run of the profile: N > 1 writes <date>.N-<profile>/")
     parser.add_argument("--since", type=Path, help="count only the jobs whose benchmark file is newer than this file")
     args = parser.parse_args()
-    out = RESULTS / f"{args.date}-{args.profile}"
+    if args.run < 1:
+        parser.error(f"--run {args.run}: the day's runs count from 1")
+    out = RESULTS / (f"{args.date}-{args.profile}" if args.run == 1 else f"{args.date}.{args.run}-{args.profile}")
 
     cells = [read_json(p) for p in sorted((args.results / "cells").rglob("*.json"))]
     if not cells:

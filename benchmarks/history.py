@@ -1,5 +1,6 @@
 """The run history as data: every measured run of a profile, and of the test suite, writes
-`benchmarks/results/<date>-<profile>/summary.json`; INDEX.md lists them, generated from them.
+`benchmarks/results/<date>-<profile>/summary.json` (the day's second run of a profile
+`<date>.2-<profile>`, and so on); INDEX.md lists them, generated from them.
 
     python benchmarks/history.py   # rewrite benchmarks/results/INDEX.md and README's results block (tests/test_docs.py checks both)
 
@@ -23,7 +24,7 @@ from dynamax_bench.files import atomic_path, read_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 INDEX = RESULTS / "INDEX.md"
-FOLDER = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})-(?P<profile>[a-z0-9_]+)$")
+FOLDER = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})(?:\.(?P<run>[2-9]|[1-9]\d+))?-(?P<profile>[a-z0-9_]+)$")
 # marker key -> (profile, path of the seconds in its summary)
 TIMES = {
     "default_run": ("default", ("wall_seconds",)),
@@ -35,7 +36,8 @@ MARKER = re.compile(r"(?P<value>\d[\d,]*(?:\.\d+)?)\s*(?P<unit>s|min|h)\s*<!--\s
 
 
 def summaries(root: Path = RESULTS) -> list[dict[str, Any]]:
-    """Every dated summary under `root`, oldest first (by date, then profile); each with its `folder`."""
+    """Every dated summary under `root`, oldest first (by date, the day's run, then profile); each with its
+    `folder` and `run` (1 for `<date>-<profile>`, N for `<date>.N-<profile>`)."""
     found = []
     for path in sorted(root.glob("*/summary.json")):
         match = FOLDER.match(path.parent.name)
@@ -45,8 +47,8 @@ def summaries(root: Path = RESULTS) -> list[dict[str, Any]]:
         for key in ("profile", "date"):
             if summary.get(key) != match.group(key):
                 raise ValueError(f"{path}: `{key}` is {summary.get(key)!r} but the folder says {match.group(key)!r}")
-        found.append({**summary, "folder": path.parent.name})
-    return sorted(found, key=lambda s: (s["date"], s["profile"]))
+        found.append({**summary, "folder": path.parent.name, "run": int(match.group("run") or 1)})
+    return sorted(found, key=lambda s: (s["date"], s["run"], s["profile"]))
 
 
 def latest_summary(profile: str, root: Path = RESULTS) -> dict[str, Any]:
@@ -107,7 +109,8 @@ def index_text(runs: list[dict[str, Any]]) -> str:
         samples = ", ".join(f"{task} {n}" for task, n in sorted(run.get("samples_per_task", {}).items()))
         scorecard = ", ".join(f"{n} {verdict}" for verdict, n in sorted(run.get("scorecard", {}).items()))
         how = run["how"].replace("|", "/").replace("\n", " ")
-        lines.append(f"| [{run['date']}]({run['folder']}/summary.json) | {run['profile']} | {run['git_commit'][:7]} | "
+        day = run["date"] if run["run"] == 1 else f"{run['date']} (run {run['run']})"
+        lines.append(f"| [{day}]({run['folder']}/summary.json) | {run['profile']} | {run['git_commit'][:7]} | "
                      f"{run['machine']} | {wall} | {run.get('jobs', '')} | {samples} | {scorecard} | {how} |")
     return "\n".join(lines) + "\n"
 

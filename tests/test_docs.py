@@ -80,6 +80,19 @@ def test_an_unknown_marker_key_names_the_known_ones(history: Path) -> None:
         marker_problems("1 h <!-- time:lunch -->", "README.md", history)
 
 
+def test_a_second_run_of_the_day_is_the_newer(history: Path) -> None:
+    """`<date>.2-<profile>`: the day's second run of a profile, after the first whatever the names sort to."""
+    base = {"machine": "2 cores", "git_commit": "0" * 40, "how": "one run", "profile": "default", "date": "2026-02-03"}
+    write_json(history / "2026-02-03.2-default" / "summary.json", {**base, "wall_seconds": 1800.0})
+    write_json(history / "2026-02-03.10-default" / "summary.json", {**base, "wall_seconds": 1700.0})
+    runs = [(s["folder"], s["run"]) for s in summaries(history) if s["profile"] == "default"]
+    assert runs == [("2026-01-02-default", 1), ("2026-02-03-default", 1), ("2026-02-03.2-default", 2),
+                    ("2026-02-03.10-default", 10)]
+    assert latest_summary("default", history)["wall_seconds"] == 1700.0
+    write_json(history / "2026-02-03.1-default" / "summary.json", {**base, "wall_seconds": 1.0})
+    assert "2026-02-03.1-default" not in [s["folder"] for s in summaries(history)]  # the first run has no number
+
+
 def test_a_summary_in_the_wrong_folder_is_refused(history: Path) -> None:
     write_json(history / "2026-03-01-ci" / "summary.json",
                {"profile": "default", "date": "2026-03-01", "machine": "", "git_commit": "", "how": ""})
