@@ -247,6 +247,59 @@ def test_a_latency_sweep_times_each_method_as_its_own_job_would(smoke_config: di
         latency.measure_latencies(specs, task, settings, backbone_root / "tiny_mistral", paths[:1], flops_json)
 
 
+def test_a_sweep_times_full_once_per_round_beside_every_method(
+    smoke_config: dict, backbone_root: Path, flops_json: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A latency sweep's methods and `full` take turns: each (repeat, prompt) has one run of `full` and one of
+    each method, the order rotating; every file of the job pairs its runs with those same `full` runs, at
+    batch 1 and in the throughput's rounds."""
+    runs: list[str] = []
+    batches: list[str] = []
+    batch1, batched = Decoder.batch1, Decoder.batched_generator
+
+    def tagged(self: Decoder, *args, **kwargs):
+        run = batch1(self, *args, **kwargs)
+
+        def counted(ids, on_first_token=None):
+            runs.append(self.spec.method.name)
+            return run(ids, on_first_token=on_first_token)
+        return counted
+
+    def tagged_batches(self: Decoder, *args, **kwargs):
+        engine = batched(self, *args, **kwargs)
+        generate = engine.generate
+
+        def counted(*a, **k):
+            batches.append(self.spec.method.name)
+            return generate(*a, **k)
+        engine.generate = counted
+        return engine
+
+    monkeypatch.setattr(Decoder, "batch1", tagged)
+    monkeypatch.setattr(Decoder, "batched_generator", tagged_batches)
+    config = {**smoke_config, "latency": {**smoke_config["latency"], "max_new_tokens": 4}}
+    a, b, f = "ee-maxsoftmax-copy-t0.5", "ee-calm-copy-t0.9", "full"
+    specs = [latency_spec(config, "tiny_mistral", m) for m in (a, b)]
+    task = task_spec(config, config["latency"]["task"])
+    settings = {"prompts": 2, "repeats": 2, "warmup": 1, "throughput_batch": 2}
+    exits = exit_positions(smoke_config["backbones"]["tiny_mistral"], 8)
+    torch.manual_seed(0)
+    save_classifiers(tmp_path / "calm.safetensors", [build_classifier("calm", 64, {}) for _ in exits], exits, {})
+    swept = latency.measure_latencies(specs, task, settings, backbone_root / "tiny_mistral",
+                                      [tmp_path / "a.json", tmp_path / "b.json"], flops_json, tmp_path)
+    assert runs == [a, b, f,  # warm-up
+                    a, b, f, b, f, a,  # repeat 0: prompt 0 (turn 0), prompt 1 (turn 1)
+                    b, f, a, f, a, b]  # repeat 1: turns 1 and 2
+    assert batches == [a, b, f,  # warm-up: the first computes the prompt pass the three share
+                       a, b, f, b, f, a]  # one round per repeat
+    first, second = (result["reference"] for result in swept)
+    assert first["decode_seconds"] == second["decode_seconds"]  # the same runs of `full`
+    assert [len(t) for t in first["decode_seconds"]] == [2, 2]
+    assert swept[0]["decode_seconds"] != first["decode_seconds"]
+    assert swept[0]["throughput"]["reference"] == swept[1]["throughput"]["reference"]
+    assert swept[0]["throughput"]["reference"]["method"] == "full"
+
+
 def test_two_runs_compare_by_speedup_ratio_and_interval_overlap() -> None:
     """benchmarks/latency_stability.py: the second run's speedup over the first's, whether their intervals
     overlap, and `full`'s own decode step in every job (its file and each method's reference)."""

@@ -26,16 +26,17 @@ runs; decode tokens per second is (generated tokens - one per row) over (batch t
 batch's first tokens). The prompt pass is outside that rate, so it is computed once, by the warm-up
 run (its shared prefix once: TruthfulQA's QA primer made most of a job's time when each row
 prefilled it), and each timed run decodes from a copy of it. Rows that stop leave the batch; rows that
-exit early are masked, not removed, at the layers they skip (engine/batched.py), so this is what
-early exit gives a server running batches, which batch-1 latency does not say.
-Speedups against `full` come from `full` timed in the same job, next to the method: every timed run
-of the method (prompt, repeat) has a run of `full` on the same prompt beside it, the order alternating,
-and the throughput's batches likewise. A CPU's speed drifts between jobs (with one `full` job per run,
-two idle runs' speedups differed by factors of 0.94-1.35, their intervals disjoint for 16 of 22
-methods); a drift slower than one pair of runs reaches both sides of a pair alike. The file keeps each run's
-decode-step time (`decode_seconds`, per prompt and repeat) and `full`'s beside it (`reference`); the
-tables resample prompts with their repeats (reporting/speedups.py). A job has every core the run has,
-so jobs do not share the processor while timing.
+exit early leave the layers they skip (engine/batched.py), so this is what early exit gives a server
+running batches, which batch-1 latency does not say.
+Speedups against `full` come from `full` timed in the same job, in the same rounds as the methods: each
+(repeat, prompt) has one run of `full` and one of every method of the job (a latency sweep times all the
+methods of a policy), their order rotating from one turn to the next; the throughput's batches likewise,
+one round per repeat. A CPU's speed drifts between jobs (with one `full` job per run, two idle runs'
+speedups differed by factors of 0.94-1.35, their intervals disjoint for 16 of 22 methods); a drift
+slower than one round reaches the methods and `full` alike. One `full` run per round, not one per
+method and round, halves a sweep's time. The file keeps each run's decode-step time (`decode_seconds`,
+per prompt and repeat) and `full`'s of the same round (`reference`); the tables resample prompts with
+their repeats (reporting/speedups.py). A job has every core the run has, so jobs do not share the processor while timing.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
 
@@ -173,56 +174,96 @@ def decode_flops(records: list[dict], method: MethodSpec, table: dict) -> dict:
     return {"executed": executed, "full": full, "predicted_speedup": full / executed if executed else None}
 
 
-def measure_throughput(decoder: Decoder, prompts: list[list[int]], stop_strings: list[str], max_new_tokens: int,
-                       repeats: int, clock: Clock, reference: Decoder | None = None) -> dict:
-    """Decode tokens per second of the spec's method with `prompts` as one batch (see the module's docstring),
-    and `reference`'s (full) on the same batch, its batches taking turns with the method's."""
-    engines = {"method": decoder}
-    if reference is not None:
-        engines["reference"] = reference
+def measure_throughput(decoders: dict[str, Decoder], prompts: list[list[int]], stop_strings: list[str],
+                       max_new_tokens: int, repeats: int, clock: Clock) -> dict[str, dict]:
+    """Decode tokens per second of each decoder's method with `prompts` as one batch (see the module's
+    docstring), keyed like `decoders`: one warm-up batch each, then `repeats` rounds in which every method
+    decodes the batch once, the order rotating (`rotated`). The decoders share one backbone: methods whose
+    prompt pass is the same (`full` and every stateless exit kind) read one kept pass."""
     runs = {name: (d.batched_generator(stop_strings, max_new_tokens, batch_size=len(prompts), share_prefixes=True),
-                   d.strategy) for name, d in engines.items()}
-    kept: dict[str, dict] = {name: {} for name in runs}  # each batch's prompt pass, computed by the warm-up run
-    for name, (engine, strategy) in runs.items():
-        engine.generate(prompts, strategy, kept=kept[name])  # warm-up; each timed run decodes from a copy of it
+                   d.strategy) for name, d in decoders.items()}
+    kept: dict = {}  # each batch's prompt pass by its key (Strategy.prompt_pass), computed by the first warm-up
+    for engine, strategy in runs.values():
+        engine.generate(prompts, strategy, kept=kept)  # warm-up; each timed run decodes from a copy of its pass
     batch, first, rate, tokens = ({name: [] for name in runs} for _ in range(4))
-    for repeat in tqdm(range(repeats), desc=f"throughput {decoder.spec.method.name}", unit="repeat"):
-        for name in alternating(list(runs), repeat):
+    for repeat in tqdm(range(repeats), desc=f"throughput {len(runs)} methods", unit="round"):
+        for name in rotated(list(runs), repeat):
             engine, strategy = runs[name]
             # one batch: one mark, when every row's first token has been read (engine/batched.py)
             seconds, (to_first,), generations = clock.run(
-                lambda mark: engine.generate(prompts, strategy, on_first_token=mark, kept=kept[name]))
+                lambda mark: engine.generate(prompts, strategy, on_first_token=mark, kept=kept))
             decoded = sum(len(g.token_ids) - 1 for g in generations)
             batch[name].append(seconds)
             first[name].append(to_first)
             tokens[name].append(decoded)
             if decoded:
                 rate[name].append(decoded / (seconds - to_first))
-    result = {
+    return {name: {
         "batch_size": len(prompts),
-        "prefix_cache": runs["method"][0].share_prefixes,
+        "prefix_cache": engine.share_prefixes,
         "repeats": repeats,
-        "decode_tokens": tokens["method"][0],  # greedy: the same tokens every repeat
-        "seconds_per_batch": spread(batch["method"]),
-        "seconds_to_first_tokens": spread(first["method"]),
-        "decode_tokens_per_second": spread(rate["method"]),
+        "decode_tokens": tokens[name][0],  # greedy: the same tokens every repeat
+        "seconds_per_batch": spread(batch[name]),
+        "seconds_to_first_tokens": spread(first[name]),
+        "decode_tokens_per_second": spread(rate[name]),
         "timing": "one batch of token ids, one warm-up run, which computes the prompt pass; each timed run decodes "
                   "from a copy of it (seconds_to_first_tokens: the copy and the first tokens' head, no prompt pass); "
                   "decode tokens (all but each row's first) over the batch's time after its first tokens (one clock: "
                   "its mark once the engine has read the first tokens)",
-        "reference": None,  # `full` itself: its own reference
-    }
-    if reference is not None:
-        result["reference"] = {"method": reference.spec.method.name, "decode_tokens": tokens["reference"][0],
-                               "decode_tokens_per_second": spread(rate["reference"]),
-                               "timing": "timed in this job, its batch and the method's taking turns per repeat"}
-    return result
+        "reference": None,
+    } for name, (engine, _) in runs.items()}
 
 
-def alternating(names: list[str], turn: int) -> list[str]:
-    """`names` in order on even turns, reversed on odd ones: neither side of a pair always runs first
-    (after the other's caches, or on a clock that speeds up)."""
-    return names if turn % 2 == 0 else names[::-1]
+def rotated(names: list[str], turn: int) -> list[str]:
+    """`names` rotated by `turn` places: over the turns each takes every place in the order, so none always
+    runs first (after the others' caches, or on a clock that speeds up) or always far from another. For two
+    names: in order on even turns, reversed on odd ones."""
+    shift = turn % len(names)
+    return names[shift:] + names[:shift]
+
+
+@dataclass
+class _Timed:
+    """One method's batch-1 runs: decode-step seconds per prompt (one per repeat; none when it stopped at its
+    first token), and per run its whole time, time to first token and tokens; its traces from the first repeat."""
+
+    decode: list[list[float]]
+    speculates: bool = False  # a spec-* method: its records keep each run's drafts and acceptances
+    per_sample: list[float] = field(default_factory=list)
+    per_token: list[float] = field(default_factory=list)
+    first_token: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+
+    def add(self, prompt: int, repeat: int, ids: list[int], seconds: float, first: float, out) -> None:
+        n = len(out.token_ids)
+        if n > 1:
+            self.decode[prompt].append((seconds - first) / (n - 1))
+        self.per_sample.append(seconds)
+        self.per_token.append(seconds / n)
+        self.first_token.append(first)
+        self.tokens.append(n)
+        if repeat == 0:  # greedy decoding: every repeat generates the same tokens
+            self.records.append({"prompt_tokens": len(ids), "layers_executed": out.exit_layers})
+            if self.speculates:
+                self.records[-1]["speculation"] = {"drafted": out.drafted, "accepted": out.accepted}
+
+
+def time_batch1(runs: dict[str, Callable[..., object]], prompts: list[list[int]], warmup: int, repeats: int,
+                clock: Clock, speculating: Iterable[str] = ()) -> dict[str, _Timed]:
+    """Every method of `runs` at batch 1, keyed alike: `warmup` warm-up prompts each, then for every repeat and
+    prompt one timed run of each, the order rotating (`rotated`, turn = repeat + prompt, so a prompt's order
+    changes from one repeat to the next)."""
+    for i in range(warmup):
+        for run in runs.values():
+            run(prompts[i % len(prompts)])
+    timed = {name: _Timed(decode=[[] for _ in prompts], speculates=name in speculating) for name in runs}
+    for repeat in tqdm(range(repeats), desc=f"latency {len(runs)} methods", unit="repeat"):
+        for i, ids in enumerate(prompts):
+            for name in rotated(list(runs), repeat + i):
+                seconds, (first,), out = clock.run(lambda mark, run=runs[name], ids=ids: run(ids, on_first_token=mark))
+                timed[name].add(i, repeat, ids, seconds, first, out)
+    return timed
 
 
 def measure_latency(
@@ -249,9 +290,11 @@ def measure_latencies(
     flops_path: str | Path,
     classifiers: str | Path | None = None,
 ) -> list[dict]:
-    """`measure_latency` for several methods of one backbone in one job (a latency sweep): the
-    start-up and the backbone load are shared; each method is timed after its own warm-up, one method
-    after the other, each next to `full` (the same spec with the full model: the speedup's reference)."""
+    """`measure_latency` for several methods of one backbone in one job (a latency sweep): the start-up,
+    the backbone load and the warm-up of `full` (the speedups' reference: the same spec with the full
+    model) are shared. The methods and `full` take turns (`time_batch1`, `measure_throughput`): each
+    (repeat, prompt) runs `full` once beside every method, and every method's file pairs its runs with
+    those (`reference`, the same runs in each file of the job)."""
     if len(specs) != len(out_paths):
         raise ValueError(f"{len(specs)} decode specs but {len(out_paths)} output files")
     *decoders, full = Decoder.load_all([*specs, replace(specs[0], method=parse_method("full"))], backbone_dir,
@@ -260,45 +303,33 @@ def measure_latencies(
     tokenizer = full.backbone.tokenizer  # one backbone for all: the prompts are tokenised once
     prompts = [tokenizer(s.prompt).input_ids for s in samples[: settings["prompts"]]]  # outside every timed window
     batch_ids = [tokenizer(s.prompt).input_ids for s in samples[: settings.get("throughput_batch") or 0]]
-    return [_measure(decoder, None if decoder.spec.method.kind == "full" else full, task_spec, task, prompts,
-                     batch_ids, settings, out_path, flops_path)
-            for decoder, out_path in zip(decoders, out_paths)]
+    timed = {d.spec.method.name: d for d in decoders}
+    if "full" not in timed:  # every method's reference
+        timed["full"] = full
+    clock = Clock(full.backbone.model.device)
+    max_new_tokens = specs[0].max_new_tokens
+    runs = {name: d.batch1(task.stop_strings, max_new_tokens) for name, d in timed.items()}
+    batch1 = time_batch1(runs, prompts, settings["warmup"], settings["repeats"], clock,
+                         speculating=[name for name, d in timed.items() if d.speculation is not None])
+    batched = {name: d for name, d in timed.items() if d.speculation is None}  # a spec-* method decodes at batch 1
+    wanted = batch_ids and any(d.speculation is None for d in decoders)
+    throughput = (measure_throughput(batched, batch_ids, task.stop_strings, max_new_tokens, settings["repeats"], clock)
+                  if wanted else {})
+    results = [_result(decoder, batch1, throughput, task_spec, task, prompts, settings, flops_path)
+               for decoder in decoders]
+    for result, out_path in zip(results, out_paths):
+        write_json(out_path, result)
+    return results
 
 
-def _measure(decoder: Decoder, reference: Decoder | None, task_spec: TaskSpec, task: Task, prompts: list[list[int]],
-             batch_ids: list[list[int]], settings: dict, out_path: str | Path, flops_path: str | Path) -> dict:
-    """One method's latency file (`measure_latency`), its backbone loaded and its prompts tokenised;
-    `reference` (full; None when the method is full) timed beside it, run for run."""
+def _result(decoder: Decoder, batch1: dict[str, _Timed], throughput: dict[str, dict], task_spec: TaskSpec,
+            task: Task, prompts: list[list[int]], settings: dict, flops_path: str | Path) -> dict:
+    """One method's latency file from its job's timings (`measure_latencies`), `full`'s beside it."""
     spec = decoder.spec
     method = spec.method.name
-    runs = {"method": decoder.batch1(task.stop_strings, spec.max_new_tokens)}  # a spec-* method speculates
-    if reference is not None:
-        runs["reference"] = reference.batch1(task.stop_strings, spec.max_new_tokens)
-    clock = Clock(decoder.backbone.model.device)
-    for i in range(settings["warmup"]):
-        for run in runs.values():
-            run(prompts[i % len(prompts)])
-    per_sample, per_token, first_token, tokens, records = [], [], [], [], []
-    # decode-step seconds of each prompt, one per repeat ([] when it stopped at its first token)
-    decode: dict[str, list[list[float]]] = {name: [[] for _ in prompts] for name in runs}
-    for repeat in tqdm(range(settings["repeats"]), desc=f"latency {method}", unit="repeat"):
-        for i, ids in enumerate(prompts):
-            for name in alternating(list(runs), repeat + i):
-                seconds, (first,), out = clock.run(lambda mark, run=runs[name], ids=ids: run(ids, on_first_token=mark))
-                n = len(out.token_ids)
-                if n > 1:
-                    decode[name][i].append((seconds - first) / (n - 1))
-                if name != "method":
-                    continue
-                per_sample.append(seconds)
-                per_token.append(seconds / n)
-                first_token.append(first)
-                tokens.append(n)
-                if repeat == 0:  # greedy decoding: every repeat generates the same tokens
-                    records.append({"prompt_tokens": len(ids), "layers_executed": out.exit_layers})
-                    if decoder.speculation is not None:
-                        records[-1]["speculation"] = {"drafted": out.drafted, "accepted": out.accepted}
-    per_decode_token = [t for times in decode["method"] for t in times]
+    mine = batch1[method]
+    reference = None if method == "full" else batch1["full"]
+    per_decode_token = [t for times in mine.decode for t in times]
     device = decoder.backbone.model.device
     result = {
         "backbone": spec.backbone,
@@ -309,16 +340,16 @@ def _measure(decoder: Decoder, reference: Decoder | None, task_spec: TaskSpec, t
         "repeats": settings["repeats"],
         "warmup": settings["warmup"],
         "max_new_tokens": spec.max_new_tokens,
-        "mean_tokens": float(np.mean(tokens)),
-        "seconds_per_sample": spread(per_sample),
-        "seconds_per_token": spread(per_token),  # the whole sample over its tokens, prompt included
-        "seconds_to_first_token": spread(first_token),  # the clock's mark at the first token, same run
+        "mean_tokens": float(np.mean(mine.tokens)),
+        "seconds_per_sample": spread(mine.per_sample),
+        "seconds_per_token": spread(mine.per_token),  # the whole sample over its tokens, prompt included
+        "seconds_to_first_token": spread(mine.first_token),  # the clock's mark at the first token, same run
         "seconds_per_decode_token": spread(per_decode_token),  # what Table 3's speedup and Figure 3 use
         # per prompt, one per repeat: the speedup pairs each with `reference`'s run of the same prompt and repeat
-        "decode_seconds": decode["method"],
+        "decode_seconds": mine.decode,
         "reference": None,  # `full` itself: its own reference
-        "decode_tokens": sum(len(r["layers_executed"]) - 1 for r in records) * settings["repeats"],
-        "flops_per_decode_token": decode_flops(records, spec.method, read_json(flops_path)),
+        "decode_tokens": sum(len(r["layers_executed"]) - 1 for r in mine.records) * settings["repeats"],
+        "flops_per_decode_token": decode_flops(mine.records, spec.method, read_json(flops_path)),
         "timing": "token ids given (tokenisation outside the clock); one run per prompt and repeat, one clock: first "
                   "token: its mark once the engine has read the first token; decode step: (whole sample - first "
                   "token) / (tokens - 1), both from that run",
@@ -329,26 +360,32 @@ def _measure(decoder: Decoder, reference: Decoder | None, task_spec: TaskSpec, t
     }
     if reference is not None:
         result["reference"] = {
-            "method": reference.spec.method.name,
-            "decode_seconds": decode["reference"],
-            "seconds_per_decode_token": spread([t for times in decode["reference"] for t in times]),
-            "timing": "timed in this job after the same warm-up, each run next to the method's run of the same prompt "
-                      "and repeat, which of the two runs first alternating",
+            "method": "full",
+            "decode_seconds": reference.decode,
+            "seconds_per_decode_token": spread([t for times in reference.decode for t in times]),
+            "timing": "timed in this job after the same warm-up, one run of each (repeat, prompt) in the same round "
+                      "as the method's run of it (and every other method's of the job), the order rotating",
         }
     result["throughput"] = None  # a spec-* method decodes at batch 1 only (engine/speculative.py)
     if decoder.speculation is not None:  # its acceptance on the timed prompts, and what its blocks cost here
-        result["speculation"] = speculation_summary(records)
+        result["speculation"] = speculation_summary(mine.records)
         context = round(float(np.median([len(ids) for ids in prompts]))) + spec.max_new_tokens // 2
         result["block_seconds"] = {"context": context, **block_seconds(
             decoder.speculative_generator(task.stop_strings, spec.max_new_tokens).stack, context).to_dict()}
-    if batch_ids and decoder.speculation is None:
-        result["throughput"] = measure_throughput(decoder, batch_ids, task.stop_strings, spec.max_new_tokens,
-                                                  settings["repeats"], clock, reference)
+    if method in throughput:
+        result["throughput"] = dict(throughput[method])
+        if reference is not None:
+            full = throughput["full"]
+            result["throughput"]["reference"] = {
+                "method": "full", "decode_tokens": full["decode_tokens"],
+                "decode_tokens_per_second": full["decode_tokens_per_second"],
+                "timing": "timed in this job, its batch and the method's (and every other method's of the job) "
+                          "taking turns per repeat"}
         rate = result["throughput"]["decode_tokens_per_second"]
         log.info("%s %s: %s decode tokens per second at batch %d (median of %d)", spec.backbone, method,
-                 f"{rate['median']:.1f}" if rate else "no", len(batch_ids), settings["repeats"])
-    write_json(out_path, result)
+                 f"{rate['median']:.1f}" if rate else "no", result["throughput"]["batch_size"], settings["repeats"])
     log.info("%s %s: %.2f ms to the first token, %s ms per decode step (medians of %d samples)",
              result["backbone"], method, 1000 * result["seconds_to_first_token"]["median"],
-             f"{1000 * result['seconds_per_decode_token']['median']:.2f}" if per_decode_token else "no", len(per_sample))
+             f"{1000 * result['seconds_per_decode_token']['median']:.2f}" if per_decode_token else "no",
+             len(mine.per_sample))
     return result
