@@ -1,6 +1,6 @@
 """Do two runs of the latency rules give the same speedups? The test of a speedup's interval.
 
-Each latency file times its method beside `full`, run for run, in its own job (costs/latency.py). This
+Each latency file times its method beside `full`, run for run, in the same job (costs/latency.py). This
 compares two runs' latency folders (results/<profile>/latency of two runs of the same profile, commit
 and machine): per (backbone, method), the batch-1 decode speedup of each run with its interval
 (reporting/speedups.py), their ratio and whether the intervals overlap; the batched speedup of each
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"the runs timed different settings {sorted(settings)}: compare runs of one profile")
     prompts, repeats, warmup, task, tokens = settings.pop()
     result = {
-        "what": "two runs of the latency rules: batch-1 decode speedups over `full` (timed beside each method in "
-                "its job) with 95% intervals over prompts, their ratio second/first, whether the intervals overlap",
+        "what": "two runs of the latency rules: batch-1 decode speedups over `full` (timed in the same job, beside "
+                "each method) with 95% intervals over prompts, their ratio second/first, whether the intervals overlap",
         "runs": args.labels, "how": args.how, "commit": git_commit(), "machine": machine_description(),
         "settings": {"task": task, "prompts": prompts, "repeats": repeats, "warmup": warmup, "max_new_tokens": tokens},
         **compare(runs, IntervalSettings()),
