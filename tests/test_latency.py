@@ -189,11 +189,8 @@ def test_batched_speedup_is_tokens_per_second_over_the_full_batches_timed_beside
     assert table["speedup batch 16"].isna().tolist()[2]  # nothing decoded past the first tokens
 
 
-def test_each_method_run_is_timed_next_to_a_full_run_of_the_same_prompt(
-    smoke_config: dict, backbone_root: Path, flops_json: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Warm-up and every (repeat, prompt) run the method and `full` in turn, which first alternating; the file
-    keeps both sides' decode-step times by prompt and repeat. `full`'s own job times nothing beside it."""
+def batch1_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The methods' names, in the order their batch-1 runs start (Decoder.batch1's runners, counted)."""
     runs: list[str] = []
     batch1 = Decoder.batch1
 
@@ -206,6 +203,15 @@ def test_each_method_run_is_timed_next_to_a_full_run_of_the_same_prompt(
         return counted
 
     monkeypatch.setattr(Decoder, "batch1", tagged)
+    return runs
+
+
+def test_each_method_run_is_timed_next_to_a_full_run_of_the_same_prompt(
+    smoke_config: dict, backbone_root: Path, flops_json: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warm-up and every (repeat, prompt) run the method and `full` in turn, which first alternating; the file
+    keeps both sides' decode-step times by prompt and repeat. `full`'s own job times nothing beside it."""
+    runs = batch1_runs(monkeypatch)
     config = {**smoke_config, "latency": {**smoke_config["latency"], "max_new_tokens": 4}}
     task, settings = task_spec(config, config["latency"]["task"]), {"prompts": 2, "repeats": 2, "warmup": 2}
     method = "ee-maxsoftmax-copy-t0.5"
@@ -253,17 +259,8 @@ def test_a_sweep_times_full_once_per_round_beside_every_method(
     """A latency sweep's methods and `full` take turns: each (repeat, prompt) has one run of `full` and one of
     each method, the order rotating; every file of the job pairs its runs with those same `full` runs, at
     batch 1 and in the throughput's rounds."""
-    runs: list[str] = []
-    batches: list[str] = []
-    batch1, batched = Decoder.batch1, Decoder.batched_generator
-
-    def tagged(self: Decoder, *args, **kwargs):
-        run = batch1(self, *args, **kwargs)
-
-        def counted(ids, on_first_token=None):
-            runs.append(self.spec.method.name)
-            return run(ids, on_first_token=on_first_token)
-        return counted
+    runs, batches = batch1_runs(monkeypatch), []
+    batched = Decoder.batched_generator
 
     def tagged_batches(self: Decoder, *args, **kwargs):
         engine = batched(self, *args, **kwargs)
@@ -275,7 +272,6 @@ def test_a_sweep_times_full_once_per_round_beside_every_method(
         engine.generate = counted
         return engine
 
-    monkeypatch.setattr(Decoder, "batch1", tagged)
     monkeypatch.setattr(Decoder, "batched_generator", tagged_batches)
     config = {**smoke_config, "latency": {**smoke_config["latency"], "max_new_tokens": 4}}
     a, b, f = "ee-maxsoftmax-copy-t0.5", "ee-calm-copy-t0.9", "full"

@@ -34,9 +34,10 @@ methods of a policy), their order rotating from one turn to the next; the throug
 one round per repeat. A CPU's speed drifts between jobs (with one `full` job per run, two idle runs'
 speedups differed by factors of 0.94-1.35, their intervals disjoint for 16 of 22 methods); a drift
 slower than one round reaches the methods and `full` alike. One `full` run per round, not one per
-method and round, halves a sweep's time. The file keeps each run's decode-step time (`decode_seconds`,
-per prompt and repeat) and `full`'s of the same round (`reference`); the tables resample prompts with
-their repeats (reporting/speedups.py). A job has every core the run has, so jobs do not share the processor while timing.
+method and round, took SmolLM2's ten-method sweep from 623 s to 362-372 s (docs/costs.md). The file
+keeps each run's decode-step time (`decode_seconds`, per prompt and repeat) and `full`'s of the same
+round (`reference`); the tables resample prompts with their repeats (reporting/speedups.py). A job has
+every core the run has, so jobs do not share the processor while timing.
 """
 
 from __future__ import annotations
