@@ -1,6 +1,6 @@
-# latency_sweep times the ee methods of a sweep (as generate_sweep decodes them), one after another
-# in one job, each after its own warm-up; `latency` times one other method (`full` or a spec-*). Every
-# method's runs take turns with runs of `full` in its own job: the speedup's reference (costs/latency.py).
+# latency_sweep times the ee methods of a sweep (as generate_sweep decodes them) in one job; `latency`
+# times one other method (`full` or a spec-*). In either job the methods take turns with `full` in
+# rounds, one run of `full` per round: the speedup's reference (costs/latency.py).
 ruleorder: latency_sweep > latency
 
 
