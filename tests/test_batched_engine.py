@@ -207,16 +207,22 @@ def test_a_decode_step_reads_the_device_once_plus_once_per_exit(methods: dict[st
 def test_a_sweep_in_one_call_equals_each_strategy_alone(methods: dict[str, Methods], backbone_name: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """`generate_each` (a generate job's threshold sweep) gives every strategy the generations, exit
-    traces and near ties of its own `generate` call, while strategies with one prompt pass prefill each
-    batch once: full and oracle share one, prune its own, every threshold and policy of the stateful
-    mamba rule one (same classifiers), each other ee rule its own kept layers and no state."""
+    traces and near ties of its own `generate` call, while strategies with the same kept layers prefill
+    each batch once: full, oracle, every ee rule and both stateful classifier sets (each building its own
+    state from that pass) one, prune its own."""
     m = methods[backbone_name]
     policies = FAMILY_POLICIES[m.backbone.family]
     mamba = m.strategy("ee-mamba-0", 1.0).rule
     sweep = [Strategy.early_exit(ClassifierRule(mamba.classifiers, threshold), policy)
              for threshold in (mamba.threshold, 0.5 * mamba.threshold) for policy in policies]
+    other = copy.deepcopy(mamba.classifiers)  # a second stateful set (the top-k variant): its own state
+    with torch.no_grad():
+        for parameter in (p for clf in other.values() for p in clf.parameters()):
+            parameter.mul_(1.5)
+    second = Strategy.early_exit(ClassifierRule(other, 0.5 * mamba.threshold), policies[0])
+    assert second.prompt_pass() != sweep[0].prompt_pass()
     strategies = [m.strategy("full", 1.0), m.strategy("prune3", 1.0), *sweep, m.strategy("oracle", 1.0),
-                  m.strategy("ee-calm-0", 1.0), m.strategy("ee-maxsoftmax-1", 1.0)]
+                  second, m.strategy("ee-calm-0", 1.0), m.strategy("ee-maxsoftmax-1", 1.0)]
     engine = batched_engine(m.backbone, 1.0, 3, True)
     alone = [engine.generate(PROMPTS, strategy) for strategy in strategies]
     runs = []
@@ -224,12 +230,14 @@ def test_a_sweep_in_one_call_equals_each_strategy_alone(methods: dict[str, Metho
     monkeypatch.setattr(Prefiller, "run", lambda self, *args: runs.append(self) or original(self, *args))
     together = engine.generate_each(PROMPTS, strategies)
     batches = len(plan_batches([engine.tokenize(p) for p in PROMPTS], 3, True).batches)
-    assert len(runs) == 3 * batches  # no keep_layers and no state (5 strategies), prune3, the mamba sweep
+    assert len(runs) == 2 * batches  # every layer (full, oracle, the ee rules), prune3
     for strategy, ours, theirs in zip(strategies, together, alone):
         for row, (a, b) in enumerate(zip(ours, theirs)):
             assert (a.token_ids, a.exit_layers, a.stop_reason, a.near_ties) == (
                 b.token_ids, b.exit_layers, b.stop_reason, b.near_ties), f"{backbone_name} {strategy}, row {row}"
     assert len({tuple(tuple(g.exit_layers) for g in out) for out in together[2:6]}) > 1  # the sweep differs
+    counterpart = 2 + len(policies)  # the first set at the second set's threshold and policy
+    assert [trace(g) for g in together[7]] != [trace(g) for g in together[counterpart]]  # the sets' states differ
 
 
 @pytest.mark.parametrize("backbone_name", ["tiny_mistral", "tiny_mamba2"])
@@ -331,24 +339,23 @@ def test_verify_re_decodes_a_row_through_its_last_near_tie(methods: dict[str, Me
 def test_a_sweep_is_checked_row_by_row_with_one_prompt_pass(methods: dict[str, Methods], backbone_name: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """`verify_each` over a sweep's strategies gives each the agreement `verify` gives it alone, and runs
-    a row's batch-1 prompt pass once per prompt_pass key, not once per strategy."""
+    a row's batch-1 prompt forward once, the stateful rule's state built from it, not once per strategy."""
     m = methods[backbone_name]
     names = [n for n in METHODS[backbone_name] if n.startswith("ee-")] + ["full", "oracle"]
     strategies = [m.strategy(name, 1.0) for name in names]
     each = batched_engine(m.backbone, 1.0, 8, True).generate_each(PROMPTS, strategies)
     reference = reference_engine(m.backbone, 1.0)
     alone = [verify(reference, PROMPTS, s, g, all_rows=True) for s, g in zip(strategies, each)]
-    passes = []
-    run = reference.prompt_pass
-    monkeypatch.setattr(reference, "prompt_pass", lambda prompt, strategy: passes.append(1) or run(prompt, strategy))
+    forwards = []
+    run = reference._prefill
+    monkeypatch.setattr(reference, "_prefill", lambda *args: forwards.append(1) or run(*args))
     together = verify_each(reference, PROMPTS, strategies, each, all_rows=True)
     assert [a.as_dict() for a in together] == [a.as_dict() for a in alone]
     for a, b in zip(together, alone):
         assert {r: trace(g) for r, g in a.references.items()} == {r: trace(g) for r, g in b.references.items()}
-    keys = {s.prompt_pass() for s in strategies}
-    assert len(keys) < len(strategies)  # the stateless kinds, full and the oracle read the prompt alike
+    assert any(s.rule is not None and s.rule.stateful for s in strategies)  # the mamba kind reads the prompt too
     assert Strategy.prune(m.backbone.num_layers, 0) == Strategy.full()  # and prune0, which is the full model
-    assert len(passes) == len(PROMPTS) * len(keys)
+    assert len(forwards) == len(PROMPTS)  # one forward per row: every strategy keeps every layer
 
 
 @pytest.mark.parametrize("backbone_name", list(METHODS))

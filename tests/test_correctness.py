@@ -105,13 +105,14 @@ def test_every_row_is_re_decoded_with_all_rows(reference: EarlyExitGenerator, ba
 def test_strategies_that_share_a_prompt_pass_re_decode_from_one(
         reference: EarlyExitGenerator, batch_one: list[Generation], monkeypatch: pytest.MonkeyPatch) -> None:
     passes = []
-    original = EarlyExitGenerator.prompt_pass
-    monkeypatch.setattr(EarlyExitGenerator, "prompt_pass",
-                        lambda self, prompt, strategy: passes.append(prompt) or original(self, prompt, strategy))
+    original = EarlyExitGenerator._prefill
+    monkeypatch.setattr(EarlyExitGenerator, "_prefill",
+                        lambda self, ids, *args: passes.append(ids[0].tolist()) or original(self, ids, *args))
     tied = [dataclasses.replace(g, near_ties=[tie(0)]) for g in batch_one]
     found = verify_each(reference, PROMPTS, [Strategy.full(), Strategy.full()], [tied, batch_one[:1] + tied[1:]])
     assert [a.rows_redecoded for a in found] == [3, 2]
-    assert passes == PROMPTS  # one prompt pass per re-decoded row, shared by both strategies
+    # one prompt pass per re-decoded row, shared by both strategies
+    assert passes == [reference.tokenize(p) for p in PROMPTS]
 
 
 def test_counts_add_up_over_every_differing_row(reference: EarlyExitGenerator, batch_one: list[Generation]) -> None:
@@ -142,13 +143,13 @@ def test_strategies_that_read_the_prompt_differently_each_run_their_own_pass(
     pruned = Strategy.prune(8, 4)
     pruned_rows = [dataclasses.replace(reference.generate(p, pruned), near_ties=[tie(0)]) for p in PROMPTS]
     passes = []
-    original = EarlyExitGenerator.prompt_pass
-    monkeypatch.setattr(EarlyExitGenerator, "prompt_pass",
-                        lambda self, prompt, strategy: passes.append(strategy.keep_layers) or original(self, prompt,
-                                                                                                      strategy))
+    original = EarlyExitGenerator._prefill
+    monkeypatch.setattr(EarlyExitGenerator, "_prefill",
+                        lambda self, ids, cache, layers, *args: passes.append(layers) or original(self, ids, cache,
+                                                                                                 layers, *args))
     tied = [dataclasses.replace(g, near_ties=[tie(0)]) for g in batch_one]
     found = verify_each(reference, PROMPTS, [Strategy.full(), pruned], [tied, pruned_rows], all_rows=True)
-    assert passes == [None, 4] * 3
+    assert passes == [8, 4] * 3
     assert [a.rows_differing for a in found] == [0, 0]  # each decoded from its own prompt pass
 
 

@@ -115,9 +115,9 @@ class Job:
     """One calibrate job: a backbone and task, every calibrated kind and policy.
 
     Decodes are requested as (kind, policy, threshold) and made together: one `decode_each` call per round
-    over the samples any of them needs, so the strategies that read the prompt alike (every stateless kind,
-    a `_fresh` variant, one stateful kind's thresholds) share each batch's prompt pass. A round asks each
-    kind for its next BLOCK grid thresholds and each pruning level's next candidate.
+    over the samples any of them needs, so the strategies of a call share each batch's prompt pass (every
+    stateful kind builds its state from it, engine/prefill.py). A round asks each kind for its next BLOCK
+    grid thresholds and each pruning level's next candidate.
     """
 
     def __init__(self, base: DecodeSpec, task_spec: TaskSpec, backbone_dir: str | Path, classifiers: Path | None,
@@ -177,12 +177,14 @@ class Job:
 
     def group_calls(self, requests: list[Key], rows: dict[Key, set[int]]) -> list[tuple[list[Key], set[int]]]:
         """Requests grouped into decode calls, greedily, the largest row sets first: a request joins the call
-        whose cost it raises least, or starts its own. A call costs one prompt pass per row for each group of
-        its strategies that read the prompt alike, and one decode per row for each strategy; a request
-        decoded in a call also decodes the call's other rows (their output is the full model's, unused)."""
+        whose cost it raises least, or starts its own. A call costs one prompt pass per row for each set of
+        kept layers among its strategies (the batched engine's; every exit method keeps them all, and a
+        stateful classifier's own pass over the prompt is not counted), and one decode per row for each
+        strategy; a request decoded in a call also decodes the call's other rows (their output is the full
+        model's, unused)."""
         prompt = {i: r["prompt_tokens"] for i, r in enumerate(self.full)}
         steps = {i: DECODE_COST * max(0, len(r["layers_executed"]) - 1) for i, r in enumerate(self.full)}
-        keys = {key: self.decoder(*key).strategy.prompt_pass() for key in requests}
+        keys = {key: self.decoder(*key).strategy.keep_layers for key in requests}
 
         def cost(members: list[Key], union: set[int]) -> float:
             passes = len({keys[k] for k in members})

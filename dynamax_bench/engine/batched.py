@@ -26,9 +26,10 @@ re-decodes and explains them).
   tensors; the host reads the device once per step (tokens, exit layers, margins and the
   decisions' near ties, in one tensor) plus once per exit point a rule decides at (how many rows
   leave there: the running rows' count sets the next layers' shapes). `host_reads` counts them.
-- A sweep in one call (`generate_each`: the thresholds of a generate job): the strategies whose
-  prompt pass is the same (`Strategy.prompt_pass`) prefill each batch once, and each decodes from
-  it (the static cache is each decode's own copy).
+- A sweep in one call (`generate_each`: the thresholds of a generate job): the strategies with the
+  same kept layers prefill each batch once, each stateful rule (one per `Strategy.prompt_pass` key)
+  building its state from that one pass, and each strategy decodes from it (the static cache and
+  rule state are each decode's own copies).
 - Repetition penalty: transformers' processor over each row's own tokens (prompt and output);
   the left padding of the token history repeats the row's first prompt token, which is already
   penalised once (a penalty applies once per token id), so padding changes nothing.
@@ -138,8 +139,9 @@ class BatchedGenerator(EngineBase):
                       progress: str | None = None, on_first_token: Callable[[], None] | None = None,
                       kept: dict | None = None) -> list[list[Generation]]:
         """Each strategy's generations of the same prompts (a threshold sweep in one call). The
-        strategies whose prompt pass is the same (`Strategy.prompt_pass`) prefill each batch once and
-        each decodes from it: the tensors each would compute alone, at the cost of one prefill.
+        strategies with the same kept layers prefill each batch once, every stateful rule reading that
+        pass (engine/prefill.py), and each decodes from it: the tensors each would compute alone, at the
+        cost of one prefill.
         A reused pass is not in the first-token time of the strategies after the first.
         `kept`: a dict the caller passes to every call with the same prompts (the repeats of a timing):
         each batch's prompt passes are computed by the first call, kept there, and every call decodes
@@ -151,7 +153,11 @@ class BatchedGenerator(EngineBase):
             raise ValueError(f"sequences may reach the sliding window ({self.window}): decode them at batch 1")
         plan = plan_batches(ids, self.batch_size, self.share_prefixes)
         keys = [strategy.prompt_pass() for strategy in strategies]
-        prefillers = {key: Prefiller(self.stack, self.points, strategy) for key, strategy in zip(keys, strategies)}
+        # one backbone pass per set of kept layers; each stateful rule builds its state from it (engine/prefill.py)
+        groups: dict[int | None, list[Strategy]] = {}
+        for strategy in strategies:
+            groups.setdefault(strategy.keep_layers, []).append(strategy)
+        prefillers = {layers: Prefiller(self.stack, self.points, group) for layers, group in groups.items()}
         out: list[list[Generation | None]] = [[None] * len(ids) for _ in strategies]
         for batch in tqdm(plan.batches, desc=progress, unit="batch", disable=progress is None):
             prompt_ids, prefix_lengths = [ids[i] for i in batch], [plan.prefix_lengths[i] for i in batch]
@@ -160,7 +166,9 @@ class BatchedGenerator(EngineBase):
                 started = time.perf_counter()
                 slot = (tuple(batch), key)
                 if slot not in passes:
-                    passes[slot] = prefillers[key].run(prompt_ids, prefix_lengths)
+                    made = prefillers[strategy.keep_layers].run(prompt_ids, prefix_lengths)
+                    passes.update({(tuple(batch), made_key): done for made_key, done in made.items()
+                                   if (tuple(batch), made_key) not in passes})
                 # decoding reads the pass (its static cache and rule state are copies); the last strategy of a
                 # pass lets it go, unless the caller keeps it
                 done = passes.pop(slot) if kept is None and key not in keys[k + 1:] else passes[slot]

@@ -13,15 +13,15 @@ so where batch 1 agrees through the last near tie, it agrees on the rest of the 
 row that differs there is decoded to its end at batch 1 (that output replaces the batched one).
 
 `verify_each` checks the strategies of one batched call (a sweep's thresholds) row by row: a row
-re-decoded under several strategies that read the prompt alike (`Strategy.prompt_pass`) runs its
-batch-1 prompt pass once, and each strategy decodes from its own copy of it (the same tensors it
-would compute alone).
+re-decoded under several strategies with the same kept layers runs its batch-1 prompt pass once
+(each stateful rule building its state from it), and each strategy decodes from its own copy of it
+(the same tensors it would compute alone).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dynamax_bench.engine.generator import EarlyExitGenerator, Generation, PromptPass, Strategy
@@ -106,8 +106,9 @@ def verify_each(
     *,
     all_rows: bool = False,
 ) -> list[Agreement]:
-    """`verify` for each strategy of one batched call, row by row: a row's batch-1 prompt pass is
-    computed once per `Strategy.prompt_pass` key and copied for each strategy that re-decodes it."""
+    """`verify` for each strategy of one batched call, row by row: a row's batch-1 prompt passes are
+    computed in one forward per set of kept layers (`EarlyExitGenerator.prompt_passes`) and copied for
+    each strategy that re-decodes it."""
     if len(strategies) != len(generations_each):
         raise ValueError(f"{len(strategies)} strategies but {len(generations_each)} lists of generations")
     redo: list[set[int]] = []
@@ -119,15 +120,11 @@ def verify_each(
         redo.append(set(range(len(prompts))) if all_rows else set(tied))
         agreements.append(Agreement(rows=len(prompts), rows_with_near_ties=len(tied), rows_redecoded=len(redo[-1])))
     for row in sorted(set().union(*redo)):
-        passes: dict[Hashable, PromptPass] = {}
-        for k, strategy in enumerate(strategies):
-            if row not in redo[k]:
-                continue
-            key = strategy.prompt_pass()
-            if key not in passes:
-                passes[key] = reference.prompt_pass(prompts[row], strategy)
-            _check_row(agreements[k], reference, prompts[row], strategy, generations_each[k][row], row, passes[key],
-                       all_rows)
+        ks = [k for k in range(len(strategies)) if row in redo[k]]
+        passes = reference.prompt_passes(prompts[row], [strategies[k] for k in ks])
+        for k in ks:
+            _check_row(agreements[k], reference, prompts[row], strategies[k], generations_each[k][row], row,
+                       passes[strategies[k].prompt_pass()], all_rows)
     return agreements
 
 

@@ -8,9 +8,10 @@ stack's state policy fills the caches of the skipped layers.
 
 `EarlyExitGenerator` decodes one prompt at a time and is the reference that the batched engine
 (engine/batched.py) must reproduce token for token (engine/correctness.py checks it). Its prompt
-pass can be run once (`prompt_pass`) and decoded from by several strategies that read the prompt
-alike (`Strategy.prompt_pass`), each from its own copy: the checks of a sweep re-decode a row
-under many thresholds, and the prompt's forward is a large part of such a re-decode.
+pass can be run once (`prompt_passes`: one forward per set of kept layers, each stateful rule's
+state built from it) and decoded from by several strategies, each from its own copy: the checks of
+a sweep re-decode a row under many thresholds and classifiers, and the prompt's forward is a large
+part of such a re-decode.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class Strategy:
     def prompt_pass(self) -> Hashable:
         """What the prompt's forward depends on: the kept layers and what a stateful rule reads of the
         prompt. Strategies with equal keys prefill the same tensors (thresholds, policies and the
-        oracle act on the decode steps only), so the batched engine runs the pass once for them."""
+        oracle act on the decode steps only); strategies with the same kept layers share the backbone's
+        forward, each key's rule building its own state from it (`EarlyExitGenerator.prompt_passes`)."""
         stateful = self.rule is not None and self.rule.stateful
         return self.keep_layers, self.rule.prompt_key() if stateful else None
 
@@ -187,14 +189,28 @@ class EarlyExitGenerator(EngineBase):
     @torch.inference_mode()
     def prompt_pass(self, prompt: str | Sequence[int], strategy: Strategy) -> PromptPass:
         """The prompt's forward through every kept layer (and a stateful rule's pass over it)."""
-        self.check(strategy)
+        return self.prompt_passes(prompt, [strategy])[strategy.prompt_pass()]
+
+    @torch.inference_mode()
+    def prompt_passes(self, prompt: str | Sequence[int], strategies: Sequence[Strategy]) -> dict[Hashable, PromptPass]:
+        """Each strategy's prompt pass by its `Strategy.prompt_pass` key, one forward per set of kept layers:
+        every stateful rule builds its state from that forward's hidden states at the exits, the tensors a
+        pass of its own computes. The passes of one forward share its cache: decode each from a `.copy()`."""
         prompt_ids = self.tokenize(prompt)
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
-        cache = self.stack.new_cache()
-        state: RowState = {}
-        hidden, executed, _ = self._forward(input_ids, cache, strategy, state, prefill=True)
-        return PromptPass(key=strategy.prompt_pass(), prompt_ids=prompt_ids, cache=cache, state=state, hidden=hidden,
-                          executed=executed)
+        groups: dict[int | None, dict[Hashable, Strategy]] = {}
+        for strategy in strategies:
+            self.check(strategy)
+            groups.setdefault(strategy.keep_layers, {}).setdefault(strategy.prompt_pass(), strategy)
+        passes: dict[Hashable, PromptPass] = {}
+        for layers, keyed in groups.items():
+            cache = self.stack.new_cache()
+            states: dict[Hashable, RowState] = {key: {} for key in keyed}
+            rules = {key: s.rule for key, s in keyed.items() if s.rule is not None and s.rule.stateful}
+            hidden = self._prefill(input_ids, cache, layers or self.stack.num_layers, rules, states)
+            passes.update({key: PromptPass(key=key, prompt_ids=prompt_ids, cache=cache, state=states[key],
+                                           hidden=hidden, executed=layers or self.stack.num_layers) for key in keyed})
+        return passes
 
     @torch.inference_mode()
     def generate(self, prompt: str | Sequence[int], strategy: Strategy,
@@ -232,7 +248,7 @@ class EarlyExitGenerator(EngineBase):
                 stop_reason = "through"
             if stop_reason is not None:
                 break
-            hidden, executed, exit_hiddens = self._forward(input_ids, cache, strategy, state, prefill=False)
+            hidden, executed, exit_hiddens = self._forward(input_ids, cache, strategy, state)
 
         return Generation(
             prompt_ids=prompt_ids,
@@ -243,14 +259,29 @@ class EarlyExitGenerator(EngineBase):
             first_token_seconds=first_token_seconds,
         )
 
+    def _prefill(self, input_ids: Tensor, cache: Cache, num_layers: int, rules: dict[Hashable, ExitRule],
+                 states: dict[Hashable, RowState]) -> Tensor:
+        """The whole prompt (1, T) through the first `num_layers` layers; each stateful rule reads the hidden
+        states (1, T, d) at every exit into its key's state. Returns the last layer's hidden states."""
+        stack = self.stack
+        hidden = stack.embed(input_ids)
+        inputs = stack.step_inputs(hidden, cache, torch.ones_like(input_ids))
+        for index in range(num_layers):
+            hidden = stack.layer(index, hidden, cache, inputs)
+            point = self.points.get(index + 1)
+            if point is not None:
+                for key, rule in rules.items():
+                    rule.prefill(point, hidden, states[key])
+        return hidden
+
     def _forward(
-        self, input_ids: Tensor, cache: Cache, strategy: Strategy, state: RowState, prefill: bool
+        self, input_ids: Tensor, cache: Cache, strategy: Strategy, state: RowState
     ) -> tuple[Tensor, int, list[Tensor]]:
-        """One forward step (the whole prompt, or its last token): the hidden state to read the
-        token from, the layers executed, and (for the oracle) the hidden states seen at every exit."""
+        """One decode step (the last token of input_ids): the hidden state to read the token from, the
+        layers executed, and (for the oracle) the hidden states seen at every exit."""
         stack = self.stack
         attention_mask = torch.ones_like(input_ids)
-        hidden = stack.embed(input_ids if prefill else input_ids[:, -1:])
+        hidden = stack.embed(input_ids[:, -1:])
         inputs = stack.step_inputs(hidden, cache, attention_mask)
         num_layers = strategy.keep_layers or stack.num_layers
         rule = strategy.rule
@@ -260,14 +291,11 @@ class EarlyExitGenerator(EngineBase):
             point = self.points.get(index + 1)
             if point is None:
                 continue
-            if strategy.oracle and not prefill:
+            if strategy.oracle:
                 exit_hiddens.append(hidden)
             if rule is None:
                 continue
-            if prefill:
-                if rule.stateful:
-                    rule.prefill(point, hidden, state)
-            elif decide(rule, point, hidden, state)[1].item():
+            if decide(rule, point, hidden, state)[1].item():
                 if rule.stateful:
                     for later in self.points.values():
                         if later.layer > point.layer:

@@ -12,12 +12,15 @@ see each row's real positions at every exit.
   corrupts a row that continues from a prefix's state; rows are prefilled one at a time from a
   copy of their prefix's conv/SSM state (the mixer's chunked scan starts from it: initial_states
   and the cached conv window, tested against the whole prompt), and their fixed-size states stack.
+- One backbone pass for every strategy with the same kept layers: a stateful rule only reads the
+  hidden states at the exits, so each rule (one per `Strategy.prompt_pass` key) builds its own
+  state from the pass's tensors, the tensors a pass of its own would compute.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,8 +30,11 @@ from transformers.cache_utils import Cache
 from dynamax_bench.engine.caches import stack_rows
 from dynamax_bench.engine.generator import Strategy
 from dynamax_bench.engine.rowstate import RowState, cat_rows, clone_rows
-from dynamax_bench.engine.rules import ExitPoint
+from dynamax_bench.engine.rules import ExitPoint, ExitRule
 from dynamax_bench.engine.stacks import LayerStack, Mamba2Stack
+
+
+Keyed = dict[Hashable, RowState]  # one row's rule state per `Strategy.prompt_pass` key
 
 
 @dataclass
@@ -45,33 +51,48 @@ class Prefilled:
 
 
 class Prefiller:
-    """Prefills batches of one `generate` call under one strategy, reusing shared prefixes."""
+    """Prefills batches of one `generate` call for the strategies with one set of kept layers, reusing
+    shared prefixes: `run` gives each strategy's `Strategy.prompt_pass` key its `Prefilled`."""
 
-    def __init__(self, stack: LayerStack, points: dict[int, ExitPoint], strategy: Strategy) -> None:
+    def __init__(self, stack: LayerStack, points: dict[int, ExitPoint], strategies: Sequence[Strategy]) -> None:
+        if len({strategy.keep_layers for strategy in strategies}) != 1:
+            raise ValueError("one Prefiller serves strategies with the same kept layers")
         self.stack = stack
         self.points = points
-        self.strategy = strategy
-        self.prefixes: dict[tuple[int, ...], tuple[Cache, RowState]] = {}
+        self.keep_layers = strategies[0].keep_layers
+        self.keys = list(dict.fromkeys(strategy.prompt_pass() for strategy in strategies))
+        self.rules: dict[Hashable, ExitRule] = {}  # prompt_pass key -> the stateful rule that builds its state
+        for strategy in strategies:
+            if strategy.rule is not None and strategy.rule.stateful:
+                self.rules.setdefault(strategy.prompt_pass(), strategy.rule)
+        self.prefixes: dict[tuple[int, ...], tuple[Cache, Keyed]] = {}
 
-    def run(self, prompts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]) -> Prefilled:
+    def run(self, prompts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]) -> dict[Hashable, Prefilled]:
         if isinstance(self.stack, Mamba2Stack):
             return self._rows_apart(prompts, prefix_lengths)
         return self._padded(prompts, prefix_lengths)
 
-    def _start(self, prompt: Sequence[int], length: int) -> tuple[Cache | None, RowState]:
-        """A row's starting caches (None: empty) and a copy of its rule state, after its shared prefix."""
+    def _start(self, prompt: Sequence[int], length: int) -> tuple[Cache | None, Keyed]:
+        """A row's starting caches (None: empty) and a copy of each key's rule state, after its shared prefix."""
         if length == 0:
-            return None, {}
-        key = tuple(prompt[:length])
-        if key not in self.prefixes:
-            cache, state = self.stack.new_cache(), {}
-            ids = torch.tensor([key], device=self.stack.model.device)
-            self._forward(ids, cache, torch.ones_like(ids), None, [state], [length])
-            self.prefixes[key] = (cache, state)
-        cache, state = self.prefixes[key]
-        return cache, clone_rows(state)
+            return None, {key: {} for key in self.keys}
+        prefix = tuple(prompt[:length])
+        if prefix not in self.prefixes:
+            cache, states = self.stack.new_cache(), {key: {} for key in self.keys}
+            ids = torch.tensor([prefix], device=self.stack.model.device)
+            self._forward(ids, cache, torch.ones_like(ids), None, [states], [length])
+            self.prefixes[prefix] = (cache, states)
+        cache, states = self.prefixes[prefix]
+        return cache, {key: clone_rows(state) for key, state in states.items()}
 
-    def _padded(self, prompts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]) -> Prefilled:
+    def _passes(self, cache: Cache, hidden: Tensor, mask: Tensor, positions: Tensor, states: list[Keyed],
+                starts: list[int], holes: list[bool]) -> dict[Hashable, Prefilled]:
+        """Each key's `Prefilled`: the one pass's tensors, that key's rule state."""
+        return {key: Prefilled(cache=cache, hidden=hidden, mask=mask, positions=positions,
+                               state=cat_rows([row[key] for row in states]), starts=starts, holes=holes)
+                for key in self.keys}
+
+    def _padded(self, prompts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]) -> dict[Hashable, Prefilled]:
         """Transformers: the suffixes of all rows in one forward, left-padded."""
         device = self.stack.model.device
         starts = [self._start(p, n) for p, n in zip(prompts, prefix_lengths)]
@@ -92,10 +113,10 @@ class Prefiller:
         hidden = self._forward(ids_t, cache, mask_t, torch.tensor(positions, device=device), states,
                                [len(s) for s in suffixes])
         lengths = torch.tensor([len(p) for p in prompts], device=device)
-        return Prefilled(cache=cache, hidden=hidden[:, -1:], mask=mask_t, positions=lengths, state=cat_rows(states),
-                         starts=first, holes=holes)
+        return self._passes(cache, hidden[:, -1:], mask_t, lengths, states, first, holes)
 
-    def _rows_apart(self, prompts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]) -> Prefilled:
+    def _rows_apart(self, prompts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]
+                    ) -> dict[Hashable, Prefilled]:
         """Mamba-2: each row's suffix alone, from a copy of its prefix's states; the states stack."""
         device = self.stack.model.device
         caches, hiddens, states = [], [], []
@@ -109,23 +130,24 @@ class Prefiller:
             states.append(state)
         lengths = torch.tensor([len(p) for p in prompts], device=device)
         mask = torch.ones(len(prompts), 1, dtype=torch.long, device=device)  # recurrent layers read no mask
-        return Prefilled(cache=stack_rows(caches, self.stack.config), hidden=torch.cat(hiddens), mask=mask,
-                         positions=lengths, state=cat_rows(states), starts=[0] * len(prompts),
-                         holes=[False] * len(prompts))
+        return self._passes(stack_rows(caches, self.stack.config), torch.cat(hiddens), mask, lengths, states,
+                            [0] * len(prompts), [False] * len(prompts))
 
     def _forward(
-        self, ids: Tensor, cache: Cache, mask: Tensor, positions: Tensor | None, states: list[RowState],
+        self, ids: Tensor, cache: Cache, mask: Tensor, positions: Tensor | None, states: list[Keyed],
         lengths: list[int],
     ) -> Tensor:
-        """All kept layers over ids (B, S); the stateful rule reads row r's last `lengths[r]`
-        positions at every exit into states[r]. Returns the hidden states (B, S, d)."""
-        stack, rule = self.stack, self.strategy.rule
+        """All kept layers over ids (B, S); each stateful rule reads row r's last `lengths[r]` positions
+        at every exit into states[r][its key]. Returns the hidden states (B, S, d)."""
+        stack = self.stack
         hidden = stack.embed(ids)
         inputs = stack.step_inputs(hidden, cache, mask, positions)
-        for index in range(self.strategy.keep_layers or stack.num_layers):
+        for index in range(self.keep_layers or stack.num_layers):
             hidden = stack.layer(index, hidden, cache, inputs)
             point = self.points.get(index + 1)
-            if point is not None and rule is not None and rule.stateful:
+            if point is None:
+                continue
+            for key, rule in self.rules.items():
                 for row, (state, length) in enumerate(zip(states, lengths)):
-                    rule.prefill(point, hidden[row:row + 1, hidden.shape[1] - length:], state)
+                    rule.prefill(point, hidden[row:row + 1, hidden.shape[1] - length:], state[key])
         return hidden

@@ -67,7 +67,7 @@ class ExitRule:
 
     def prompt_key(self) -> Hashable:
         """Stateful rules: equal keys build the same state from the same prompt (the engine then
-        prefills once for both). The rule itself by default: no two rules share a prompt pass."""
+        builds it once for both). The rule itself by default: no two rules share a state."""
         return self
 
     def confidence(self, point: ExitPoint, hidden: Tensor, state: RowState) -> Tensor | float:

@@ -63,7 +63,7 @@ class Decoder:
     def load_all(cls, specs: Sequence[DecodeSpec], backbone_dir: str | Path,
                  classifiers: str | Path | None = None) -> list[Decoder]:
         """Decoders of several specs on one backbone (a generate job's thresholds): the backbone and
-        the classifiers load once, so the rules share their classifiers and thus their prompt pass."""
+        the classifiers load once, so the rules of one classifier set share its state over the prompt."""
         settings = {(spec.device, spec.dtype, spec.mamba_kernels) for spec in specs}
         if len(settings) != 1:
             raise ValueError(f"decoders that share a backbone need one device, dtype and kernel setting, got {settings}")
@@ -153,7 +153,7 @@ def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_string
                 disable_tqdm: bool = False) -> list[tuple[list[Generation], Agreement | None]]:
     """`Decoder.decode` for several decoders of one backbone and engine settings at once (a generate
     job's thresholds): the batched engine runs them in one call, which prefills each batch once for
-    the strategies that share a prompt pass; then each is checked against batch 1, row by row, a
+    the strategies with the same kept layers; then each is checked against batch 1, row by row, a
     re-decoded row's prompt pass run once for those strategies too (`verify_each`)."""
     first = decoders[0]
     engine_settings = {(id(d.backbone), tuple(d.exit_positions), d.spec.batch_size, d.spec.prefix_cache,
