@@ -177,18 +177,16 @@ class Job:
 
     def group_calls(self, requests: list[Key], rows: dict[Key, set[int]]) -> list[tuple[list[Key], set[int]]]:
         """Requests grouped into decode calls, greedily, the largest row sets first: a request joins the call
-        whose cost it raises least, or starts its own. A call costs one prompt pass per row for each set of
-        kept layers among its strategies (the batched engine's; every exit method keeps them all, and a
+        whose cost it raises least, or starts its own. A call costs one prompt pass per row (every exit
+        method keeps every layer, so the batched engine runs one pass for all the strategies of a call; a
         stateful classifier's own pass over the prompt is not counted), and one decode per row for each
         strategy; a request decoded in a call also decodes the call's other rows (their output is the full
         model's, unused)."""
         prompt = {i: r["prompt_tokens"] for i, r in enumerate(self.full)}
         steps = {i: DECODE_COST * max(0, len(r["layers_executed"]) - 1) for i, r in enumerate(self.full)}
-        keys = {key: self.decoder(*key).strategy.keep_layers for key in requests}
 
         def cost(members: list[Key], union: set[int]) -> float:
-            passes = len({keys[k] for k in members})
-            return passes * sum(prompt[i] for i in union) + len(members) * sum(steps[i] for i in union)
+            return sum(prompt[i] for i in union) + len(members) * sum(steps[i] for i in union)
 
         calls: list[tuple[list[Key], set[int]]] = []
         for key in sorted(requests, key=lambda k: -len(rows[k])):

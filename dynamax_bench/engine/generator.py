@@ -68,8 +68,22 @@ class Strategy:
         prompt. Strategies with equal keys prefill the same tensors (thresholds, policies and the
         oracle act on the decode steps only); strategies with the same kept layers share the backbone's
         forward, each key's rule building its own state from it (`EarlyExitGenerator.prompt_passes`)."""
-        stateful = self.rule is not None and self.rule.stateful
-        return self.keep_layers, self.rule.prompt_key() if stateful else None
+        return self.keep_layers, self.rule.prompt_key() if self.stateful else None
+
+    @property
+    def stateful(self) -> bool:
+        """Its rule keeps a state: it reads the prompt's pass (engine/rules.py `ExitRule.prefill`)."""
+        return self.rule is not None and self.rule.stateful
+
+
+def prompt_rules(strategies: Sequence[Strategy]) -> dict[Hashable, ExitRule]:
+    """The rule that builds each `Strategy.prompt_pass` key's state from a shared prompt pass (stateful
+    strategies only: the others' keys have no state)."""
+    rules: dict[Hashable, ExitRule] = {}
+    for strategy in strategies:
+        if strategy.stateful:
+            rules.setdefault(strategy.prompt_pass(), strategy.rule)
+    return rules
 
 
 @dataclass
@@ -206,10 +220,10 @@ class EarlyExitGenerator(EngineBase):
         for layers, keyed in groups.items():
             cache = self.stack.new_cache()
             states: dict[Hashable, RowState] = {key: {} for key in keyed}
-            rules = {key: s.rule for key, s in keyed.items() if s.rule is not None and s.rule.stateful}
-            hidden = self._prefill(input_ids, cache, layers or self.stack.num_layers, rules, states)
+            num_layers = layers or self.stack.num_layers
+            hidden = self._prefill(input_ids, cache, num_layers, prompt_rules(list(keyed.values())), states)
             passes.update({key: PromptPass(key=key, prompt_ids=prompt_ids, cache=cache, state=states[key],
-                                           hidden=hidden, executed=layers or self.stack.num_layers) for key in keyed})
+                                           hidden=hidden, executed=num_layers) for key in keyed})
         return passes
 
     @torch.inference_mode()

@@ -28,9 +28,9 @@ from torch import Tensor
 from transformers.cache_utils import Cache
 
 from dynamax_bench.engine.caches import stack_rows
-from dynamax_bench.engine.generator import Strategy
+from dynamax_bench.engine.generator import Strategy, prompt_rules
 from dynamax_bench.engine.rowstate import RowState, cat_rows, clone_rows
-from dynamax_bench.engine.rules import ExitPoint, ExitRule
+from dynamax_bench.engine.rules import ExitPoint
 from dynamax_bench.engine.stacks import LayerStack, Mamba2Stack
 
 
@@ -61,10 +61,7 @@ class Prefiller:
         self.points = points
         self.keep_layers = strategies[0].keep_layers
         self.keys = list(dict.fromkeys(strategy.prompt_pass() for strategy in strategies))
-        self.rules: dict[Hashable, ExitRule] = {}  # prompt_pass key -> the stateful rule that builds its state
-        for strategy in strategies:
-            if strategy.rule is not None and strategy.rule.stateful:
-                self.rules.setdefault(strategy.prompt_pass(), strategy.rule)
+        self.rules = prompt_rules(strategies)
         self.prefixes: dict[tuple[int, ...], tuple[Cache, Keyed]] = {}
 
     def run(self, prompts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]) -> dict[Hashable, Prefilled]:
