@@ -41,6 +41,30 @@ def test_mamba_classifier_steps_equal_its_full_sequence_pass() -> None:
     torch.testing.assert_close(torch.cat(parts, dim=1), whole, atol=1e-5, rtol=1e-4)
 
 
+def test_mamba_classifier_started_on_one_position_steps_instead_of_scanning(monkeypatch) -> None:
+    """A `_fresh` rule's first token: one position on an empty state takes the recurrent step (no chunked
+    scan padded to chunk_size), with the scan's logits exactly, and the steps after it follow the
+    whole-sequence pass."""
+    from transformers.models.mamba2 import modeling_mamba2
+
+    torch.manual_seed(0)
+    clf = build_classifier("mamba", 64, {"head_dim": 16}).eval()
+    clf.mean.normal_()
+    x = torch.randn(3, 9, 64)
+    scans = []
+    scan = modeling_mamba2.mamba2_chunk_scan
+    monkeypatch.setattr(modeling_mamba2, "mamba2_chunk_scan", lambda *a, **k: scans.append(a[0].shape) or scan(*a, **k))
+    with torch.no_grad():
+        scanned = clf.mixer(clf.norm(clf.standardise(x[:, :1])))
+        assert len(scans) == 1
+        state = clf.new_state()
+        parts = [clf(x[:, t : t + 1], state) for t in range(9)]
+        assert len(scans) == 1, "a stateful call on one position scanned"
+        whole = clf(x)
+    assert torch.equal(parts[0], scanned)
+    torch.testing.assert_close(torch.cat(parts, dim=1), whole, atol=1e-5, rtol=1e-4)
+
+
 def test_mamba_classifier_decision_depends_on_the_text_so_far() -> None:
     """Same hidden state, different history: the stateful kind answers differently."""
     torch.manual_seed(0)

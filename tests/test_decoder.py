@@ -244,3 +244,30 @@ def test_a_spec_method_decodes_at_batch_one_and_says_what_it_accepted(tiny_mistr
     assert "decode spec-e4-k3" in (err := capsys.readouterr().err) and re.search("sample/s|s/sample", err)
     speculating.decode(PROMPTS, [], max_new_tokens=6, disable_tqdm=True)
     assert capsys.readouterr().err == ""
+
+
+def test_rows_calibrated_to_one_threshold_decode_once_and_each_writes_its_own_file(
+        tiny_mistral: Backbone, backbone_root: Path, classifiers: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two targets that calibrated to one threshold are one decode: the job runs it once, and each row's file is
+    what that row alone would write (its own spec in the header, the same records)."""
+    from dynamax_bench.generation import decoder as decoder_module
+
+    def calibrated(name: str, threshold: float) -> DecodeSpec:
+        row = spec(2, name)
+        return dataclasses.replace(row, method=dataclasses.replace(row.method, threshold=threshold, certified=True))
+
+    rows = [calibrated("ee-calm-copy-c0.9", 0.5), calibrated("ee-calm-copy-c0.95", 0.5), calibrated("ee-calm-copy-p6", 0.2)]
+    calls = []
+    original = decoder_module.decode_each
+    monkeypatch.setattr(decoder_module, "decode_each",
+                        lambda decoders, *a, **k: calls.append([d.spec.method.name for d in decoders]) or
+                        original(decoders, *a, **k))
+    together = [tmp_path / f"{row.method.name}.jsonl" for row in rows]
+    generate_cells(rows, TASK, backbone_root / "tiny_mistral", together, classifiers)
+    assert calls == [["ee-calm-copy-c0.9", "ee-calm-copy-p6"]]
+    for row, path in zip(rows, together):
+        alone = tmp_path / f"alone-{row.method.name}.jsonl"
+        generate_cells([row], TASK, backbone_root / "tiny_mistral", [alone], classifiers)
+        assert read_generations(path) == read_generations(alone)
+        assert read_generations(path)[0]["decode_spec"]["method"]["name"] == row.method.name

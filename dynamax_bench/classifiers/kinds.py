@@ -136,7 +136,19 @@ class MambaClassifier(ExitClassifier):
         features = self.norm(self.standardise(hidden))
         if state is None:
             return self.mixer(features)
+        if not state and features.shape[1] == 1:
+            state.update(self.zero_state(features))
         cache = RecurrentStates([state.get("conv")], [state.get("ssm")])
         logits = self.mixer(features, cache=cache)
         state["conv"], state["ssm"] = cache.conv[0], cache.ssm[0]
         return logits
+
+    def zero_state(self, features: Tensor) -> RowState:
+        """The state before any position, for rows (B, 1, d) that start from nothing (a `_fresh` rule's first
+        token): the mixer then takes its recurrent step, which gives the same logits as its chunked scan
+        without a state (tests/test_classifiers.py), instead of that scan padding one position to
+        `chunk_size` (256) per row. The SSM state is float32, as the scan leaves it at any dtype."""
+        mixer, rows = self.mixer, features.shape[0]
+        return {"conv": features.new_zeros(rows, mixer.conv_dim, mixer.conv_kernel_size),
+                "ssm": features.new_zeros(rows, mixer.num_heads, mixer.head_dim, mixer.ssm_state_size,
+                                          dtype=torch.float32)}

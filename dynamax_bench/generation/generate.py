@@ -10,6 +10,7 @@ prompt_tokens, output, token_ids, layers_executed, stop_reason).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -109,19 +110,30 @@ def generate_cells(
     if not decoded_specs:
         return
     out_paths = [out for spec, out in zip(specs, out_paths) if not spec.method.runs_as_full]
-    decoders = Decoder.load_all(decoded_specs, backbone_dir, classifiers)
+    unique: dict[str, DecodeSpec] = {}
+    for spec in decoded_specs:
+        unique.setdefault(decode_key(spec), spec)  # the first row of each decode decodes for the others
+    decoders = Decoder.load_all(list(unique.values()), backbone_dir, classifiers)
     task, samples = load_samples(task_spec)
-    log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens, batch %d", decoded_specs[0].backbone,
-             task.name, ", ".join(spec.method.name for spec in decoded_specs), len(samples), decoders[0].exit_positions,
-             decoded_specs[0].max_new_tokens, decoded_specs[0].batch_size)
+    log.info("%s / %s / %s: %d samples, exits at %s, up to %d new tokens, batch %d (%d decodes)",
+             decoded_specs[0].backbone, task.name, ", ".join(spec.method.name for spec in decoded_specs), len(samples),
+             decoders[0].exit_positions, decoded_specs[0].max_new_tokens, decoded_specs[0].batch_size, len(unique))
     backbone = artefact(decoded_specs[0].backbone, weights_digest(backbone_dir))
-    decoded = decode_each(decoders, [s.prompt for s in samples], task.stop_strings)
-    for spec, decoder, out_path, (generations, agreement) in zip(decoded_specs, decoders, out_paths, decoded):
-        header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_positions": decoder.exit_positions,
+    decoded = dict(zip(unique, decode_each(decoders, [s.prompt for s in samples], task.stop_strings)))
+    for spec, out_path in zip(decoded_specs, out_paths):
+        generations, agreement = decoded[decode_key(spec)]
+        header = {HEADER_KEY: spec.to_dict(), "task_spec": task_spec.to_dict(), "exit_positions": decoders[0].exit_positions,
                   "artefacts": {"backbone": backbone, **classifier_artefacts(spec, classifiers)},
                   "agreement": None if agreement is None else agreement.as_dict()}
         write_generations(out_path, header,
                           [{"id": s.id, **trace_record(s.prompt, g)} for s, g in zip(samples, generations)])
+
+
+def decode_key(spec: DecodeSpec) -> str:
+    """What a decode depends on: the spec but the row's name and calibration target, so that two targets
+    calibrated to one threshold (c0.9 and c0.95 of a kind, both at 0.95) decode once."""
+    method = {k: v for k, v in spec.to_dict()["method"].items() if k not in ("name", "target", "target_value", "certified")}
+    return json.dumps({**spec.to_dict(), "method": method}, sort_keys=True)
 
 
 def write_as_full(rows: Sequence[tuple[DecodeSpec, str | Path]], task_spec: TaskSpec,

@@ -1,7 +1,8 @@
 # Calibrated thresholds (`calibration` section, dynamax_bench/calibration/): one calibrate job per
 # backbone and task chooses every calibrated kind's threshold for each target on the task's calibration
 # split; one job per backbone, task and policy decodes the calibrated rows at those thresholds (a target
-# no threshold could certify copies `full`'s generations: it runs as the full model), and one scores them.
+# no threshold could certify copies `full`'s generations: it runs as the full model; targets calibrated to
+# one threshold decode once, generation/generate.py), and one scores them.
 
 
 rule calibrate:
