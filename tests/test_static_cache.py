@@ -78,3 +78,27 @@ def test_rolling_rows_back_forgets_their_rejected_tokens(tiny_mistral: Backbone)
         torch.testing.assert_close(after[row, -1], expected[0, -1], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="cannot roll back"):
         static.rollback([length + 5, 0])
+
+
+@torch.inference_mode()
+def test_rows_leaving_move_down_in_place_and_the_next_step_is_unchanged(tiny_mistral: Backbone) -> None:
+    """Rows 1 and 3 of four leave: the two kept rows move down in the same buffers (no copy of the
+    cache), and the next step gives, bit for bit, what it gives on a copy holding those rows alone."""
+    ids = tiny_mistral.tokenizer(PROMPT, return_tensors="pt").input_ids
+    length = ids.shape[1]
+    stack, cache, _ = prefill(tiny_mistral, ids)
+    static = static_copy(stack, cache, ids, rows=4)
+    step(stack, static, torch.tensor([[11, 12], [21, 22], [31, 32], [41, 42]]), torch.full((4,), length))
+    kept = [0, 2]
+    index = torch.tensor(kept)
+    alone = StaticKV(static.keys.index_select(1, index), static.values.index_select(1, index),
+                     static.mask.index_select(0, index), [static.host_ends[r] for r in kept], [0, 0], [False, False])
+    buffer = static.keys.data_ptr()
+    static.keep(kept)
+    assert static.keys.data_ptr() == buffer and static.keys.shape == alone.keys.shape
+    assert static.keys[0].stride() == alone.keys[0].stride()
+    positions = torch.full((2,), length + 2)
+    moved = step(stack, static, torch.tensor([[13], [33]]), positions)
+    copied = step(stack, alone, torch.tensor([[13], [33]]), positions)
+    assert torch.equal(moved, copied)
+    assert torch.equal(static.keys, alone.keys) and torch.equal(static.values, alone.values)

@@ -152,9 +152,24 @@ class StaticKV:
         self.values[layers, rows, :, slots] = values[:, None].expand(-1, count, -1, -1)
 
     def keep(self, rows: Sequence[int]) -> None:
-        """Keep only these rows (in this order)."""
-        index = torch.tensor(list(rows), device=self.keys.device)
-        self.keys, self.values = self.keys.index_select(1, index), self.values.index_select(1, index)
+        """Keep only these rows (in this order).
+
+        Rows in ascending order (rows leaving a batch) move down in place, each over the slots in use,
+        and the buffers become a view of their first rows: a row leaving near the end of a batch copies
+        a few rows, not the whole cache (a copy of every layer's K/V per leaving row was a tenth of a
+        sweep's decode time). Each layer's K/V stays contiguous with the same strides, so attention
+        computes what it computed on a copy."""
+        rows = list(rows)
+        index = torch.tensor(rows, device=self.keys.device)
+        if rows == sorted(set(rows)):
+            used = self.width
+            for target, source in enumerate(rows):
+                if target != source:
+                    self.keys[:, target, :, :used] = self.keys[:, source, :, :used]
+                    self.values[:, target, :, :used] = self.values[:, source, :, :used]
+            self.keys, self.values = self.keys[:, :len(rows)], self.values[:, :len(rows)]
+        else:
+            self.keys, self.values = self.keys.index_select(1, index), self.values.index_select(1, index)
         self.mask, self.ends = self.mask.index_select(0, index), self.ends.index_select(0, index)
         self.host_ends = [self.host_ends[r] for r in rows]
         self.starts = [self.starts[r] for r in rows]
