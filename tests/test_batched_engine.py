@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -38,6 +39,7 @@ from dynamax_bench.engine.hostreads import HostReads
 from dynamax_bench.engine.neartie import Bounds
 from dynamax_bench.engine.prefill import Prefiller
 from dynamax_bench.engine.prefix import MIN_SHARED_PREFIX, plan_batches, shared_prefix_lengths
+from dynamax_bench.engine.promptstore import PromptForward, PromptStore
 from dynamax_bench.engine.rowstate import cat_rows, clone_rows, select_rows, write_rows
 from dynamax_bench.engine.stopping import StopStrings
 from dynamax_bench.generation.tasks import get_task
@@ -356,6 +358,51 @@ def test_a_sweep_is_checked_row_by_row_with_one_prompt_pass(methods: dict[str, M
     assert any(s.stateful for s in strategies)  # the mamba kind reads the prompt too
     assert Strategy.prune(m.backbone.num_layers, 0) == Strategy.full()  # and prune0, which is the full model
     assert len(forwards) == len(PROMPTS)  # one forward per row: every strategy keeps every layer
+
+
+@pytest.mark.parametrize("backbone_name", list(METHODS))
+def test_a_prompt_store_serves_later_checks_without_a_forward(methods: dict[str, Methods], backbone_name: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A calibration job's checks: the trajectories' full-model forwards, kept in a store, serve the checks of a
+    sweep (the stateful rule building its state from the kept exit states) without a forward of their own, twice
+    over, and every agreement and re-decoded row is what a check without the store gives."""
+    m = methods[backbone_name]
+    strategies = [m.strategy(name, 1.0) for name in METHODS[backbone_name] if name.startswith("ee-")]
+    each = batched_engine(m.backbone, 1.0, 8, True).generate_each(PROMPTS, strategies)
+    reference = reference_engine(m.backbone, 1.0)
+    alone = verify_each(reference, PROMPTS, strategies, each, all_rows=True)
+    store = PromptStore()
+    for prompt in PROMPTS:
+        reference.prompt_passes(prompt, [Strategy.full()], store)
+    forwards = []
+    run = reference._prefill
+    monkeypatch.setattr(reference, "_prefill", lambda *args: forwards.append(1) or run(*args))
+    for _ in range(2):
+        stored = verify_each(reference, PROMPTS, strategies, each, all_rows=True, store=store)
+        assert [a.as_dict() for a in stored] == [a.as_dict() for a in alone]
+        for a, b in zip(stored, alone):
+            assert {r: trace(g) for r, g in a.references.items()} == {r: trace(g) for r, g in b.references.items()}
+    assert forwards == [] and store.hits == 2 * len(PROMPTS)
+    stateful = next(s for s in strategies if s.stateful)
+    fresh = reference.prompt_pass(PROMPTS[0], stateful)
+    kept = reference.prompt_passes(PROMPTS[0], [stateful], store)[stateful.prompt_pass()]
+    assert torch.equal(kept.hidden, fresh.hidden) and kept.state.keys() == fresh.state.keys()
+    assert all(torch.equal(kept.state[k], fresh.state[k]) for k in fresh.state)
+
+
+def test_a_prompt_store_keeps_the_most_recently_used_forwards_within_its_budget() -> None:
+    def forward(rows: int) -> PromptForward:
+        return PromptForward(cache=SimpleNamespace(layers=[SimpleNamespace(keys=torch.zeros(rows, 4), values=[])]),
+                             hidden=torch.zeros(rows, 4), exits={})
+
+    store = PromptStore(budget=3 * 2 * 16)  # three forwards of one row (16 bytes of K, 16 of hidden)
+    for key in "abc":
+        store.put(key, forward(1))
+    assert store.get("a") is not None  # "b" is now the least recently used
+    store.put("d", forward(1))
+    assert list(store.forwards) == ["c", "a", "d"] and store.held == 3 * 32
+    store.put("e", forward(4))  # larger than the budget: not kept
+    assert store.get("e") is None and (store.hits, store.misses) == (1, 1)
 
 
 @pytest.mark.parametrize("backbone_name", list(METHODS))

@@ -145,8 +145,7 @@ def test_strategies_that_read_the_prompt_differently_each_run_their_own_pass(
     passes = []
     original = EarlyExitGenerator._prefill
     monkeypatch.setattr(EarlyExitGenerator, "_prefill",
-                        lambda self, ids, cache, layers, *args: passes.append(layers) or original(self, ids, cache,
-                                                                                                 layers, *args))
+                        lambda self, ids, layers: passes.append(layers) or original(self, ids, layers))
     tied = [dataclasses.replace(g, near_ties=[tie(0)]) for g in batch_one]
     found = verify_each(reference, PROMPTS, [Strategy.full(), pruned], [tied, pruned_rows], all_rows=True)
     assert passes == [8, 4] * 3

@@ -30,6 +30,7 @@ from dynamax_bench.calibration.ltt import p_value, units_needed
 from dynamax_bench.calibration.record import record_trajectories, simulated_exits
 from dynamax_bench.classifiers.registry import base_kind
 from dynamax_bench.costs.ledger import cell_flops
+from dynamax_bench.engine.promptstore import PromptStore
 from dynamax_bench.files import read_json, write_json
 from dynamax_bench.generation.generate import trace_record
 from dynamax_bench.generation.tasks import load_samples
@@ -132,6 +133,8 @@ class Job:
         self.loaded: dict = {}
         self.exit_positions = self.full_decoder.exit_positions
         self.decoded: dict[Key, tuple[list[dict], int]] = {}
+        self.simulated: dict[tuple, float | None] = {}  # (kind, policy, exit traces) -> estimated decode savings
+        self.store = PromptStore()  # batch-1 prompt forwards: the trajectories' serve every round's checks
 
     def decoder(self, kind: str, policy: str, threshold: float):
         from dynamax_bench.generation.decoder import Decoder
@@ -144,7 +147,7 @@ class Job:
         rules = {kind: self.decoder(kind, self.settings.policies[0], 1.0).strategy.rule for kind in self.settings.kinds}
         engine = self.full_decoder.generator(self.task.stop_strings, self.base.max_new_tokens)
         generations, self.confidences = record_trajectories(engine, [s.prompt for s in self.samples], rules,
-                                                            self.settings.policies[0])
+                                                            self.settings.policies[0], self.store)
         self.full = [{"id": s.id, **trace_record(s.prompt, g)} for s, g in zip(self.samples, generations)]
         # float32, as the engine compares a confidence with its threshold (rules.decide)
         self.largest = {kind: np.array([m.max() if m.size else -np.inf for m in mats], dtype=np.float32)
@@ -166,7 +169,7 @@ class Job:
             decoders = [self.decoder(*key) for key in members]
             decoded = [generations for generations, _ in
                        decode_each(decoders, [self.samples[i].prompt for i in order], self.task.stop_strings,
-                                   disable_tqdm=True)] if order else [[] for _ in members]
+                                   disable_tqdm=True, store=self.store)] if order else [[] for _ in members]
             for key, generations in zip(members, decoded):
                 records = list(self.full)
                 for i, generation in zip(order, generations):
@@ -244,9 +247,16 @@ class Job:
         return decode_savings(records, parse_method(f"prune{level}"), self.table)
 
     def simulated_savings(self, kind: str, policy: str, threshold: float) -> float | None:
-        records = [{**r, "layers_executed": simulated_exits(m, self.exit_positions, self.backbone.num_layers, threshold)}
-                   for r, m in zip(self.full, self.confidences[kind])]
-        return decode_savings(records, parse_method(ee_name(kind, policy, threshold)), self.table)
+        """The decode savings of the exits a threshold gives on the full trajectories (an estimate). Priced
+        once per distinct set of traces: neighbouring thresholds of the 201 often give the same exits, and
+        every pruning level searches the same thresholds."""
+        traces = tuple(tuple(simulated_exits(m, self.exit_positions, self.backbone.num_layers, threshold))
+                       for m in self.confidences[kind])
+        key = (kind, policy, traces)
+        if key not in self.simulated:
+            records = [{**r, "layers_executed": list(t)} for r, t in zip(self.full, traces)]
+            self.simulated[key] = decode_savings(records, parse_method(ee_name(kind, policy, threshold)), self.table)
+        return self.simulated[key]
 
     def match(self, kind: str, policy: str, target: float) -> Match:
         """A pruning level's search: the highest threshold whose estimated decode savings reach `target` first."""

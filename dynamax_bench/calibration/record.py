@@ -16,6 +16,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from dynamax_bench.engine import EarlyExitGenerator, Generation, Strategy
+from dynamax_bench.engine.promptstore import PromptStore
 from dynamax_bench.engine.rowstate import RowState
 from dynamax_bench.engine.rules import ExitPoint, ExitRule, decide
 
@@ -52,16 +53,18 @@ class ConfidenceRecorder(ExitRule):
 
 
 def record_trajectories(engine: EarlyExitGenerator, prompts: Sequence[str], rules: dict[str, ExitRule],
-                        policy: str) -> tuple[list[Generation], dict[str, list[np.ndarray]]]:
+                        policy: str, store: PromptStore | None = None) -> tuple[list[Generation], dict[str, list[np.ndarray]]]:
     """The full model's generation of every prompt, and per rule its confidences along each one
-    (decode steps x exits; the first token comes from the prompt pass and is never a decision)."""
+    (decode steps x exits; the first token comes from the prompt pass and is never a decision). A `store`
+    keeps each prompt's forward for the checks of the decodes that follow."""
     recorder = ConfidenceRecorder(rules)
     strategy = Strategy.early_exit(recorder, policy)  # never exits: the policy never applies
     exits = len(engine.points)
     generations, confidences = [], {kind: [] for kind in rules}
     for prompt in tqdm(prompts, desc="full trajectories", unit="sample"):
         recorder.start()
-        generations.append(engine.generate(prompt, strategy))
+        start = engine.prompt_passes(prompt, [strategy], store)[strategy.prompt_pass()]
+        generations.append(engine.generate(prompt, strategy, start=start))
         for kind in rules:
             confidences[kind].append(recorder.matrix(kind, exits))
     return generations, confidences

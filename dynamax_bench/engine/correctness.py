@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from dynamax_bench.engine.generator import EarlyExitGenerator, Generation, PromptPass, Strategy
 from dynamax_bench.engine.neartie import Bounds, NearTie
+from dynamax_bench.engine.promptstore import PromptStore
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,11 @@ def verify_each(
     generations_each: Sequence[Sequence[Generation]],
     *,
     all_rows: bool = False,
+    store: PromptStore | None = None,
 ) -> list[Agreement]:
     """`verify` for each strategy of one batched call, row by row: a row's batch-1 prompt passes are
-    computed in one forward per set of kept layers (`EarlyExitGenerator.prompt_passes`) and copied for
-    each strategy that re-decodes it."""
+    computed in one forward per set of kept layers (`EarlyExitGenerator.prompt_passes`, or taken from
+    `store`, which keeps them across calls) and copied for each strategy that re-decodes it."""
     if len(strategies) != len(generations_each):
         raise ValueError(f"{len(strategies)} strategies but {len(generations_each)} lists of generations")
     redo: list[set[int]] = []
@@ -121,7 +123,7 @@ def verify_each(
         agreements.append(Agreement(rows=len(prompts), rows_with_near_ties=len(tied), rows_redecoded=len(redo[-1])))
     for row in sorted(set().union(*redo)):
         ks = [k for k in range(len(strategies)) if row in redo[k]]
-        passes = reference.prompt_passes(prompts[row], [strategies[k] for k in ks])
+        passes = reference.prompt_passes(prompts[row], [strategies[k] for k in ks], store)
         for k in ks:
             _check_row(agreements[k], reference, prompts[row], strategies[k], generations_each[k][row], row,
                        passes[strategies[k].prompt_pass()], all_rows)

@@ -29,6 +29,7 @@ from transformers.cache_utils import Cache
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
 from dynamax_bench.engine.neartie import NearTie, ieee_float32
+from dynamax_bench.engine.promptstore import PromptForward, PromptStore
 from dynamax_bench.engine.rowstate import RowState
 from dynamax_bench.engine.rules import ExitHead, ExitPoint, ExitRule, decide
 from dynamax_bench.engine.stacks import LayerStack, layer_stack
@@ -206,24 +207,35 @@ class EarlyExitGenerator(EngineBase):
         return self.prompt_passes(prompt, [strategy])[strategy.prompt_pass()]
 
     @torch.inference_mode()
-    def prompt_passes(self, prompt: str | Sequence[int], strategies: Sequence[Strategy]) -> dict[Hashable, PromptPass]:
+    def prompt_passes(self, prompt: str | Sequence[int], strategies: Sequence[Strategy],
+                      store: PromptStore | None = None) -> dict[Hashable, PromptPass]:
         """Each strategy's prompt pass by its `Strategy.prompt_pass` key, one forward per set of kept layers:
         every stateful rule builds its state from that forward's hidden states at the exits, the tensors a
-        pass of its own computes. The passes of one forward share its cache: decode each from a `.copy()`."""
+        pass of its own computes. The passes of one forward share its cache: decode each from a `.copy()`.
+        With a `store`, a forward it holds is not run again, and the passes are copies of the stored ones."""
         prompt_ids = self.tokenize(prompt)
-        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
         groups: dict[int | None, dict[Hashable, Strategy]] = {}
         for strategy in strategies:
             self.check(strategy)
             groups.setdefault(strategy.keep_layers, {}).setdefault(strategy.prompt_pass(), strategy)
         passes: dict[Hashable, PromptPass] = {}
         for layers, keyed in groups.items():
-            cache = self.stack.new_cache()
-            states: dict[Hashable, RowState] = {key: {} for key in keyed}
             num_layers = layers or self.stack.num_layers
-            hidden = self._prefill(input_ids, cache, num_layers, prompt_rules(list(keyed.values())), states)
-            passes.update({key: PromptPass(key=key, prompt_ids=prompt_ids, cache=cache, state=states[key],
-                                           hidden=hidden, executed=num_layers) for key in keyed})
+            stored = (id(self.model), tuple(self.points), num_layers, tuple(prompt_ids))
+            forward = store.get(stored) if store is not None else None
+            if forward is None:
+                forward = self._prefill(torch.tensor([prompt_ids], dtype=torch.long, device=self.device), num_layers)
+                if store is not None:
+                    store.put(stored, forward)
+            for key, rule in prompt_rules(list(keyed.values())).items():
+                if key not in forward.states:
+                    forward.states[key] = {}
+                    for layer, hidden in forward.exits.items():
+                        rule.prefill(self.points[layer], hidden, forward.states[key])
+            for key in keyed:
+                found = PromptPass(key=key, prompt_ids=prompt_ids, cache=forward.cache, state=forward.states.get(key, {}),
+                                   hidden=forward.hidden, executed=num_layers)
+                passes[key] = found.copy() if store is not None else found
         return passes
 
     @torch.inference_mode()
@@ -273,20 +285,19 @@ class EarlyExitGenerator(EngineBase):
             first_token_seconds=first_token_seconds,
         )
 
-    def _prefill(self, input_ids: Tensor, cache: Cache, num_layers: int, rules: dict[Hashable, ExitRule],
-                 states: dict[Hashable, RowState]) -> Tensor:
-        """The whole prompt (1, T) through the first `num_layers` layers; each stateful rule reads the hidden
-        states (1, T, d) at every exit into its key's state. Returns the last layer's hidden states."""
+    def _prefill(self, input_ids: Tensor, num_layers: int) -> PromptForward:
+        """The whole prompt (1, T) through the first `num_layers` layers, keeping the hidden states at every
+        exit on the way (the stateful rules read them) and the last layer's."""
         stack = self.stack
+        cache = stack.new_cache()
         hidden = stack.embed(input_ids)
         inputs = stack.step_inputs(hidden, cache, torch.ones_like(input_ids))
+        exits: dict[int, Tensor] = {}
         for index in range(num_layers):
             hidden = stack.layer(index, hidden, cache, inputs)
-            point = self.points.get(index + 1)
-            if point is not None:
-                for key, rule in rules.items():
-                    rule.prefill(point, hidden, states[key])
-        return hidden
+            if index + 1 in self.points:
+                exits[index + 1] = hidden
+        return PromptForward(cache=cache, hidden=hidden, exits=exits)
 
     def _forward(
         self, input_ids: Tensor, cache: Cache, strategy: Strategy, state: RowState

@@ -34,6 +34,7 @@ from dynamax_bench.backbones.prepare import Backbone, load_backbone
 from dynamax_bench.config import exit_positions
 from dynamax_bench.engine import Agreement, BatchedGenerator, EarlyExitGenerator, Generation, Strategy, verify, verify_each
 from dynamax_bench.engine.neartie import Bounds
+from dynamax_bench.engine.promptstore import PromptStore
 from dynamax_bench.engine.speculative import SpeculativeGeneration, SpeculativeGenerator, Speculation, full_decode_rounds
 from dynamax_bench.generation.strategy import build_strategy, speculation_of
 from dynamax_bench.spec import DecodeSpec
@@ -149,12 +150,13 @@ class Decoder:
 
 
 def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_strings: Sequence[str],
-                max_new_tokens: int | None = None,
-                disable_tqdm: bool = False) -> list[tuple[list[Generation], Agreement | None]]:
+                max_new_tokens: int | None = None, disable_tqdm: bool = False,
+                store: PromptStore | None = None) -> list[tuple[list[Generation], Agreement | None]]:
     """`Decoder.decode` for several decoders of one backbone and engine settings at once (a generate
     job's thresholds): the batched engine runs them in one call, which prefills each batch once for
     the strategies with the same kept layers; then each is checked against batch 1, row by row, a
-    re-decoded row's prompt pass run once for those strategies too (`verify_each`)."""
+    re-decoded row's prompt pass run once for those strategies too (`verify_each`; a `store` keeps those
+    passes for later calls on the same prompts)."""
     first = decoders[0]
     engine_settings = {(id(d.backbone), tuple(d.exit_positions), d.spec.batch_size, d.spec.prefix_cache,
                         d.spec.repetition_penalty, d.spec.max_new_tokens) for d in decoders}
@@ -177,7 +179,8 @@ def decode_each(decoders: Sequence[Decoder], prompts: Sequence[str], stop_string
                                 progress=None if disable_tqdm else " + ".join(labels))
     batched_seconds = time.perf_counter() - started
     # one reference engine serves every decoder: they share the backbone and the engine settings checked above
-    agreements = verify_each(first.generator(stop_strings, length), prompts, [d.strategy for d in decoders], each)
+    agreements = verify_each(first.generator(stop_strings, length), prompts, [d.strategy for d in decoders], each,
+                             store=store)
     verify_seconds = time.perf_counter() - started - batched_seconds
     log.info("batched decode %.1f s for the %d strategies of the call; re-decoding their near-tie rows at batch 1 "
              "%.1f s (%d rows, %d tokens)", batched_seconds, len(decoders), verify_seconds,
