@@ -20,6 +20,7 @@ from dynamax_bench.classifiers.registry import build_classifier
 from dynamax_bench.config import exit_positions
 from dynamax_bench.costs.flops import flops_table
 from dynamax_bench.engine import EarlyExitGenerator, Strategy
+from dynamax_bench.engine.promptstore import PromptStore
 from dynamax_bench.generation.strategy import build_strategy
 from dynamax_bench.generation.tasks import load_samples
 from dynamax_bench.spec import DecodeSpec, TaskSpec, parse_method
@@ -75,9 +76,15 @@ def test_a_threshold_above_a_trajectorys_confidences_never_exits_and_one_at_them
     engine = EarlyExitGenerator(tiny_mistral.model, tiny_mistral.tokenizer, exit_layers=setup["exits"], max_new_tokens=6)
     rule = build_strategy(parse_method("ee-maxsoftmax-copy-t0.5"), tiny_mistral).rule
     prompts = [s.prompt for s in samples[:4]]
-    full, confidences = record_trajectories(engine, prompts, {"maxsoftmax": rule}, "copy")
+    store = PromptStore()
+    full, confidences = record_trajectories(engine, prompts, {"maxsoftmax": rule}, "copy", store)
     for prompt, generation, conf in zip(prompts, full, confidences["maxsoftmax"]):
         assert generation.token_ids == engine.generate(prompt, Strategy.full()).token_ids
+        # the trajectory decoded from a copy: the store still holds the prompt's forward alone
+        kept = engine.prompt_passes(prompt, [Strategy.full()], store)[Strategy.full().prompt_pass()]
+        fresh = engine.prompt_pass(prompt, Strategy.full())
+        assert all(torch.equal(k.keys, f.keys) and torch.equal(k.values, f.values)
+                   for k, f in zip(kept.cache.layers, fresh.cache.layers))
         assert conf.shape == (len(generation.token_ids) - 1, len(setup["exits"]))
         if not conf.size:
             continue

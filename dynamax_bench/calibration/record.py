@@ -64,7 +64,7 @@ def record_trajectories(engine: EarlyExitGenerator, prompts: Sequence[str], rule
     for prompt in tqdm(prompts, desc="full trajectories", unit="sample"):
         recorder.start()
         start = engine.prompt_passes(prompt, [strategy], store)[strategy.prompt_pass()]
-        generations.append(engine.generate(prompt, strategy, start=start))
+        generations.append(engine.generate(prompt, strategy, start=start.copy()))  # the store keeps the pass
         for kind in rules:
             confidences[kind].append(recorder.matrix(kind, exits))
     return generations, confidences

@@ -212,7 +212,7 @@ class EarlyExitGenerator(EngineBase):
         """Each strategy's prompt pass by its `Strategy.prompt_pass` key, one forward per set of kept layers:
         every stateful rule builds its state from that forward's hidden states at the exits, the tensors a
         pass of its own computes. The passes of one forward share its cache: decode each from a `.copy()`.
-        With a `store`, a forward it holds is not run again, and the passes are copies of the stored ones."""
+        With a `store`, a forward it holds is not run again: its passes share the stored tensors too."""
         prompt_ids = self.tokenize(prompt)
         groups: dict[int | None, dict[Hashable, Strategy]] = {}
         for strategy in strategies:
@@ -232,10 +232,9 @@ class EarlyExitGenerator(EngineBase):
                     forward.states[key] = {}
                     for layer, hidden in forward.exits.items():
                         rule.prefill(self.points[layer], hidden, forward.states[key])
-            for key in keyed:
-                found = PromptPass(key=key, prompt_ids=prompt_ids, cache=forward.cache, state=forward.states.get(key, {}),
-                                   hidden=forward.hidden, executed=num_layers)
-                passes[key] = found.copy() if store is not None else found
+            passes.update({key: PromptPass(key=key, prompt_ids=prompt_ids, cache=forward.cache,
+                                           state=forward.states.get(key, {}), hidden=forward.hidden,
+                                           executed=num_layers) for key in keyed})
         return passes
 
     @torch.inference_mode()

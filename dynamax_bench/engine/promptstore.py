@@ -4,8 +4,8 @@ A calibration job decodes its split at threshold after threshold, in rounds, and
 near-tie rows against batch 1 (engine/correctness.py): the same prompt's batch-1 forward would run in
 its trajectory pass and again in every round that re-decodes it. The forward depends only on the
 prompt and the kept layers, so the store keeps it (the caches, the last hidden state and the hidden
-states at each exit, from which any stateful rule builds its state) and hands out copies: a pass from
-the store is the pass a fresh forward computes, tensor for tensor. Least recently used forwards leave
+states at each exit, from which any stateful rule builds its state): a pass from the store is the
+pass a fresh forward computes, tensor for tensor, and like it is decoded from a copy (`PromptPass.copy`). Least recently used forwards leave
 once the store holds more than its byte budget.
 """
 
