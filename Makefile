@@ -28,6 +28,8 @@ setup: $(STAMP)
 # interrupted (not that a job failed), its jobs stopped and the directory unlocked.
 SNAKEMAKE := $(BIN)/python -m dynamax_bench.launch
 
+# PROFILE=lossless: the default profile plus the self-speculative rows (config/lossless.yaml, a layer
+# over config/default.yaml: its cells go to results/default/ beside the default run's).
 paper_tables: $(STAMP)
 	$(SNAKEMAKE) paper_tables/ --cores all --rerun-incomplete --configfile config/$(PROFILE).yaml
 
@@ -53,6 +55,7 @@ test-all: $(STAMP)
 # The regression gate of a profile: its cells (run what is missing), then the comparison with
 # $(REFERENCE); `make check PROFILE=paper REFERENCE=reference/paper_reported.json` for the paper's numbers.
 check: $(STAMP)
+	@test -f $(REFERENCE) || { echo "make check: no reference $(REFERENCE) for PROFILE=$(PROFILE); the gate runs on a profile with one (reference/*.json): a layer such as lossless shares the default run's cells, so use make check (PROFILE=default)" >&2; exit 2; }
 	$(SNAKEMAKE) results/$(PROFILE)/check.txt --cores all --configfile config/$(PROFILE).yaml --omit-from check
 	$(BIN)/python -m dynamax_bench.reporting.check results/$(PROFILE) $(REFERENCE)
 

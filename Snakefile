@@ -9,7 +9,9 @@ from dynamax_bench.errors import stop
 
 min_version("9.0")
 
-# A profile file is complete on its own: the default is loaded only when none is given.
+# A profile file is complete on its own: the default is loaded only when none is given, or when the
+# file given is a layer over it (no `profile` key, e.g. config/lossless.yaml): Snakemake merges the
+# command line's files over this one (dynamax_bench/config.py `layered` reads them the same way).
 if "profile" not in config:
 
     configfile: f"{workflow.basedir}/config/default.yaml"

@@ -3,7 +3,7 @@ paper_tables/ are ignored): wall time and sample counts, time per stage (the `be
 the batched engine's agreement with batch 1 summed over every cell, the mamba kind's prompt cost
 against its decode savings per task (the ledger of the real `ee-mamba` cells), each backbone's
 chosen top-k, calibrated cells below their target, and copies of the tables behind them (Tables 2,
-2b, 2c, 3, 4, 6, 7, 8, 9, 10, 10b, 10c) and the trade-off figures. It writes them to
+2b, 2c, 3, 4, 6, 7, 8, 9; 10, 10b and 10c where config/lossless.yaml added them) and the trade-off figures. It writes them to
 benchmarks/results/<date>-<profile>/ and regenerates benchmarks/results/INDEX.md (benchmarks/history.py).
 
     python benchmarks/default_run.py --wall-seconds 2016 --how "make paper_tables in a fresh clone, ..." \
@@ -30,8 +30,9 @@ from dynamax_bench.reporting.tables.calibration import calibration_table, violat
 
 TABLES = ("table2_distillation", "table2b_top_k_choice", "table2c_exit_weights", "table3_main_results",
           "table4_ee_vs_pruning", "table6_claims", "table6_claims_comparisons", "table7_batch_agreement",
-          "table8_calibration", "table9_savings_at_targets", "table10_speculative", "table10b_speculative_latency",
-          "table10c_speculative_payoff")
+          "table8_calibration", "table9_savings_at_targets")
+SPECULATIVE_TABLES = ("table10_speculative", "table10b_speculative_latency", "table10c_speculative_payoff")  # with
+# config/lossless.yaml (the self-speculative rows), not in the default profile's run
 FIGURES = ("figure1_tradeoff_smollm2.png", "figure1_tradeoff_mamba2.png")
 
 
@@ -156,7 +157,8 @@ def main() -> None:
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "summary.json", summary)
-    for stem in TABLES:
+    speculative = SPECULATIVE_TABLES if (args.tables / f"{SPECULATIVE_TABLES[0]}.md").exists() else ()
+    for stem in (*TABLES, *speculative):
         for ext in ("md", "csv"):
             shutil.copyfile(args.tables / f"{stem}.{ext}", out / f"{stem}.{ext}")
     for name in FIGURES:

@@ -18,6 +18,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_PROFILE = REPO_ROOT / "config" / "default.yaml"
 
 
 class ConfigError(ValueError):
@@ -122,6 +123,17 @@ def distilled_backbones(config: dict) -> list[str]:
     return [n for n, s in config["backbones"].items() if s["source"]["kind"] == "distilled"]
 
 
+def layered(layer: dict) -> dict:
+    """A file without `profile` is a layer over the default profile (config/lossless.yaml): what the
+    Snakefile does with it, config/default.yaml first, then the layer's keys merged over it by
+    Snakemake's own `update_config` (nested mappings merged, anything else replaced)."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load(DEFAULT_PROFILE.read_text())
+    update_config(config, layer)
+    return config
+
+
 def load_config(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
@@ -129,6 +141,8 @@ def load_config(path: str | Path) -> dict:
     config = yaml.safe_load(path.read_text())
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    if "profile" not in config:
+        config = layered(config)
     try:
         return validate_config(config)
     except ConfigError as err:

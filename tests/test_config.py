@@ -170,3 +170,39 @@ def test_a_default_is_copied_not_shared_between_entries() -> None:
     first, second = (list(config["backbones"].values()) for config in (ours, theirs))
     assert first[0]["prune"] is not first[1]["prune"]
     assert second[0]["prune"] is second[1]["prune"]  # why config.validate_config keeps its own filler
+
+
+def test_a_file_without_a_profile_key_is_a_layer_over_the_default_profile() -> None:
+    """config/lossless.yaml: every setting of config/default.yaml, plus the self-speculative rows."""
+    default, lossless = (load_profile(REPO_ROOT / "config" / f"{name}.yaml") for name in ("default", "lossless"))
+    assert "profile" not in yaml.safe_load((REPO_ROOT / "config" / "lossless.yaml").read_text())
+    assert lossless["profile"] == "default" and not default["methods"].get("speculative")
+    assert lossless["methods"]["speculative"] == {"smollm2": [{"exit": 24, "draft": 2}], "mamba2": [{"exit": 13, "draft": 3}]}
+    assert {**lossless, "methods": {**lossless["methods"], "speculative": {}}} == \
+        {**default, "methods": {**default["methods"], "speculative": {}}}
+
+
+def test_a_layer_with_a_bad_key_is_named_with_its_file(tmp_path) -> None:
+    layer = tmp_path / "layer.yaml"
+    layer.write_text("methods:\n  speculatve: {}\n")
+    with pytest.raises(ConfigError, match=rf"{layer}: .*methods.*speculatve"):
+        load_profile(layer)
+
+
+def test_snakemake_reads_a_layer_as_the_loader_does(tmp_path) -> None:
+    """The Snakefile merges config/lossless.yaml over the default profile (results/default/): its dry run
+    plans the default run's cells plus a spec-* cell per backbone and task."""
+    def planned(configfile: str) -> set[str]:
+        result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
+                                 "--directory", str(tmp_path), "paper_tables/", "-n", "-p", "--cores", "2",
+                                 "--configfile", str(REPO_ROOT / "config" / configfile)],
+                                capture_output=True, text=True, cwd=REPO_ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return {line.split("output: ")[1] for line in result.stdout.splitlines() if "output: " in line}
+
+    default, lossless = planned("default.yaml"), planned("lossless.yaml")
+    spec = {f"results/default/cells/{backbone}/{task}/{method}.json"
+            for backbone, method in (("smollm2", "spec-e24-k2"), ("mamba2", "spec-e13-k3"))
+            for task in ("triviaqa", "truthfulqa", "coqa")}
+    assert default < lossless and spec <= lossless and not spec & default
+    assert all(path.startswith(("results/default/", "paper_tables")) or "/" not in path for path in lossless - default)
