@@ -219,6 +219,22 @@ def test_lossless_row_compares_spec_with_the_best_lossy_exit_at_each_target() ->
     assert not [o for o in decide([full(), *kinds(0.05, 0.10, 0.02)]) if o.claim == "lossless"]  # no spec cell, no row
 
 
+def test_the_scorecard_caption_asks_about_lossless_speculation_only_with_spec_rows() -> None:
+    """The default profile has no spec-* rows (config/lossless.yaml adds them): its Table 6 asks the paper's claims."""
+    from types import SimpleNamespace
+
+    from dynamax_bench.reporting.tables import scorecard as table6
+
+    def title(cells: list[dict]) -> str:
+        [table, _] = table6.tables(SimpleNamespace(cells=cells, evidence=EVIDENCE))
+        return table.caption.split(",")[0]
+
+    lossy = [full(), *kinds(0.05, 0.10, 0.02)]
+    assert title(lossy) == "Claims of the paper"
+    assert title([*lossy, make_cell("spec-e6-k2", share(N, N), savings(0.40))]) == \
+        "Claims of the paper (and whether lossless speculation beats them)"
+
+
 def rows_of(outcomes: list[Outcome], claim: str) -> list[tuple]:
     """What a reader of the comparisons table sees of one claim's rows: where, sides, verdict and why."""
     return [(o.backbone, o.task, o.comparison, o.a, o.b, o.verdict, o.reason) for o in outcomes if o.claim == claim]
