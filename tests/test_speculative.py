@@ -229,20 +229,24 @@ def test_bad_speculation_is_refused(layer: int, tokens: int, message: str, tiny_
 
 
 @pytest.mark.slow
-def test_smollm2_speculation_equals_full_on_every_truthfulqa_sample(smollm2: Backbone, default_config: dict) -> None:
-    """Real weights, the default profile's spec row, every embedded TruthfulQA question through the decoder
-    the generate rule uses: the full model's tokens on every row (a verification near tie checked at batch 1)."""
+def test_smollm2_speculation_equals_full_on_every_truthfulqa_sample(smollm2: Backbone) -> None:
+    """Real weights, the spec row of the lossless layer over the default profile, every embedded TruthfulQA
+    question through the decoder the generate rule uses: the full model's tokens on every row (a verification
+    near tie checked at batch 1)."""
     from dataclasses import replace
 
+    from dynamax_bench.config import REPO_ROOT
     from dynamax_bench.generation.decoder import Decoder
     from dynamax_bench.generation.tasks import load_samples
+    from dynamax_bench.profile_checks import load_profile
     from dynamax_bench.spec import decode_spec, speculative_methods, task_spec
 
-    (method,) = speculative_methods(default_config, "smollm2")
-    task, samples = load_samples(task_spec(default_config, "truthfulqa"))
+    config = load_profile(REPO_ROOT / "config" / "lossless.yaml")
+    (method,) = speculative_methods(config, "smollm2")
+    task, samples = load_samples(task_spec(config, "truthfulqa"))
     prompts = [s.prompt for s in samples]
-    spec = decode_spec(default_config, "smollm2", "truthfulqa", method)
-    full = replace(decode_spec(default_config, "smollm2", "truthfulqa", "full"), batch_size=1, prefix_cache=False)
+    spec = decode_spec(config, "smollm2", "truthfulqa", method)
+    full = replace(decode_spec(config, "smollm2", "truthfulqa", "full"), batch_size=1, prefix_cache=False)
     mine, agreement = Decoder.for_backbone(spec, smollm2).decode(prompts, task.stop_strings, disable_tqdm=True)
     reference, _ = Decoder.for_backbone(full, smollm2).decode(prompts, task.stop_strings, disable_tqdm=True)
     assert len(mine) == len(samples) == 53
